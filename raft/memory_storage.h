@@ -1,0 +1,51 @@
+// MemoryStorage: an in-memory LogStorage for tests, the simulator and
+// benchmarks. It holds only what the driver declares durable: a driver
+// "persists" a Ready into it (persist()), and then acknowledges to the Raft
+// object. A simulated crash keeps the MemoryStorage and drops everything the
+// driver had not persisted yet; a restart constructs a new Raft on it.
+//
+//   MemoryStorage disk;
+//   Raft r(config, disk, now);
+//   r.take_ready(ready);
+//   disk.persist(ready);                       // "fsync"
+//   if (ready.hard_state) r.hard_state_persisted(*ready.hard_state, now);
+//   if (!ready.entries.empty())
+//     r.entries_persisted(ready.entries.back().index, ready.entries.back().term, now);
+//
+// Not thread-safe; owned by the same thread as the Raft object it serves.
+#pragma once
+
+#include <vector>
+
+#include "raft/ready.h"
+#include "raft/storage.h"
+
+namespace nori::raft {
+
+class MemoryStorage final : public LogStorage {
+ public:
+  MemoryStorage() = default;
+
+  HardState hard_state() const override { return hard_state_; }
+  Index first_index() const override { return 1; }
+  Index last_index() const override { return entries_.size(); }
+  base::Result<Term> term(Index index) const override;
+  base::Status entries(Index lo, Index hi, uint64_t bytes_max,
+                       std::vector<Entry>& out) const override;
+
+  // Makes the persistence part of `ready` durable: hard state, truncation,
+  // entries (asserts they are contiguous with what is stored).
+  void persist(const Ready& ready);
+  void set_hard_state(const HardState& hs) { hard_state_ = hs; }
+  void truncate_from(Index index);
+  void append(const std::vector<Entry>& entries);
+
+  // For checkers: the whole durable log.
+  const std::vector<Entry>& log() const { return entries_; }
+
+ private:
+  HardState hard_state_;
+  std::vector<Entry> entries_;  // entries_[i] has index i + 1
+};
+
+}  // namespace nori::raft

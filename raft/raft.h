@@ -1,0 +1,334 @@
+// Raft: the pure state machine of one replica of one Raft group.
+//
+// What it is for: deciding, for one group on one node, what to send, what to
+// persist, what to apply and which reads may be served. It does no I/O, owns
+// no thread and reads no clock: the driver (raft::Node later; the simulator
+// and tests now) feeds it messages, the current time of this node's clock
+// (CLOCK_BOOTTIME in production, read fresh for every call: never a cached
+// loop time, because lease decisions depend on it), proposals, reads, and
+// durability/apply acknowledgements, then drains the outputs with
+// take_ready(). Given the same Config (random_seed included) and the same
+// inputs, it produces the same outputs.
+//
+//   Raft r(config, storage, BootClock::now());
+//   r.step(std::move(msg), BootClock::now());
+//   r.tick(BootClock::now());                     // by r.next_tick() at the latest
+//   auto idx = r.propose(bytes, id, now, deadline);
+//   r.read(ReadMode::kLease, read_id, BootClock::now());  // now read AFTER the read arrived
+//   if (r.has_ready()) { r.take_ready(ready); ...persist, send, apply...; }
+//   r.entries_persisted(i, t, now); r.hard_state_persisted(hs, now); r.applied(i, now);
+//
+// Ownership and threading: one Raft object per group per node, used by one
+// thread (the reactor that owns the group). It keeps a reference to the
+// LogStorage, which must outlive it. Nothing is durable when a call returns:
+// durability is the driver's job, acknowledged back (raft/storage.h); the
+// core never counts, grants or acknowledges anything that depends on
+// durability before that acknowledgement (or before the marked messages
+// leave after it, Ready::OutMessage::after).
+//
+// Crash: the core holds no state that must survive; a restarted replica is
+// constructed from LogStorage (hard state + durable log) and starts with a
+// full lease promise outstanding (docs/lease.md).
+//
+// Reads (docs/lease.md for the lease argument):
+//   kLease: granted with no round trip while the leader holds its lease, its
+//     term has a committed entry, its post-election wait is over and the state
+//     machine has applied the commit index seen when the read arrived;
+//     otherwise it waits for a read-index round.
+//   kReadIndex: one heartbeat round sent after the read arrived, shared by all
+//     reads waiting for it; granted once a current-term entry is committed and
+//     applied up to the read index.
+//   kStaleNoGuarantee: any role, granted at once at the applied index.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "raft/config.h"
+#include "raft/message.h"
+#include "raft/quorum.h"
+#include "raft/ready.h"
+#include "raft/storage.h"
+#include "raft/types.h"
+#include "runtime/base/result.h"
+
+namespace nori::raft {
+
+// A snapshot of a replica's state, for tests, checkers and metrics.
+struct RaftStatus {
+  NodeId id = kNoNode;
+  GroupId group = 0;
+  Role role = Role::kFollower;
+  Term term = 0;
+  NodeId vote = kNoNode;
+  NodeId leader = kNoNode;
+  Index last_index = 0;
+  Term last_term = 0;
+  Index durable_index = 0;
+  Index commit = 0;
+  Index applied = 0;
+  // Leader only: the end of the current lease (TimePoint{} if none), and the
+  // end of the post-election wait (no commit, no lease read before it).
+  TimePoint lease_until{};
+  TimePoint leader_wait_until{};
+  // This node's promise to the leader it last answered (docs/lease.md).
+  TimePoint promise_until{};
+  NodeId promise_leader = kNoNode;
+  Term promise_term = 0;
+  uint64_t uncommitted_bytes = 0;
+};
+
+class Raft {
+ public:
+  // Reads the durable state from `storage`. `now` is this node's clock at
+  // start: the replica promises nothing to anyone it could have answered
+  // before the restart only after now + promise window (docs/lease.md).
+  // Asserts config.validate().
+  Raft(Config config, LogStorage& storage, TimePoint now);
+  ~Raft();
+  Raft(const Raft&) = delete;
+  Raft& operator=(const Raft&) = delete;
+
+  // Validates the config first; the error a caller can act on.
+  static base::Result<std::unique_ptr<Raft>> create(Config config, LogStorage& storage,
+                                                    TimePoint now);
+
+  // --- inputs ------------------------------------------------------------------
+
+  // Advances timers: election timeout, heartbeat rounds, check-quorum,
+  // proposal deadlines, transfer timeout, end of the post-election wait. Call
+  // it no later than next_tick(); calling it more often is harmless.
+  void tick(TimePoint now);
+
+  // A message from a peer of this group (m.group == group(), m.to == id()).
+  // Messages from unknown nodes, of reserved types or stale terms are dropped
+  // or answered as Raft prescribes; a malformed message cannot corrupt state.
+  void step(Message m, TimePoint now);
+
+  // Proposes a command. On success returns the index it was appended at (not
+  // yet durable or committed); its outcome comes later as a ProposalResult
+  // with `proposal_id`. Errors (the command was certainly NOT appended):
+  //   kNotLeader (hint() = leader id or 0), kNoQuorum (leader lost contact
+  //   with its quorum), kBusy (uncommitted bytes or pending proposals at their
+  //   bound, or a leadership transfer is in progress), kTimedOut (deadline <=
+  //   now), kInvalidArgument (payload larger than append_bytes_max).
+  // After acceptance: kOutcomeUnknown when leadership or the deadline is lost
+  // before commit.
+  base::Result<Index> propose(std::string data, uint64_t proposal_id, TimePoint now,
+                              TimePoint deadline);
+
+  // Asks to serve a read. `now` must be read from the clock after the read
+  // arrived. Immediate errors (certainly not served): kNotLeader for
+  // linearizable reads on a non-leader, kBusy at reads_pending_max. Otherwise
+  // exactly one ReadResult with `request_id` follows in a Ready (possibly the
+  // very next one).
+  base::Status read(ReadMode mode, uint64_t request_id, TimePoint now);
+
+  // Planned handover to `target` (a voter): stop accepting proposals, catch
+  // the target up, end this node's lease for the rest of the term, then send
+  // TimeoutNow. Gives up after an election timeout (leases stay ended).
+  // kNotLeader, kInvalidArgument (unknown target or self), kBusy (a transfer
+  // is already running).
+  base::Status transfer_leadership(NodeId target, TimePoint now);
+
+  // Starts an election now (pre-vote first if configured). For tests and
+  // operators; normal elections start from tick().
+  void campaign(TimePoint now);
+
+  // Durability acknowledgements (raft/storage.h). Out-of-date ones are ignored.
+  void hard_state_persisted(const HardState& hs, TimePoint now);
+  void entries_persisted(Index index, Term term, TimePoint now);
+
+  // The state machine has applied every entry up to `index` (monotonic).
+  void applied(Index index, TimePoint now);
+
+  // --- outputs -----------------------------------------------------------------
+
+  bool has_ready() const { return !ready_.empty() || need_hard_state_; }
+  // Moves the accumulated outputs into `out` (cleared first; its buffers are
+  // recycled, so a driver that keeps one Ready per group allocates nothing in
+  // steady state).
+  void take_ready(Ready& out);
+
+  // The latest time by which tick() must be called again.
+  TimePoint next_tick() const;
+
+  // --- queries -------------------------------------------------------------------
+
+  NodeId id() const { return id_; }
+  GroupId group() const { return group_; }
+  Role role() const { return role_; }
+  bool is_leader() const { return role_ == Role::kLeader; }
+  NodeId leader() const { return leader_; }
+  Term term() const { return term_; }
+  Index commit_index() const { return commit_; }
+  Index last_index() const { return last_index_; }
+  Index applied_index() const { return applied_; }
+  Index durable_index() const { return durable_index_; }
+  const QuorumConfig& quorum() const { return quorum_; }
+  RaftStatus status() const;
+  // Whether a lease read arriving at `now` would be served from the lease
+  // (leader, lease valid at now, wait over, not ended by a transfer).
+  bool lease_valid(TimePoint now) const;
+  const Config& config() const { return config_; }
+
+ private:
+  struct Inflight {
+    Index last = 0;
+    uint64_t bytes = 0;
+  };
+  struct Progress {
+    NodeId id = kNoNode;
+    Index match = 0;
+    Index next = 1;
+    bool replicating = false;  // false: probing (one append until a reply)
+    bool probe_sent = false;
+    std::deque<Inflight> inflight;  // bounded by inflight_msgs_max
+    uint64_t inflight_bytes = 0;
+    uint64_t acked_round = 0;  // highest heartbeat round acknowledged this term
+    TimePoint last_heard{};    // last message of this term from this peer
+    int8_t vote = -1;          // -1 none, 0 rejected, 1 granted (election)
+  };
+  struct PendingProposal {
+    uint64_t id = 0;
+    Index index = 0;
+    Term term = 0;
+    TimePoint deadline{};
+    uint64_t bytes = 0;
+  };
+  struct PendingRead {
+    uint64_t id = 0;
+    ReadMode mode = ReadMode::kLease;
+    Index index = 0;         // read index (commit seen on arrival, >= term start)
+    uint64_t round = 0;      // heartbeat round that must be acked (0: none yet)
+    bool confirmed = false;  // leadership confirmed (round acked or lease)
+    bool via_lease = false;
+  };
+  struct RoundSent {
+    uint64_t round = 0;
+    TimePoint sent{};
+  };
+
+  // Roles.
+  void become_follower(Term term, NodeId leader, TimePoint now);
+  void become_pre_candidate(TimePoint now);
+  void become_candidate(TimePoint now, NodeId transfer_leader, Term transfer_term,
+                        Duration handed_over_wait);
+  void become_leader(TimePoint now);
+  void set_term(Term term, TimePoint now);
+  void reset_election_deadline(TimePoint now);
+  void step_down_as_leader(TimePoint now, const char* why);
+  void maybe_count_votes(TimePoint now);
+
+  // Message handlers.
+  void handle_vote_request(const Message& m, const VoteRequest& req, TimePoint now);
+  void handle_vote_reply(const Message& m, const VoteReply& rep, TimePoint now);
+  void handle_append(Message& m, Append& app, TimePoint now);
+  void handle_append_reply(const Message& m, const AppendReply& rep, TimePoint now);
+  void handle_heartbeat(const Message& m, const Heartbeat& hb, TimePoint now);
+  void handle_heartbeat_reply(const Message& m, const HeartbeatReply& rep, TimePoint now);
+  void handle_timeout_now(const Message& m, const TimeoutNow& tn, TimePoint now);
+  void reply_stale_term(const Message& m);
+
+  // Leader machinery.
+  Progress* progress(NodeId id);
+  void send(NodeId to, MessageBody body, SendAfter after);
+  void send_append(Progress& p, bool allow_empty);
+  void broadcast_append(bool allow_empty);
+  void send_heartbeat_round(TimePoint now);
+  void maybe_commit(TimePoint now);
+  void on_commit_advanced(TimePoint now);
+  void maybe_send_timeout_now(TimePoint now);
+  void extend_promise(NodeId leader, TimePoint now);
+  Duration promise_remaining(TimePoint now, NodeId excluded_leader, Term excluded_term) const;
+  TimePoint lease_until() const;
+  bool lease_confirms_read(TimePoint now) const;
+  void advance_reads(TimePoint now);
+  void fail_pending(TimePoint now, NodeId leader_hint);
+  void expire_proposals(TimePoint now);
+
+  // Log.
+  Term term_at(Index index) const;  // asserts availability
+  std::optional<Term> try_term_at(Index index) const;
+  void append_local(Entry e);
+  void truncate_from(Index index);
+  bool fetch_entries(Index lo, Index hi, uint64_t bytes_max, uint32_t count_max,
+                     std::vector<Entry>& out) const;
+  void emit_committed();
+  void trim_log_cache();
+  bool log_up_to_date(Index last_index, Term last_term) const;
+
+  void event(EventKind kind, NodeId node, TimePoint now);
+  uint64_t random_next();
+
+  Config config_;
+  LogStorage& storage_;
+  NodeId id_;
+  GroupId group_;
+  QuorumConfig quorum_;
+  Duration promise_window_;
+  uint64_t rng_state_;
+
+  // Persistent state (in memory) and what of it is durable.
+  Term term_ = 0;
+  NodeId vote_ = kNoNode;
+  Term durable_term_ = 0;
+  NodeId durable_vote_ = kNoNode;
+  bool need_hard_state_ = false;  // term/vote changed since last take_ready
+
+  // Volatile state.
+  Role role_ = Role::kFollower;
+  NodeId leader_ = kNoNode;
+  Index commit_ = 0;
+  Index applied_ = 0;
+  Index apply_sent_ = 0;  // highest index handed out in Ready::committed
+
+  // Log: entries [mem_first_, last_index_] in memory; older ones in storage_.
+  std::deque<Entry> mem_;
+  uint64_t mem_bytes_ = 0;
+  Index mem_first_ = 1;
+  Index last_index_ = 0;
+  Term last_term_ = 0;
+  Index durable_index_ = 0;
+  Index storage_last_index_ = 0;  // durable entries storage_ can return
+
+  // Timers.
+  TimePoint election_deadline_{};
+  TimePoint last_leader_contact_{};
+  TimePoint next_heartbeat_{};
+
+  // Lease promise this node made (docs/lease.md).
+  TimePoint promise_until_{};
+  NodeId promise_leader_ = kNoNode;
+  Term promise_term_ = 0;
+
+  // Peers (every voter but this node) and, as leader, their progress.
+  std::vector<Progress> peers_;
+  bool self_vote_durable_ = false;
+  TimePoint candidate_wait_until_{};  // max over counted votes of widened promises
+  NodeId campaign_transfer_leader_ = kNoNode;
+  Term campaign_transfer_term_ = 0;
+
+  // Leader state.
+  Index term_start_index_ = 0;  // index of this leader's no-op
+  TimePoint leader_wait_until_{};
+  uint64_t round_ = 0;            // last heartbeat round sent this term
+  std::deque<RoundSent> rounds_;  // send times of recent rounds (bounded)
+  bool lease_ended_ = false;      // a transfer ended the lease for this term
+  bool read_round_wanted_ = false;
+  uint64_t read_round_ = 0;  // last round sent on behalf of waiting reads
+  std::deque<PendingProposal> proposals_;
+  uint64_t uncommitted_bytes_ = 0;
+  std::vector<PendingRead> reads_;
+  NodeId transfer_target_ = kNoNode;
+  TimePoint transfer_deadline_{};
+  bool timeout_now_sent_ = false;
+
+  Ready ready_;
+};
+
+}  // namespace nori::raft

@@ -1,0 +1,73 @@
+// The storage contract between the Raft core and its driver.
+//
+// Two halves:
+//
+// 1. What the core ASKS the driver to persist, in Ready (raft/ready.h): a hard
+//    state (term, vote) and/or log entries, possibly after truncating a
+//    conflicting suffix. The driver acknowledges durability back to the core:
+//      Raft::hard_state_persisted(hs)         once that (term, vote) is durable
+//      Raft::entries_persisted(index, term)   once every entry up to `index`
+//                                             (and any truncation before it)
+//                                             is durable and entry `index` has
+//                                             term `term`
+//    Acknowledgements may arrive late, coalesced or out of date; the core
+//    ignores any that no longer match its log. A hard-state record may become
+//    durable ahead of queued entry writes (a vote waits only for its own
+//    record); entries become durable in index order.
+//
+// 2. What the core READS from the driver: LogStorage, the durable log, for
+//    entries the core no longer keeps in memory (a lagging follower, entries
+//    to apply after the in-memory cache was trimmed) and for the state at
+//    start. The core never reads an index it has not seen acknowledged as
+//    durable through this instance, except at construction.
+//
+// The rules the core relies on (DESIGN.md, "Durability"), and how messages in
+// Ready are marked accordingly (Ready::OutMessage::after):
+//   - a term is durable before any message is sent in it;
+//   - a candidate counts its own vote, and a voter grants one, only once it is
+//     durable;
+//   - an append is acknowledged only once its entries (and any truncation) are
+//     durable;
+//   - heartbeat replies never wait for a data sync (only for a term change).
+//
+// Threading: LogStorage is called only from inside Raft's methods, on the
+// thread that owns that Raft object. Reads are synchronous; a driver backed by
+// a disk log keeps an in-memory index so they are cheap.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "raft/types.h"
+#include "runtime/base/result.h"
+
+namespace nori::raft {
+
+class LogStorage {
+ public:
+  virtual ~LogStorage() = default;
+
+  // The durable hard state at startup ({0, 0, 0} for a new replica).
+  virtual HardState hard_state() const = 0;
+
+  // The first index whose entry is available (1 with no compaction; after a
+  // snapshot, snapshot index + 1). term(first_index() - 1) must still answer.
+  virtual Index first_index() const = 0;
+
+  // The last durable index (first_index() - 1 when empty).
+  virtual Index last_index() const = 0;
+
+  // The term of entry `index`, for first_index()-1 <= index <= last_index();
+  // term(0) = 0. kNotFound if compacted away or beyond the log.
+  virtual base::Result<Term> term(Index index) const = 0;
+
+  // Appends to `out` the entries [lo, hi) in order, stopping early (but always
+  // returning at least one entry if lo < hi) once bytes_max would be
+  // exceeded (entry_bytes()). kNotFound if lo was compacted away; kIo or
+  // kCorruption if the log cannot be read (the core then stops replicating to
+  // that follower for this step and retries later).
+  virtual base::Status entries(Index lo, Index hi, uint64_t bytes_max,
+                               std::vector<Entry>& out) const = 0;
+};
+
+}  // namespace nori::raft
