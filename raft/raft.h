@@ -148,7 +148,7 @@ class Raft {
 
   // --- outputs -----------------------------------------------------------------
 
-  bool has_ready() const { return !ready_.empty() || need_hard_state_; }
+  bool has_ready() const;
   // Moves the accumulated outputs into `out` (cleared first; its buffers are
   // recycled, so a driver that keeps one Ready per group allocates nothing in
   // steady state).
@@ -189,6 +189,7 @@ class Raft {
     bool probe_sent = false;
     std::deque<Inflight> inflight;  // bounded by inflight_msgs_max
     uint64_t inflight_bytes = 0;
+    Index match_at_round = 0;  // match when the last heartbeat round was sent
     uint64_t acked_round = 0;  // highest heartbeat round acknowledged this term
     TimePoint last_heard{};    // last message of this term from this peer
     int8_t vote = -1;          // -1 none, 0 rejected, 1 granted (election)
@@ -237,6 +238,10 @@ class Raft {
   // Leader machinery.
   Progress* progress(NodeId id);
   void send(NodeId to, MessageBody body, SendAfter after);
+  void send_with_term(NodeId to, Term term, MessageBody body, SendAfter after);
+  void flush_appends();
+  bool quorum_active(TimePoint now) const;
+  uint64_t quorum_round() const;
   void send_append(Progress& p, bool allow_empty);
   void broadcast_append(bool allow_empty);
   void send_heartbeat_round(TimePoint now);
@@ -320,6 +325,9 @@ class Raft {
   std::deque<RoundSent> rounds_;  // send times of recent rounds (bounded)
   bool lease_ended_ = false;      // a transfer ended the lease for this term
   bool read_round_wanted_ = false;
+  bool appends_dirty_ = false;   // new entries to send at the next take_ready
+  bool leader_waiting_ = false;  // commit held back until leader_wait_until_
+  TimePoint earliest_deadline_ = TimePoint::max();
   uint64_t read_round_ = 0;  // last round sent on behalf of waiting reads
   std::deque<PendingProposal> proposals_;
   uint64_t uncommitted_bytes_ = 0;

@@ -1,0 +1,1150 @@
+// The Raft core. Section order: construction and outputs, timers, roles,
+// elections, replication (follower side, then leader side), commitment,
+// proposals, reads and leases, leadership transfer, log.
+//
+// The lease argument this code enforces is docs/lease.md; each place that
+// depends on it is marked "lease:".
+#include "raft/raft.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "runtime/base/assert.h"
+
+namespace nori::raft {
+
+namespace {
+
+using std::chrono::milliseconds;
+
+// Heartbeat rounds whose send times are kept (the lease needs the send time of
+// the newest round a quorum acknowledged; with 150 ms heartbeats and a 2 s
+// lease, rounds older than ~14 heartbeats can never give a lease, and reads
+// add at most one extra round per round trip).
+constexpr size_t kRoundsKept = 256;
+
+Duration ns(int64_t v) {
+  return Duration(v);
+}
+
+}  // namespace
+
+// --- construction and outputs ----------------------------------------------------
+
+base::Result<std::unique_ptr<Raft>> Raft::create(Config config, LogStorage& storage,
+                                                 TimePoint now) {
+  NORI_TRY(config.validate());
+  return std::make_unique<Raft>(std::move(config), storage, now);
+}
+
+Raft::Raft(Config config, LogStorage& storage, TimePoint now)
+    : config_(std::move(config)),
+      storage_(storage),
+      id_(config_.id),
+      group_(config_.group),
+      quorum_(MajorityConfig(config_.voters)),
+      promise_window_(config_.promise_window()),
+      rng_state_(config_.random_seed ^ (config_.id * 0x9e3779b97f4a7c15ull) ^
+                 (config_.group * 0xbf58476d1ce4e5b9ull)) {
+  auto valid = config_.validate();
+  NORI_ASSERT(valid.ok(), "invalid raft config: {}", valid.error().to_string());
+
+  HardState hs = storage_.hard_state();
+  term_ = durable_term_ = hs.term;
+  vote_ = durable_vote_ = hs.vote;
+  Index first = storage_.first_index();
+  Index last = storage_.last_index();
+  NORI_ASSERT(first >= 1 && last + 1 >= first, "storage range [{}, {}]", first, last);
+  auto last_term = storage_.term(last);
+  NORI_ASSERT(last_term.ok(), "storage cannot give the term of its last index {}", last);
+  last_index_ = durable_index_ = storage_last_index_ = last;
+  last_term_ = *last_term;
+  mem_first_ = last + 1;
+
+  NORI_ASSERT(config_.applied <= last, "applied {} beyond the durable log {}", config_.applied,
+              last);
+  applied_ = apply_sent_ = config_.applied;
+  // The stored commit is a hint at most the real commit index; anything the
+  // state machine applied was committed.
+  commit_ = std::max(std::min(hs.commit, last), applied_);
+
+  for (NodeId v : quorum_.all_voters()) {
+    if (v != id_) peers_.push_back(Progress{.id = v});
+  }
+
+  // lease: a restarted process cannot remember promises it made before it
+  // stopped, so it assumes a full one is outstanding (docs/lease.md, "Restart").
+  promise_until_ = now + promise_window_;
+  promise_leader_ = kNoNode;
+  promise_term_ = 0;
+  reset_election_deadline(now);
+}
+
+Raft::~Raft() = default;
+
+bool Raft::has_ready() const {
+  return !ready_.empty() || need_hard_state_ || appends_dirty_ ||
+         apply_sent_ < std::min(commit_, durable_index_);
+}
+
+void Raft::take_ready(Ready& out) {
+  out.clear();
+  // New entries proposed since the last drain go out as one append per
+  // follower: this is where proposals are batched.
+  if (appends_dirty_) flush_appends();
+  emit_committed();
+  if (need_hard_state_) {
+    ready_.hard_state = HardState{term_, vote_, commit_};
+    need_hard_state_ = false;
+  } else if (!ready_.hard_state) {
+    // A message gated on the hard state needs one in this Ready to wait for:
+    // re-issue the current one if an earlier record is still in flight.
+    for (const OutMessage& m : ready_.messages) {
+      if (m.after != SendAfter::kNow && (durable_term_ < term_ || durable_vote_ != vote_)) {
+        ready_.hard_state = HardState{term_, vote_, commit_};
+        break;
+      }
+    }
+  }
+  ready_.commit = commit_;
+  std::swap(out, ready_);
+}
+
+TimePoint Raft::next_tick() const {
+  if (role_ == Role::kLeader) {
+    TimePoint t = next_heartbeat_;
+    if (leader_waiting_) t = std::min(t, leader_wait_until_);
+    if (transfer_target_ != kNoNode) t = std::min(t, transfer_deadline_);
+    if (!proposals_.empty()) t = std::min(t, earliest_deadline_);
+    return t;
+  }
+  if (!quorum_.contains(id_)) return TimePoint::max();
+  return election_deadline_;
+}
+
+RaftStatus Raft::status() const {
+  RaftStatus s;
+  s.id = id_;
+  s.group = group_;
+  s.role = role_;
+  s.term = term_;
+  s.vote = vote_;
+  s.leader = leader_;
+  s.last_index = last_index_;
+  s.last_term = last_term_;
+  s.durable_index = durable_index_;
+  s.commit = commit_;
+  s.applied = applied_;
+  if (role_ == Role::kLeader) {
+    s.lease_until = lease_until();
+    s.leader_wait_until = leader_wait_until_;
+  }
+  s.promise_until = promise_until_;
+  s.promise_leader = promise_leader_;
+  s.promise_term = promise_term_;
+  s.uncommitted_bytes = uncommitted_bytes_;
+  return s;
+}
+
+void Raft::event(EventKind kind, NodeId node, TimePoint now) {
+  ready_.events.push_back(Event{kind, group_, term_, node, now});
+}
+
+uint64_t Raft::random_next() {
+  // splitmix64: deterministic per (seed, node, group).
+  uint64_t z = (rng_state_ += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+// --- sending ---------------------------------------------------------------------
+
+void Raft::send(NodeId to, MessageBody body, SendAfter after) {
+  send_with_term(to, term_, std::move(body), after);
+}
+
+void Raft::send_with_term(NodeId to, Term term, MessageBody body, SendAfter after) {
+  // Durability rule 1: a term is durable before any message is sent in it.
+  // Any message stamped with a term this node has not yet made durable waits
+  // for the hard-state record (a pre-vote request is stamped with term+1 but
+  // promises nothing, and its sender persists nothing for it).
+  bool is_pre_vote =
+      std::holds_alternative<VoteRequest>(body) && std::get<VoteRequest>(body).pre_vote;
+  bool is_pre_vote_reply =
+      std::holds_alternative<VoteReply>(body) && std::get<VoteReply>(body).pre_vote;
+  if (!is_pre_vote && !is_pre_vote_reply && durable_term_ < term_ && after == SendAfter::kNow) {
+    after = SendAfter::kHardState;
+  }
+  ready_.messages.push_back(OutMessage{Message{group_, id_, to, term, std::move(body)}, after});
+}
+
+// --- timers ----------------------------------------------------------------------
+
+void Raft::reset_election_deadline(TimePoint now) {
+  int64_t lo = milliseconds(config_.election_timeout_min_ms).count() * 1'000'000;
+  int64_t hi = milliseconds(config_.election_timeout_max_ms).count() * 1'000'000;
+  election_deadline_ = now + ns(lo + static_cast<int64_t>(random_next() % uint64_t(hi - lo)));
+}
+
+void Raft::tick(TimePoint now) {
+  if (role_ != Role::kLeader) {
+    if (quorum_.contains(id_) && now >= election_deadline_) campaign(now);
+    return;
+  }
+  // Check-quorum: a leader that has not heard from a quorum within the
+  // window steps down, so a partitioned leader stops accepting proposals and
+  // a follower-side election is not needed to depose it.
+  if (config_.check_quorum && !quorum_active(now)) {
+    step_down_as_leader(now, "check-quorum: no quorum heard within the window");
+    return;
+  }
+  if (transfer_target_ != kNoNode && now >= transfer_deadline_) {
+    // Give up; the lease stays ended for this term if TimeoutNow went out
+    // (it may still arrive, late or twice).
+    transfer_target_ = kNoNode;
+  }
+  if (leader_waiting_ && now >= leader_wait_until_) maybe_commit(now);
+  if (now >= next_heartbeat_) send_heartbeat_round(now);
+  if (!proposals_.empty() && now >= earliest_deadline_) expire_proposals(now);
+}
+
+bool Raft::quorum_active(TimePoint now) const {
+  TimePoint since = now - config_.check_quorum_window();
+  return quorum_.vote_result([&](NodeId id) -> int {
+    if (id == id_) return 1;
+    for (const Progress& p : peers_) {
+      if (p.id == id) return p.last_heard >= since ? 1 : 0;
+    }
+    return 0;
+  }) == VoteResult::kWon;
+}
+
+// --- roles -----------------------------------------------------------------------
+
+void Raft::set_term(Term term, TimePoint now) {
+  NORI_ASSERT(term > term_, "term must grow: {} -> {}", term_, term);
+  term_ = term;
+  vote_ = kNoNode;
+  need_hard_state_ = true;
+}
+
+void Raft::become_follower(Term term, NodeId leader, TimePoint now) {
+  if (role_ == Role::kLeader) step_down_as_leader(now, "higher term");
+  if (term > term_) set_term(term, now);
+  role_ = Role::kFollower;
+  if (leader != kNoNode && leader != leader_) event(EventKind::kLeaderElected, leader, now);
+  leader_ = leader;
+  reset_election_deadline(now);
+}
+
+void Raft::step_down_as_leader(TimePoint now, const char* why) {
+  NORI_ASSERT(role_ == Role::kLeader);
+  event(EventKind::kStepDown, id_, now);
+  role_ = Role::kFollower;
+  leader_ = kNoNode;
+  // Everything in flight loses its leader: proposals may still commit under a
+  // later leader (outcome unknown), reads were not served (not leader).
+  fail_pending(now, kNoNode);
+  transfer_target_ = kNoNode;
+  leader_waiting_ = false;
+  appends_dirty_ = false;
+  reset_election_deadline(now);
+  (void)why;
+}
+
+void Raft::campaign(TimePoint now) {
+  if (!quorum_.contains(id_) || role_ == Role::kLeader) return;
+  if (config_.pre_vote) {
+    become_pre_candidate(now);
+  } else {
+    become_candidate(now, kNoNode, 0, Duration(0));
+  }
+}
+
+void Raft::become_pre_candidate(TimePoint now) {
+  role_ = Role::kPreCandidate;
+  leader_ = kNoNode;
+  for (Progress& p : peers_)
+    p.vote = -1;
+  reset_election_deadline(now);
+  for (Progress& p : peers_) {
+    send_with_term(
+        p.id, term_ + 1,
+        VoteRequest{.pre_vote = true, .last_index = last_index_, .last_term = last_term_},
+        SendAfter::kNow);
+  }
+  maybe_count_votes(now);
+}
+
+void Raft::become_candidate(TimePoint now, NodeId transfer_leader, Term transfer_term,
+                            Duration handed_over_wait) {
+  set_term(term_ + 1, now);
+  vote_ = id_;
+  role_ = Role::kCandidate;
+  leader_ = kNoNode;
+  self_vote_durable_ = false;
+  for (Progress& p : peers_)
+    p.vote = -1;
+  campaign_transfer_leader_ = transfer_leader;
+  campaign_transfer_term_ = transfer_term;
+  // lease: the self-vote carries this node's own remaining promise (measured
+  // on this clock, so no widening); a transfer also hands over what was left
+  // of the old leader's post-election wait, measured on its clock (widened).
+  candidate_wait_until_ = now + promise_remaining(now, transfer_leader, transfer_term);
+  if (handed_over_wait > Duration(0)) {
+    candidate_wait_until_ =
+        std::max(candidate_wait_until_, now + config_.widen_for_drift(handed_over_wait));
+  }
+  reset_election_deadline(now);
+  // Sent only once the new term and self-vote are durable (send() marks them
+  // kHardState: the term is not durable yet).
+  for (Progress& p : peers_) {
+    send(p.id,
+         VoteRequest{.pre_vote = false,
+                     .last_index = last_index_,
+                     .last_term = last_term_,
+                     .transfer_leader = transfer_leader,
+                     .transfer_term = transfer_term},
+         SendAfter::kHardState);
+  }
+  // The self-vote counts only after hard_state_persisted() (durability rule 2).
+}
+
+void Raft::maybe_count_votes(TimePoint now) {
+  if (role_ != Role::kPreCandidate && role_ != Role::kCandidate) return;
+  bool pre = role_ == Role::kPreCandidate;
+  VoteResult r = quorum_.vote_result([&](NodeId id) -> int {
+    if (id == id_) return pre || self_vote_durable_ ? 1 : -1;
+    for (const Progress& p : peers_) {
+      if (p.id == id) return p.vote;
+    }
+    return -1;
+  });
+  if (r == VoteResult::kWon) {
+    if (pre) {
+      become_candidate(now, kNoNode, 0, Duration(0));
+    } else {
+      become_leader(now);
+    }
+  } else if (r == VoteResult::kLost) {
+    become_follower(term_, kNoNode, now);
+  }
+}
+
+void Raft::become_leader(TimePoint now) {
+  NORI_ASSERT(role_ == Role::kCandidate && vote_ == id_ && self_vote_durable_);
+  role_ = Role::kLeader;
+  leader_ = id_;
+  event(EventKind::kLeaderElected, id_, now);
+  // lease: neither commit nor serve lease reads before every counted voter's
+  // remaining promise to an earlier leader has passed (docs/lease.md).
+  leader_wait_until_ = config_.unsafe_skip_new_leader_lease_wait_for_testing
+                           ? TimePoint::min()
+                           : candidate_wait_until_;
+  leader_waiting_ = now < leader_wait_until_;
+  round_ = 0;
+  read_round_ = 0;
+  rounds_.clear();
+  lease_ended_ = false;
+  read_round_wanted_ = false;
+  transfer_target_ = kNoNode;
+  timeout_now_sent_ = false;
+  uncommitted_bytes_ = 0;
+  NORI_ASSERT(proposals_.empty() && reads_.empty());
+  for (Progress& p : peers_) {
+    p.match = 0;
+    p.next = last_index_ + 1;
+    p.replicating = false;
+    p.probe_sent = false;
+    p.inflight.clear();
+    p.inflight_bytes = 0;
+    p.acked_round = 0;
+    p.match_at_round = 0;
+    // A grace period: check-quorum counts a peer as heard at election.
+    p.last_heard = now;
+  }
+  // The no-op commits this leader's term: reads need a committed entry of the
+  // current term, and older entries commit only through it.
+  term_start_index_ = last_index_ + 1;
+  append_local(Entry{term_, term_start_index_, EntryType::kNoop, {}});
+  for (Progress& p : peers_)
+    send_append(p, true);
+  send_heartbeat_round(now);
+  maybe_commit(now);  // single-voter groups
+}
+
+// --- elections -------------------------------------------------------------------
+
+void Raft::step(Message m, TimePoint now) {
+  NORI_ASSERT(m.group == group_, "message for group {} stepped into group {}", m.group, group_);
+  if (m.to != id_ || m.from == id_ || m.from == kNoNode) return;
+  if (!quorum_.contains(m.from)) return;  // not a member (next issue: learners)
+  MessageType type = m.type();
+  if (type == MessageType::kSnapshotChunk || type == MessageType::kSnapshotReply) return;
+
+  if (m.term > term_) {
+    if (type == MessageType::kVoteRequest) {
+      const auto& req = std::get<VoteRequest>(m.body);
+      // Leader stickiness: while this node hears from a live leader it ignores
+      // (pre-)votes, so a partitioned node rejoining cannot depose a healthy
+      // leader. A transfer away from the leader we know bypasses it.
+      bool transfer =
+          req.transfer_leader != kNoNode && (req.transfer_leader == leader_ || leader_ == kNoNode);
+      bool in_lease = config_.check_quorum && leader_ != kNoNode &&
+                      (role_ == Role::kLeader ||
+                       now < last_leader_contact_ + milliseconds(config_.election_timeout_min_ms));
+      if (in_lease && !transfer) return;
+      if (!req.pre_vote) become_follower(m.term, kNoNode, now);
+    } else if (type == MessageType::kVoteReply && std::get<VoteReply>(m.body).pre_vote &&
+               std::get<VoteReply>(m.body).granted) {
+      // A granted pre-vote is stamped with the term we would campaign in.
+    } else {
+      NodeId leader = (type == MessageType::kAppend || type == MessageType::kHeartbeat ||
+                       type == MessageType::kTimeoutNow)
+                          ? m.from
+                          : kNoNode;
+      become_follower(m.term, leader, now);
+    }
+  } else if (m.term < term_) {
+    reply_stale_term(m);
+    return;
+  }
+
+  switch (type) {
+    case MessageType::kVoteRequest:
+      handle_vote_request(m, std::get<VoteRequest>(m.body), now);
+      break;
+    case MessageType::kVoteReply:
+      handle_vote_reply(m, std::get<VoteReply>(m.body), now);
+      break;
+    case MessageType::kAppend:
+      handle_append(m, std::get<Append>(m.body), now);
+      break;
+    case MessageType::kAppendReply:
+      handle_append_reply(m, std::get<AppendReply>(m.body), now);
+      break;
+    case MessageType::kHeartbeat:
+      handle_heartbeat(m, std::get<Heartbeat>(m.body), now);
+      break;
+    case MessageType::kHeartbeatReply:
+      handle_heartbeat_reply(m, std::get<HeartbeatReply>(m.body), now);
+      break;
+    case MessageType::kTimeoutNow:
+      handle_timeout_now(m, std::get<TimeoutNow>(m.body), now);
+      break;
+    case MessageType::kSnapshotChunk:
+    case MessageType::kSnapshotReply:
+      break;
+  }
+}
+
+void Raft::reply_stale_term(const Message& m) {
+  // A message from an older term. Tell a stale leader about the newer term so
+  // it steps down (with check-quorum and pre-vote, nobody else would), and
+  // answer a stale pre-vote so the pre-candidate learns it is behind.
+  switch (m.type()) {
+    case MessageType::kAppend:
+      send(m.from, AppendReply{.success = false, .last_index = last_index_}, SendAfter::kNow);
+      break;
+    case MessageType::kHeartbeat:
+      send(m.from, HeartbeatReply{.round = 0}, SendAfter::kNow);
+      break;
+    case MessageType::kVoteRequest:
+      if (std::get<VoteRequest>(m.body).pre_vote) {
+        send(m.from, VoteReply{.pre_vote = true, .granted = false}, SendAfter::kNow);
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+bool Raft::log_up_to_date(Index last_index, Term last_term) const {
+  return last_term > last_term_ || (last_term == last_term_ && last_index >= last_index_);
+}
+
+Duration Raft::promise_remaining(TimePoint now, NodeId excluded_leader, Term excluded_term) const {
+  // lease: a transfer releases only the promise to exactly the leader and term
+  // it replaces, which ended its lease before sending TimeoutNow. The newest
+  // promise dominates every older one (same window W, later receipt), so
+  // dropping it drops nothing an older leader could still rely on that the
+  // transferring leader's own wait (handed over in TimeoutNow) does not cover.
+  if (excluded_leader != kNoNode && promise_leader_ == excluded_leader &&
+      promise_term_ == excluded_term) {
+    return Duration(0);
+  }
+  return promise_until_ > now ? promise_until_ - now : Duration(0);
+}
+
+void Raft::handle_vote_request(const Message& m, const VoteRequest& req, TimePoint now) {
+  if (req.pre_vote) {
+    // Grant when an election in m.term would be legitimate from here: the
+    // candidate's term is ahead and its log is at least as up to date.
+    // Nothing changes and nothing is persisted.
+    bool grant = m.term > term_ && log_up_to_date(req.last_index, req.last_term);
+    send_with_term(m.from, grant ? m.term : term_, VoteReply{.pre_vote = true, .granted = grant},
+                   SendAfter::kNow);
+    return;
+  }
+  NORI_ASSERT(m.term == term_);
+  event(EventKind::kVoteRequest, m.from, now);
+  bool can_vote = vote_ == m.from || (vote_ == kNoNode && leader_ == kNoNode);
+  if (can_vote && log_up_to_date(req.last_index, req.last_term)) {
+    if (vote_ != m.from) {
+      vote_ = m.from;
+      need_hard_state_ = true;
+    }
+    reset_election_deadline(now);
+    // Durability rule 2: the grant leaves only once the vote is durable
+    // (kHardState). lease: it carries this voter's remaining promise.
+    Duration r = promise_remaining(now, req.transfer_leader, req.transfer_term);
+    send(m.from, VoteReply{.pre_vote = false, .granted = true, .promise_remaining_ns = r.count()},
+         SendAfter::kHardState);
+  } else {
+    send(m.from, VoteReply{.pre_vote = false, .granted = false}, SendAfter::kNow);
+  }
+}
+
+void Raft::handle_vote_reply(const Message& m, const VoteReply& rep, TimePoint now) {
+  Progress* p = progress(m.from);
+  if (p == nullptr) return;
+  if (rep.pre_vote) {
+    if (role_ != Role::kPreCandidate) return;
+    if (rep.granted && m.term != term_ + 1) return;  // from an older pre-campaign
+    p->vote = rep.granted ? 1 : 0;
+  } else {
+    if (role_ != Role::kCandidate || m.term != term_) return;
+    if (p->vote == -1 && rep.granted) {
+      // lease: wait out the voter's remaining promise, measured on its clock
+      // from (before) the time we received it, widened for drift.
+      candidate_wait_until_ = std::max(candidate_wait_until_,
+                                       now + config_.widen_for_drift(ns(rep.promise_remaining_ns)));
+      event(EventKind::kVoteGranted, m.from, now);
+    }
+    if (p->vote == -1) p->vote = rep.granted ? 1 : 0;
+  }
+  maybe_count_votes(now);
+}
+
+void Raft::hard_state_persisted(const HardState& hs, TimePoint now) {
+  if (hs.term > durable_term_) {
+    durable_term_ = hs.term;
+    durable_vote_ = hs.vote;
+  } else if (hs.term == durable_term_ && durable_vote_ == kNoNode) {
+    durable_vote_ = hs.vote;
+  }
+  if (role_ == Role::kCandidate && durable_term_ == term_ && durable_vote_ == id_ &&
+      !self_vote_durable_) {
+    self_vote_durable_ = true;
+    maybe_count_votes(now);
+  }
+}
+
+// --- replication, follower side -----------------------------------------------------
+
+void Raft::extend_promise(NodeId leader, TimePoint now) {
+  // lease: every reply to a leader extends the promise to it, from the time
+  // the message being answered was received.
+  promise_until_ = std::max(promise_until_, now + promise_window_);
+  promise_leader_ = leader;
+  promise_term_ = term_;
+}
+
+void Raft::handle_append(Message& m, Append& app, TimePoint now) {
+  NORI_ASSERT(role_ != Role::kLeader, "two leaders in term {}: {} and {}", term_, id_, m.from);
+  if (role_ != Role::kFollower || leader_ != m.from) become_follower(term_, m.from, now);
+  last_leader_contact_ = now;
+  reset_election_deadline(now);
+
+  // Reject malformed appends outright (no reply): indexes must be contiguous
+  // from prev_index + 1 and terms non-decreasing, within [prev_term, term].
+  Term prev_t = app.prev_term;
+  for (size_t i = 0; i < app.entries.size(); ++i) {
+    const Entry& e = app.entries[i];
+    if (e.index != app.prev_index + 1 + i || e.term < prev_t || e.term > m.term) return;
+    prev_t = e.term;
+  }
+
+  extend_promise(m.from, now);
+  bool matches;
+  if (app.prev_index <= commit_) {
+    matches = true;  // the committed prefix is identical on every replica
+  } else if (app.prev_index > last_index_) {
+    matches = false;
+  } else {
+    auto t = try_term_at(app.prev_index);
+    matches = t && *t == app.prev_term;
+  }
+  if (!matches) {
+    AppendReply rep{.success = false, .last_index = last_index_, .rejected_index = app.prev_index};
+    if (app.prev_index > last_index_) {
+      rep.conflict_index = last_index_ + 1;
+      rep.conflict_term = 0;
+    } else {
+      Term ct = term_at(app.prev_index);
+      Index ci = app.prev_index;
+      // Everything up to commit_ matches the leader, so the scan stops there.
+      while (ci > commit_ + 1) {
+        auto t = try_term_at(ci - 1);
+        if (!t || *t != ct) break;
+        --ci;
+      }
+      rep.conflict_index = ci;
+      rep.conflict_term = ct;
+    }
+    send(m.from, rep, SendAfter::kNow);
+    return;
+  }
+
+  Index last_new = app.prev_index + app.entries.size();
+  for (Entry& e : app.entries) {
+    if (e.index <= commit_) continue;
+    if (e.index <= last_index_) {
+      if (term_at(e.index) == e.term) continue;
+      // Conflict: drop our suffix from here (never a committed entry).
+      truncate_from(e.index);
+    }
+    append_local(std::move(e));
+  }
+  if (app.commit > commit_) commit_ = std::max(commit_, std::min(app.commit, last_new));
+  // Durability rule 3: acknowledged only once everything up to last_new (and
+  // any truncation) is durable.
+  SendAfter after = last_new <= durable_index_ ? SendAfter::kNow : SendAfter::kEntries;
+  send(m.from, AppendReply{.success = true, .match_index = last_new, .last_index = last_index_},
+       after);
+}
+
+void Raft::handle_heartbeat(const Message& m, const Heartbeat& hb, TimePoint now) {
+  NORI_ASSERT(role_ != Role::kLeader, "two leaders in term {}: {} and {}", term_, id_, m.from);
+  if (role_ != Role::kFollower || leader_ != m.from) become_follower(term_, m.from, now);
+  last_leader_contact_ = now;
+  reset_election_deadline(now);
+  extend_promise(m.from, now);
+  // The leader clamps the commit to what it knows we hold; we clamp again to
+  // what we have.
+  if (hb.commit > commit_) commit_ = std::max(commit_, std::min(hb.commit, last_index_));
+  // Heartbeat replies never wait for a data sync (only for a term change,
+  // which send() enforces).
+  send(m.from, HeartbeatReply{.round = hb.round}, SendAfter::kNow);
+}
+
+void Raft::entries_persisted(Index index, Term term, TimePoint now) {
+  if (index <= durable_index_ || index > last_index_) return;
+  auto t = try_term_at(index);
+  if (!t || *t != term) return;  // acknowledges entries since truncated
+  durable_index_ = index;
+  storage_last_index_ = std::max(storage_last_index_, index);
+  if (role_ == Role::kLeader) {
+    // The leader counts itself only once durable.
+    maybe_commit(now);
+    maybe_send_timeout_now(now);
+  }
+}
+
+void Raft::applied(Index index, TimePoint now) {
+  NORI_ASSERT(index <= apply_sent_, "applied {} beyond what was handed out {}", index, apply_sent_);
+  if (index <= applied_) return;
+  applied_ = index;
+  if (!reads_.empty()) advance_reads(now);
+  trim_log_cache();
+}
+
+void Raft::emit_committed() {
+  Index limit = std::min(commit_, durable_index_);
+  if (apply_sent_ >= limit) return;
+  uint64_t before = ready_.committed.size();
+  if (!fetch_entries(apply_sent_ + 1, limit + 1, config_.apply_batch_bytes_max, UINT32_MAX,
+                     ready_.committed)) {
+    return;  // storage read failed; retried at the next take_ready
+  }
+  apply_sent_ += ready_.committed.size() - before;
+}
+
+// --- replication, leader side ---------------------------------------------------------
+
+Raft::Progress* Raft::progress(NodeId id) {
+  for (Progress& p : peers_) {
+    if (p.id == id) return &p;
+  }
+  return nullptr;
+}
+
+void Raft::flush_appends() {
+  appends_dirty_ = false;
+  if (role_ != Role::kLeader) return;
+  for (Progress& p : peers_)
+    send_append(p, false);
+}
+
+void Raft::send_append(Progress& p, bool allow_empty) {
+  for (;;) {
+    if (!p.replicating && p.probe_sent) return;  // probing: one append per round trip
+    if (p.replicating && (p.inflight.size() >= config_.inflight_msgs_max ||
+                          p.inflight_bytes >= config_.inflight_bytes_max)) {
+      return;  // flow control: the window is full
+    }
+    if (p.next > last_index_ && !allow_empty) return;
+    Index prev = p.next - 1;
+    auto prev_term = try_term_at(prev);
+    if (!prev_term) return;  // compacted away: needs a snapshot (next issue)
+    Append app{.prev_index = prev, .prev_term = *prev_term, .commit = commit_, .entries = {}};
+    if (p.next <= last_index_ && !fetch_entries(p.next, last_index_ + 1, config_.append_bytes_max,
+                                                config_.append_entries_max, app.entries)) {
+      return;  // storage read failed; retried on the next trigger
+    }
+    uint64_t bytes = 0;
+    for (const Entry& e : app.entries)
+      bytes += entry_bytes(e);
+    size_t n = app.entries.size();
+    if (p.replicating) {
+      if (n > 0) {
+        p.next += n;
+        p.inflight.push_back(Inflight{p.next - 1, bytes});
+        p.inflight_bytes += bytes;
+      }
+    } else {
+      p.probe_sent = true;
+    }
+    // The leader's own disk write of these entries runs in parallel (kNow).
+    send(p.id, std::move(app), SendAfter::kNow);
+    if (!p.replicating || n == 0) return;
+    allow_empty = false;
+  }
+}
+
+void Raft::handle_append_reply(const Message& m, const AppendReply& rep, TimePoint now) {
+  if (role_ != Role::kLeader) return;
+  Progress* pp = progress(m.from);
+  if (pp == nullptr) return;
+  Progress& p = *pp;
+  p.last_heard = now;
+  if (rep.success) {
+    if (rep.match_index > last_index_) return;  // malformed
+    if (rep.match_index > p.match) p.match = rep.match_index;
+    while (!p.inflight.empty() && p.inflight.front().last <= p.match) {
+      p.inflight_bytes -= p.inflight.front().bytes;
+      p.inflight.pop_front();
+    }
+    if (!p.replicating) {
+      p.replicating = true;
+      p.probe_sent = false;
+      p.next = p.match + 1;
+      p.inflight.clear();
+      p.inflight_bytes = 0;
+    }
+    p.next = std::max(p.next, p.match + 1);
+    maybe_commit(now);
+    maybe_send_timeout_now(now);
+    send_append(p, false);
+    return;
+  }
+  // Rejected: ignore rejections of appends we have already moved past.
+  if (rep.rejected_index <= p.match || rep.rejected_index >= p.next) return;
+  Index next;
+  if (rep.conflict_term == 0) {
+    next = rep.conflict_index;
+  } else {
+    // Fast backtracking: if we hold entries of the follower's conflicting
+    // term, resume right after our last one; otherwise skip the follower's
+    // whole run of that term.
+    next = rep.conflict_index;
+    Index i = std::min(rep.rejected_index, last_index_);
+    while (i > p.match) {
+      auto t = try_term_at(i);
+      if (!t || *t < rep.conflict_term) break;
+      if (*t == rep.conflict_term) {
+        next = i + 1;
+        break;
+      }
+      --i;
+    }
+  }
+  p.next = std::clamp(next, p.match + 1, rep.rejected_index);
+  p.replicating = false;
+  p.probe_sent = false;
+  p.inflight.clear();
+  p.inflight_bytes = 0;
+  send_append(p, true);
+}
+
+void Raft::send_heartbeat_round(TimePoint now) {
+  ++round_;
+  rounds_.push_back(RoundSent{round_, now});
+  if (rounds_.size() > kRoundsKept) rounds_.pop_front();
+  next_heartbeat_ = now + milliseconds(config_.heartbeat_ms);
+  for (Progress& p : peers_) {
+    p.match_at_round = p.match;
+    send(p.id, Heartbeat{.commit = std::min(commit_, p.match), .round = round_}, SendAfter::kNow);
+  }
+  // Reads waiting for a round sent after they arrived get this one.
+  if (read_round_wanted_) {
+    for (PendingRead& r : reads_) {
+      if (!r.confirmed && r.round == 0) r.round = round_;
+    }
+    read_round_ = round_;
+    read_round_wanted_ = false;
+  }
+  // Single-voter group: the round is acknowledged by a quorum (itself) now.
+  if (peers_.empty() && !reads_.empty()) advance_reads(now);
+}
+
+void Raft::handle_heartbeat_reply(const Message& m, const HeartbeatReply& rep, TimePoint now) {
+  if (role_ != Role::kLeader) return;
+  Progress* pp = progress(m.from);
+  if (pp == nullptr) return;
+  Progress& p = *pp;
+  p.last_heard = now;
+  if (rep.round <= round_ && rep.round > p.acked_round) p.acked_round = rep.round;
+  if (p.match < last_index_) {
+    if (!p.replicating) {
+      // A probe may have been lost: retry once per heartbeat round.
+      p.probe_sent = false;
+      send_append(p, true);
+    } else if (p.match == p.match_at_round && !p.inflight.empty()) {
+      // No progress over a whole heartbeat interval with appends in flight:
+      // assume they were lost and probe from the match index.
+      p.replicating = false;
+      p.probe_sent = false;
+      p.next = p.match + 1;
+      p.inflight.clear();
+      p.inflight_bytes = 0;
+      send_append(p, true);
+    }
+  }
+  if (!reads_.empty()) {
+    advance_reads(now);
+    // Reads that arrived after the last read round was sent share the next
+    // one, sent as soon as that round is confirmed (one round in flight).
+    if (read_round_wanted_ && quorum_round() >= read_round_) send_heartbeat_round(now);
+  }
+}
+
+// --- commitment and proposals -------------------------------------------------------------
+
+void Raft::maybe_commit(TimePoint now) {
+  if (role_ != Role::kLeader) return;
+  // lease: a new leader makes no write visible until the promises its voters
+  // made to earlier leaders have passed, widened for drift.
+  if (now < leader_wait_until_) {
+    leader_waiting_ = true;
+    return;
+  }
+  leader_waiting_ = false;
+  Index c = quorum_.quorum_value([&](NodeId id) -> uint64_t {
+    if (id == id_) return durable_index_;  // counts itself only once durable
+    for (const Progress& p : peers_) {
+      if (p.id == id) return p.match;
+    }
+    return 0;
+  });
+  // Commitment only by counting replicas of current-term entries; earlier
+  // entries commit with them.
+  if (c <= commit_ || term_at(c) != term_) return;
+  Index old = commit_;
+  commit_ = c;
+  for (Index i = std::max(old + 1, term_start_index_); i <= c; ++i) {
+    uint64_t b = entry_bytes(mem_[i - mem_first_]);
+    uncommitted_bytes_ -= std::min(uncommitted_bytes_, b);
+  }
+  on_commit_advanced(now);
+}
+
+void Raft::on_commit_advanced(TimePoint now) {
+  while (!proposals_.empty() && proposals_.front().index <= commit_) {
+    const PendingProposal& pp = proposals_.front();
+    ready_.proposals.push_back(ProposalResult{pp.id, pp.index, pp.term, std::nullopt});
+    proposals_.pop_front();
+  }
+  if (!reads_.empty()) advance_reads(now);
+}
+
+base::Result<Index> Raft::propose(std::string data, uint64_t proposal_id, TimePoint now,
+                                  TimePoint deadline) {
+  using base::ErrorKind;
+  if (role_ != Role::kLeader) {
+    return base::Error(ErrorKind::kNotLeader, "not the leader", leader_);
+  }
+  if (deadline <= now) return base::err(ErrorKind::kTimedOut, "deadline already passed");
+  if (transfer_target_ != kNoNode) {
+    return base::err(ErrorKind::kBusy, "leadership transfer to {} in progress", transfer_target_);
+  }
+  if (config_.check_quorum && !quorum_active(now)) {
+    return base::err(ErrorKind::kNoQuorum, "leader has not heard from a quorum within {} ms",
+                     config_.check_quorum_window().count() / 1'000'000);
+  }
+  if (data.size() > config_.append_bytes_max) {
+    return base::err(ErrorKind::kInvalidArgument, "command of {} bytes exceeds {}", data.size(),
+                     config_.append_bytes_max);
+  }
+  uint64_t bytes = data.size() + kEntryOverheadBytes;
+  if (uncommitted_bytes_ > 0 && uncommitted_bytes_ + bytes > config_.uncommitted_bytes_max) {
+    return base::err(ErrorKind::kBusy, "uncommitted bytes at bound {}",
+                     config_.uncommitted_bytes_max);
+  }
+  if (proposals_.size() >= config_.proposals_pending_max) {
+    return base::err(ErrorKind::kBusy, "{} proposals pending", proposals_.size());
+  }
+  Index index = last_index_ + 1;
+  append_local(Entry{term_, index, EntryType::kNormal, std::move(data)});
+  proposals_.push_back(PendingProposal{proposal_id, index, term_, deadline, bytes});
+  earliest_deadline_ = std::min(earliest_deadline_, deadline);
+  uncommitted_bytes_ += bytes;
+  appends_dirty_ = true;  // batched: sent at the next take_ready
+  if (peers_.empty()) maybe_commit(now);
+  return index;
+}
+
+void Raft::expire_proposals(TimePoint now) {
+  TimePoint earliest = TimePoint::max();
+  auto out = proposals_.begin();
+  for (auto it = proposals_.begin(); it != proposals_.end(); ++it) {
+    if (it->deadline <= now) {
+      // Appended, so it may still commit later: outcome unknown.
+      ready_.proposals.push_back(ProposalResult{
+          it->id, it->index, it->term,
+          base::err(base::ErrorKind::kOutcomeUnknown,
+                    "deadline passed after the command was appended at {}", it->index)});
+    } else {
+      earliest = std::min(earliest, it->deadline);
+      *out++ = *it;
+    }
+  }
+  proposals_.erase(out, proposals_.end());
+  earliest_deadline_ = earliest;
+}
+
+void Raft::fail_pending(TimePoint now, NodeId leader_hint) {
+  for (const PendingProposal& pp : proposals_) {
+    ready_.proposals.push_back(ProposalResult{
+        pp.id, pp.index, pp.term,
+        base::Error(base::ErrorKind::kOutcomeUnknown,
+                    fmt::format("leadership lost after the command was appended at {}", pp.index),
+                    leader_hint)});
+  }
+  proposals_.clear();
+  earliest_deadline_ = TimePoint::max();
+  for (const PendingRead& r : reads_) {
+    ready_.reads.push_back(ReadResult{
+        r.id, r.mode, 0, false,
+        base::Error(base::ErrorKind::kNotLeader, "leadership lost before the read", leader_hint)});
+  }
+  reads_.clear();
+  read_round_wanted_ = false;
+  uncommitted_bytes_ = 0;
+}
+
+// --- reads and leases -----------------------------------------------------------------
+
+uint64_t Raft::quorum_round() const {
+  return quorum_.quorum_value([&](NodeId id) -> uint64_t {
+    if (id == id_) return round_;
+    for (const Progress& p : peers_) {
+      if (p.id == id) return p.acked_round;
+    }
+    return 0;
+  });
+}
+
+TimePoint Raft::lease_until() const {
+  // lease: starts at the SEND time of the newest round a quorum acknowledged
+  // (followers' promises started at or after their receipt of it).
+  uint64_t r = quorum_round();
+  if (r == 0) return TimePoint{};
+  for (auto it = rounds_.rbegin(); it != rounds_.rend(); ++it) {
+    if (it->round == r) return it->sent + milliseconds(config_.lease_ms);
+    if (it->round < r) break;
+  }
+  return TimePoint{};  // too old to be remembered: too old to give a lease
+}
+
+bool Raft::lease_valid(TimePoint now) const {
+  if (role_ != Role::kLeader || lease_ended_) return false;
+  if (now < leader_wait_until_) return false;
+  if (config_.unsafe_lease_read_skips_clock_check_for_testing) return true;
+  return now < lease_until();
+}
+
+base::Status Raft::read(ReadMode mode, uint64_t request_id, TimePoint now) {
+  if (mode == ReadMode::kStaleNoGuarantee) {
+    // No guarantee at all: whatever this replica has applied.
+    ready_.reads.push_back(ReadResult{request_id, mode, applied_, false, std::nullopt});
+    return {};
+  }
+  if (role_ != Role::kLeader) {
+    return base::Error(base::ErrorKind::kNotLeader, "linearizable read on a non-leader", leader_);
+  }
+  if (reads_.size() >= config_.reads_pending_max) {
+    return base::err(base::ErrorKind::kBusy, "{} reads pending", reads_.size());
+  }
+  // The read index: the commit index seen on arrival, but never below this
+  // term's no-op (before it commits, commit_ may lag what earlier leaders
+  // committed).
+  PendingRead r{.id = request_id, .mode = mode, .index = std::max(commit_, term_start_index_)};
+  if (mode == ReadMode::kLease && lease_valid(now)) {
+    // lease: checked against `now`, read by the driver after the read arrived.
+    r.confirmed = true;
+    r.via_lease = true;
+  } else {
+    read_round_wanted_ = true;
+  }
+  reads_.push_back(r);
+  // Start a round now unless one sent for earlier reads is still unconfirmed;
+  // then this read shares the next one.
+  if (read_round_wanted_ && quorum_round() >= read_round_) send_heartbeat_round(now);
+  advance_reads(now);
+  return {};
+}
+
+void Raft::advance_reads(TimePoint now) {
+  uint64_t qr = quorum_round();
+  auto out = reads_.begin();
+  for (auto it = reads_.begin(); it != reads_.end(); ++it) {
+    if (!it->confirmed && it->round != 0 && it->round <= qr) it->confirmed = true;
+    // Served only once a current-term entry is committed (index >= term
+    // start) and the state machine has applied the read index.
+    if (it->confirmed && commit_ >= it->index && applied_ >= it->index) {
+      ready_.reads.push_back(ReadResult{it->id, it->mode, it->index, it->via_lease, std::nullopt});
+    } else {
+      *out++ = *it;
+    }
+  }
+  reads_.erase(out, reads_.end());
+}
+
+// --- leadership transfer ----------------------------------------------------------------
+
+base::Status Raft::transfer_leadership(NodeId target, TimePoint now) {
+  if (role_ != Role::kLeader) {
+    return base::Error(base::ErrorKind::kNotLeader, "not the leader", leader_);
+  }
+  if (target == id_ || progress(target) == nullptr) {
+    return base::err(base::ErrorKind::kInvalidArgument, "cannot transfer to {}", target);
+  }
+  if (transfer_target_ != kNoNode) {
+    return base::err(base::ErrorKind::kBusy, "transfer to {} in progress", transfer_target_);
+  }
+  transfer_target_ = target;
+  transfer_deadline_ = now + milliseconds(config_.election_timeout_max_ms);
+  timeout_now_sent_ = false;
+  Progress& p = *progress(target);
+  if (!p.replicating) p.probe_sent = false;
+  send_append(p, false);  // catch it up
+  maybe_send_timeout_now(now);
+  return {};
+}
+
+void Raft::maybe_send_timeout_now(TimePoint now) {
+  if (transfer_target_ == kNoNode || timeout_now_sent_) return;
+  Progress* p = progress(transfer_target_);
+  if (p == nullptr || p->match < last_index_) return;
+  // lease: end this node's lease for the rest of the term BEFORE TimeoutNow
+  // leaves (it may be delayed or duplicated; the flag is never cleared in
+  // this term, even if the transfer fails).
+  lease_ended_ = true;
+  Duration wait_left = leader_wait_until_ > now ? leader_wait_until_ - now : Duration(0);
+  send(transfer_target_, TimeoutNow{.leader_wait_remaining_ns = wait_left.count()},
+       SendAfter::kNow);
+  timeout_now_sent_ = true;
+}
+
+void Raft::handle_timeout_now(const Message& m, const TimeoutNow& tn, TimePoint now) {
+  if (!quorum_.contains(id_) || role_ == Role::kLeader) return;
+  if (m.from != leader_) return;  // only the leader we follow can hand over
+  // Skip pre-vote: the leader asked for this election.
+  become_candidate(now, m.from, m.term, ns(std::max<int64_t>(0, tn.leader_wait_remaining_ns)));
+}
+
+// --- log --------------------------------------------------------------------------------
+
+std::optional<Term> Raft::try_term_at(Index index) const {
+  if (index == 0) return Term{0};
+  if (index > last_index_) return std::nullopt;
+  if (index >= mem_first_) return mem_[index - mem_first_].term;
+  auto t = storage_.term(index);
+  if (!t.ok()) return std::nullopt;
+  return *t;
+}
+
+Term Raft::term_at(Index index) const {
+  auto t = try_term_at(index);
+  NORI_ASSERT(t.has_value(), "term of index {} unavailable (last {}, mem from {})", index,
+              last_index_, mem_first_);
+  return *t;
+}
+
+void Raft::append_local(Entry e) {
+  NORI_ASSERT(e.index == last_index_ + 1, "append {} after {}", e.index, last_index_);
+  NORI_ASSERT(e.term >= last_term_, "entry term {} below last term {}", e.term, last_term_);
+  last_index_ = e.index;
+  last_term_ = e.term;
+  mem_bytes_ += entry_bytes(e);
+  ready_.entries.push_back(e);
+  mem_.push_back(std::move(e));
+}
+
+void Raft::truncate_from(Index index) {
+  NORI_ASSERT(index > commit_, "truncating committed entry {} (commit {})", index, commit_);
+  NORI_ASSERT(index <= last_index_);
+  if (index >= mem_first_) {
+    while (mem_first_ + mem_.size() > index) {
+      mem_bytes_ -= entry_bytes(mem_.back());
+      mem_.pop_back();
+    }
+  } else {
+    mem_.clear();
+    mem_bytes_ = 0;
+    mem_first_ = index;
+  }
+  last_index_ = index - 1;
+  last_term_ = term_at(last_index_);
+  durable_index_ = std::min(durable_index_, last_index_);
+  storage_last_index_ = std::min(storage_last_index_, last_index_);
+  // Entries of this Ready at or beyond the cut never reach the disk.
+  while (!ready_.entries.empty() && ready_.entries.back().index >= index)
+    ready_.entries.pop_back();
+  ready_.truncate_from = ready_.truncate_from ? std::min(*ready_.truncate_from, index) : index;
+}
+
+bool Raft::fetch_entries(Index lo, Index hi, uint64_t bytes_max, uint32_t count_max,
+                         std::vector<Entry>& out) const {
+  uint64_t bytes = 0;
+  uint32_t count = 0;
+  Index i = lo;
+  if (i < mem_first_) {
+    // Older entries come from durable storage.
+    Index stop = std::min(hi, mem_first_);
+    size_t before = out.size();
+    if (!storage_.entries(i, stop, bytes_max, out).ok()) return false;
+    for (size_t k = before; k < out.size(); ++k)
+      bytes += entry_bytes(out[k]);
+    count = static_cast<uint32_t>(out.size() - before);
+    if (count > count_max) {
+      out.resize(before + count_max);
+      return true;
+    }
+    i += count;
+    if (i < stop) return true;  // storage stopped at the byte bound
+  }
+  for (; i < hi && count < count_max; ++i, ++count) {
+    const Entry& e = mem_[i - mem_first_];
+    uint64_t b = entry_bytes(e);
+    if (count > 0 && bytes + b > bytes_max) break;
+    bytes += b;
+    out.push_back(e);
+  }
+  return true;
+}
+
+void Raft::trim_log_cache() {
+  // Keep recent entries for followers and apply; entries that are durable and
+  // applied may be dropped beyond the cache bound (LogStorage serves them).
+  Index evictable = std::min(applied_, durable_index_);
+  while (mem_bytes_ > config_.log_cache_bytes_max && !mem_.empty() && mem_first_ <= evictable) {
+    mem_bytes_ -= entry_bytes(mem_.front());
+    mem_.pop_front();
+    ++mem_first_;
+  }
+}
+
+}  // namespace nori::raft
