@@ -1,0 +1,125 @@
+// Mailbox: the bounded lock-free single-producer/single-consumer ring that
+// carries messages from one reactor to another (one per ordered core pair).
+//
+// The producer reactor stages entries with `try_push` (not yet visible) and
+// makes a whole batch visible with one `publish`; the consumer reactor takes
+// a batch with `consume` and frees the slots with one `release`. Entries are
+// pointers to heap Messages whose ownership travels with them.
+//
+// Memory orders (why each one):
+//  - publish: tail_.store(release) pairs with the consumer's tail_.load(acquire),
+//    so a message's contents written before publish are visible to the consumer.
+//  - release: head_.store(release) pairs with the producer's head_.load(acquire),
+//    so the consumer's reads of a slot happen before the producer reuses it.
+//  - The sleep/wake handshakes (consumer_sleeping, producer_waiting) are Dekker
+//    pairs: each side stores its flag or index, issues a seq_cst fence, then
+//    loads the other side's; at least one of the two sides sees the other, so
+//    no wake-up is lost (see Reactor's sleep protocol).
+// Producer and consumer fields sit on separate cache lines, each side keeping a
+// cached copy of the other's index so the shared line is read only when the
+// cached view says full (producer) or empty (consumer).
+#pragma once
+
+#include <atomic>
+#include <bit>
+#include <cstdint>
+#include <memory>
+#include <new>
+
+#include "runtime/base/assert.h"
+
+namespace nori::runtime {
+
+class Reactor;
+
+inline constexpr size_t kCacheLineBytes = 64;
+
+// A cross-core message. `run` executes on the consumer reactor and takes
+// ownership (it frees or forwards the message).
+struct Message {
+  using Run = void (*)(Message*, Reactor&);
+  explicit Message(Run r) : run(r) {}
+  Run run;
+  Message* next = nullptr;  // intrusive link for the producer's staging FIFO
+  // Posts hold a destination credit until they enter the ring; requests hold
+  // theirs until the reply is back (returned by the reply's run).
+  bool credit_on_push = false;
+};
+
+class SpscRing {
+ public:
+  explicit SpscRing(uint32_t slots) : mask_(slots - 1), slots_(new Message*[slots]) {
+    NORI_ASSERT(std::has_single_bit(slots) && slots >= 2, "ring slots {} not a power of two",
+                slots);
+  }
+  SpscRing(const SpscRing&) = delete;
+  SpscRing& operator=(const SpscRing&) = delete;
+
+  uint32_t capacity() const { return mask_ + 1; }
+
+  // ---- producer side (one thread) ----
+  // Stages m; false when the ring is full (the caller keeps m and retries).
+  [[nodiscard]] bool try_push(Message* m) {
+    if (p_.tail - p_.cached_head > mask_) {
+      p_.cached_head = head_.load(std::memory_order_acquire);
+      if (p_.tail - p_.cached_head > mask_) return false;
+    }
+    slots_[p_.tail & mask_] = m;
+    ++p_.tail;
+    return true;
+  }
+  // Makes every staged entry visible. Returns true if anything was new.
+  bool publish() {
+    if (p_.tail == p_.published) return false;
+    p_.published = p_.tail;
+    tail_.store(p_.tail, std::memory_order_release);
+    return true;
+  }
+  // True when every published entry has been consumed (and released).
+  bool drained_by_consumer() const { return head_.load(std::memory_order_acquire) == p_.published; }
+
+  // ---- consumer side (one thread) ----
+  // The number of entries ready to consume (refreshes the cached tail when empty).
+  uint32_t available() {
+    if (c_.cached_tail == c_.head) c_.cached_tail = tail_.load(std::memory_order_acquire);
+    return c_.cached_tail - c_.head;
+  }
+  // The i-th ready entry (i < available()).
+  Message* peek(uint32_t i) const { return slots_[(c_.head + i) & mask_]; }
+  // Frees n consumed slots for the producer.
+  void release(uint32_t n) {
+    c_.head += n;
+    head_.store(c_.head, std::memory_order_release);
+  }
+  // Sleep-protocol check, after the consumer's seq_cst fence: anything published?
+  bool has_published_relaxed() const { return tail_.load(std::memory_order_relaxed) != c_.head; }
+
+  // Handshake flags (see the header comment and Reactor's sleep protocol).
+  // producer_waiting: the producer has entries it could not push and wants
+  // a wake-up from the consumer once it frees slots.
+  std::atomic<bool>& producer_waiting() { return producer_waiting_; }
+  uint32_t producer_published_relaxed() const { return p_.published; }
+  uint32_t head_relaxed() const { return head_.load(std::memory_order_relaxed); }
+
+ private:
+  // Consumer-written, producer-read.
+  alignas(kCacheLineBytes) std::atomic<uint32_t> head_{0};
+  // Producer-written, consumer-read.
+  alignas(kCacheLineBytes) std::atomic<uint32_t> tail_{0};
+  alignas(kCacheLineBytes) std::atomic<bool> producer_waiting_{false};
+  // Producer-private.
+  alignas(kCacheLineBytes) struct {
+    uint32_t tail = 0;
+    uint32_t published = 0;
+    uint32_t cached_head = 0;
+  } p_;
+  // Consumer-private.
+  alignas(kCacheLineBytes) struct {
+    uint32_t head = 0;
+    uint32_t cached_tail = 0;
+  } c_;
+  alignas(kCacheLineBytes) const uint32_t mask_;
+  const std::unique_ptr<Message*[]> slots_;
+};
+
+}  // namespace nori::runtime

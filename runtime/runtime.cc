@@ -1,0 +1,108 @@
+#include "runtime/runtime.h"
+
+#include <pthread.h>
+#include <sched.h>
+
+#include <string>
+
+namespace nori::runtime {
+
+namespace {
+
+// CPUs this process may run on, in order.
+std::vector<int> allowed_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<int> cpus;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    for (int c = 0; c < CPU_SETSIZE; ++c) {
+      if (CPU_ISSET(c, &set)) cpus.push_back(c);
+    }
+  }
+  if (cpus.empty()) cpus.push_back(0);
+  return cpus;
+}
+
+RuntimeConfig normalized(RuntimeConfig cfg) {
+  if (cfg.cores == 0) cfg.cores = static_cast<unsigned>(allowed_cpus().size());
+  NORI_ASSERT(cfg.cores >= 1 && cfg.cores <= 256, "cores {}", cfg.cores);
+  NORI_ASSERT(cfg.mailbox_batch_max >= 1 && cfg.mailbox_batch_max <= cfg.mailbox_slots,
+              "mailbox_batch_max {} must be in [1, mailbox_slots]", cfg.mailbox_batch_max);
+  NORI_ASSERT(cfg.mailbox_in_flight_max >= 1);
+  NORI_ASSERT(cfg.tasks_per_round_max >= 1);
+  return cfg;
+}
+
+}  // namespace
+
+Runtime::Runtime(RuntimeConfig cfg)
+    : cfg_(normalized(cfg)), created_(cfg_.cores), connected_(cfg_.cores + 1), exited_(cfg_.cores) {
+  const unsigned n = cfg_.cores;
+  rings_.resize(size_t{n} * n);
+  for (unsigned from = 0; from < n; ++from) {
+    for (unsigned to = 0; to < n; ++to) {
+      if (from != to) rings_[from * n + to] = std::make_unique<SpscRing>(cfg_.mailbox_slots);
+    }
+  }
+  reactors_.assign(n, nullptr);
+  owned_.resize(n);
+  threads_.reserve(n);
+  for (unsigned i = 0; i < n; ++i)
+    threads_.emplace_back([this, i] { thread_main(i); });
+  // Returns once every reactor exists and is wired, so block_on is usable.
+  connected_.arrive_and_wait();
+}
+
+Runtime::~Runtime() {
+  stop();
+  owned_.clear();
+}
+
+void Runtime::thread_main(unsigned core) {
+  const std::vector<int> cpus = allowed_cpus();
+  const bool pin =
+      cfg_.pin == PinMode::kWrap || (cfg_.pin == PinMode::kAuto && cfg_.cores <= cpus.size());
+  if (pin) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpus[core % cpus.size()], &set);
+    // Failure (e.g. a cpuset changed under us) leaves the thread unpinned,
+    // which is correct, only slower.
+    (void)pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+  }
+  std::string name = "nori-r" + std::to_string(core);
+  pthread_setname_np(pthread_self(), name.c_str());
+
+  // The ring is created here, on the thread that will be its single issuer.
+  owned_[core] = std::make_unique<Reactor>(*this, core, cfg_);
+  reactors_[core] = owned_[core].get();
+  created_.arrive_and_wait();  // every reactor exists (pointers published by the latch)
+
+  const unsigned n = cfg_.cores;
+  std::vector<SpscRing*> in(n, nullptr), out(n, nullptr);
+  for (unsigned p = 0; p < n; ++p) {
+    if (p == core) continue;
+    in[p] = rings_[p * n + core].get();
+    out[p] = rings_[core * n + p].get();
+  }
+  reactors_[core]->connect(reactors_, std::move(in), std::move(out));
+  connected_.count_down();
+
+  reactors_[core]->run();
+  // Peers may still read our sleeping flag or wake us until all have left run().
+  exited_.arrive_and_wait();
+}
+
+void Runtime::stop() {
+  std::lock_guard lk(stop_mu_);
+  if (joined_) return;
+  NORI_ASSERT(Reactor::current() == nullptr, "Runtime::stop from a reactor thread");
+  stopping_.store(true, std::memory_order_release);
+  for (Reactor* r : reactors_)
+    r->wake_from_any_thread();
+  for (auto& t : threads_)
+    t.join();
+  joined_ = true;
+}
+
+}  // namespace nori::runtime
