@@ -1,0 +1,276 @@
+// A tiny deterministic in-process network of Raft objects for the unit tests
+// and the benchmark: one group, nodes 1..n, one shared clock advanced by
+// hand, FIFO delivery, optional drop filter, and per-node control of when
+// persistence completes (so tests can prove what waits for what).
+//
+// Persistence: every take_ready() is one "batch". With auto_persist (the
+// default) a batch is persisted into the node's MemoryStorage and
+// acknowledged at once, then all its messages leave. Without it, kNow
+// messages leave at once and the rest wait until the test calls
+// persist_hard_state(id) (hard states only: kHardState messages may leave)
+// or persist_all(id) (everything, in order).
+#pragma once
+
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <vector>
+
+#include "raft/memory_storage.h"
+#include "raft/raft.h"
+#include "runtime/base/assert.h"
+
+namespace nori::raft::testing {
+
+using namespace std::chrono_literals;
+
+class TestCluster {
+ public:
+  struct Batch {
+    std::optional<HardState> hard_state;
+    std::optional<Index> truncate_from;
+    std::vector<Entry> entries;
+    std::vector<OutMessage> held;  // after != kNow
+    bool hard_state_done = false;
+  };
+  struct Node {
+    NodeId id = kNoNode;
+    Config config;
+    std::unique_ptr<MemoryStorage> disk;
+    std::unique_ptr<Raft> raft;
+    bool up = true;
+    bool auto_persist = true;
+    bool auto_apply = true;
+    std::deque<Batch> batches;   // not yet fully persisted (manual mode)
+    std::vector<Entry> applied;  // everything this incarnation applied
+    Index pending_apply = 0;     // handed out but not yet applied (manual apply)
+    std::vector<ReadResult> reads;
+    std::vector<ProposalResult> proposals;
+    std::vector<Event> events;
+    std::vector<Message> sent;  // every message that left, for assertions
+    Ready ready;
+  };
+
+  explicit TestCluster(size_t n, std::function<void(Config&)> tweak = {},
+                       TimePoint start = base::time_from_ns(1'000'000'000'000))
+      : now_(start), tweak_(std::move(tweak)) {
+    for (NodeId id = 1; id <= n; ++id)
+      voters_.push_back(id);
+    for (NodeId id = 1; id <= n; ++id) {
+      auto node = std::make_unique<Node>();
+      node->id = id;
+      node->disk = std::make_unique<MemoryStorage>();
+      nodes_[id] = std::move(node);
+      start_node(id);
+    }
+  }
+
+  TimePoint now() const { return now_; }
+  Node& node(NodeId id) { return *nodes_.at(id); }
+  Raft& raft(NodeId id) { return *nodes_.at(id)->raft; }
+  const std::vector<NodeId>& ids() const { return voters_; }
+
+  // Drops a message when it returns true.
+  void set_drop(std::function<bool(const Message&)> drop) { drop_ = std::move(drop); }
+  void isolate(NodeId id) { isolated_.insert(id); }
+  void heal() { isolated_.clear(); }
+
+  // (Re)creates the Raft object of `id` from its durable storage, losing
+  // whatever was not persisted.
+  void start_node(NodeId id) {
+    Node& n = node(id);
+    n.config = Config{};
+    n.config.id = id;
+    n.config.group = 1;
+    n.config.voters = voters_;
+    n.config.random_seed = 42 + id;
+    if (tweak_) tweak_(n.config);
+    n.raft = std::make_unique<Raft>(n.config, *n.disk, now_);
+    n.batches.clear();
+    n.applied.clear();
+    n.pending_apply = 0;
+    n.up = true;
+  }
+  void crash(NodeId id) {
+    node(id).up = false;
+    node(id).raft.reset();
+  }
+
+  // Drains every node's Ready and delivers messages until the network is quiet.
+  void settle(int rounds_max = 10000) {
+    for (int i = 0; i < rounds_max; ++i) {
+      bool any = false;
+      for (auto& [id, n] : nodes_) {
+        if (n->up && n->raft->has_ready()) {
+          process(*n);
+          any = true;
+        }
+      }
+      while (!wire_.empty()) {
+        Message m = std::move(wire_.front());
+        wire_.pop_front();
+        Node& to = node(m.to);
+        if (!to.up) continue;
+        to.raft->step(std::move(m), now_);
+        any = true;
+      }
+      if (!any) return;
+    }
+    NORI_PANIC("test network did not settle in {} rounds", rounds_max);
+  }
+
+  // Advances the clock in steps, ticking every node and settling.
+  void advance(Duration d, Duration step = 10ms) {
+    TimePoint end = now_ + d;
+    while (now_ < end) {
+      now_ = std::min(end, now_ + step);
+      for (auto& [id, n] : nodes_) {
+        if (n->up) n->raft->tick(now_);
+      }
+      settle();
+    }
+  }
+  void set_now(TimePoint t) { now_ = t; }
+
+  // Runs until some node leads; returns it (0 on failure).
+  NodeId wait_for_leader(Duration limit = 5s) {
+    TimePoint end = now_ + limit;
+    while (now_ < end) {
+      if (NodeId l = leader(); l != kNoNode) return l;
+      advance(10ms);
+    }
+    return leader();
+  }
+  NodeId leader() {
+    NodeId found = kNoNode;
+    Term best = 0;
+    for (auto& [id, n] : nodes_) {
+      if (n->up && n->raft->is_leader() && n->raft->term() >= best) {
+        best = n->raft->term();
+        found = id;
+      }
+    }
+    return found;
+  }
+  // Elects `id` by starting its campaign now.
+  void elect(NodeId id) {
+    raft(id).campaign(now_);
+    settle();
+  }
+
+  // Manual persistence.
+  void persist_hard_state(NodeId id) {
+    Node& n = node(id);
+    for (Batch& b : n.batches) {
+      if (b.hard_state && !b.hard_state_done) {
+        n.disk->set_hard_state(*b.hard_state);
+        n.raft->hard_state_persisted(*b.hard_state, now_);
+        b.hard_state_done = true;
+      }
+      // kHardState messages of a batch may leave once its hard state is durable.
+      std::vector<OutMessage> keep;
+      for (OutMessage& m : b.held) {
+        if (m.after == SendAfter::kHardState && (b.hard_state_done || !b.hard_state)) {
+          send(n, std::move(m.msg));
+        } else {
+          keep.push_back(std::move(m));
+        }
+      }
+      b.held = std::move(keep);
+    }
+  }
+  void persist_all(NodeId id) {
+    Node& n = node(id);
+    while (!n.batches.empty()) {
+      Batch b = std::move(n.batches.front());
+      n.batches.pop_front();
+      persist_batch(n, b);
+    }
+  }
+  size_t held_messages(NodeId id) {
+    size_t k = 0;
+    for (const Batch& b : node(id).batches)
+      k += b.held.size();
+    return k;
+  }
+
+  // Manual apply: apply everything handed out.
+  void apply_all(NodeId id) {
+    Node& n = node(id);
+    if (n.pending_apply > 0) n.raft->applied(n.pending_apply, now_);
+  }
+
+  // Messages of `type` in flight (sent, not yet delivered).
+  size_t in_flight(MessageType type) const {
+    size_t k = 0;
+    for (const Message& m : wire_)
+      k += m.type() == type;
+    return k;
+  }
+  std::deque<Message>& wire() { return wire_; }
+
+ private:
+  void send(Node& from, Message m) {
+    from.sent.push_back(m);
+    if (isolated_.count(m.from) || isolated_.count(m.to)) return;
+    if (drop_ && drop_(m)) return;
+    wire_.push_back(std::move(m));
+  }
+
+  void persist_batch(Node& n, Batch& b) {
+    if (b.hard_state && !b.hard_state_done) n.disk->set_hard_state(*b.hard_state);
+    if (b.truncate_from) n.disk->truncate_from(*b.truncate_from);
+    n.disk->append(b.entries);
+    if (b.hard_state && !b.hard_state_done) n.raft->hard_state_persisted(*b.hard_state, now_);
+    if (!b.entries.empty()) {
+      n.raft->entries_persisted(b.entries.back().index, b.entries.back().term, now_);
+    }
+    for (OutMessage& m : b.held)
+      send(n, std::move(m.msg));
+  }
+
+  void process(Node& n) {
+    n.raft->take_ready(n.ready);
+    Ready& r = n.ready;
+    Batch b;
+    b.hard_state = r.hard_state;
+    b.truncate_from = r.truncate_from;
+    b.entries = r.entries;
+    for (OutMessage& m : r.messages) {
+      if (m.after == SendAfter::kNow) {
+        send(n, std::move(m.msg));
+      } else {
+        b.held.push_back(std::move(m));
+      }
+    }
+    if (n.auto_persist && n.batches.empty()) {
+      persist_batch(n, b);
+    } else if (b.hard_state || b.truncate_from || !b.entries.empty() || !b.held.empty()) {
+      n.batches.push_back(std::move(b));
+    }
+    for (Entry& e : r.committed) {
+      n.pending_apply = e.index;
+      n.applied.push_back(std::move(e));
+    }
+    for (auto& x : r.reads)
+      n.reads.push_back(std::move(x));
+    for (auto& x : r.proposals)
+      n.proposals.push_back(std::move(x));
+    for (auto& x : r.events)
+      n.events.push_back(x);
+    if (n.auto_apply && !r.committed.empty()) n.raft->applied(n.pending_apply, now_);
+  }
+
+  TimePoint now_;
+  std::function<void(Config&)> tweak_;
+  std::vector<NodeId> voters_;
+  std::map<NodeId, std::unique_ptr<Node>> nodes_;
+  std::deque<Message> wire_;
+  std::function<bool(const Message&)> drop_;
+  std::set<NodeId> isolated_;
+};
+
+}  // namespace nori::raft::testing
