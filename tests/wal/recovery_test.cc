@@ -1,0 +1,574 @@
+// Recovery and the engine over the simulated disk: each test is named after
+// the damage or event it proves handled.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+
+#include "runtime/base/bytes.h"
+#include "tests/wal/model.h"
+#include "wal/sim_wal.h"
+
+namespace nori::wal {
+namespace {
+
+using base::ErrorKind;
+using testing::apply_op;
+using testing::ModelState;
+using testing::Op;
+
+WalOptions small_options() {
+  WalOptions o;
+  o.write_bytes_max = 16 << 10;
+  o.segment_bytes = 128 << 10;
+  o.writes_in_flight_max = 2;
+  o.cache_bytes_max = 32 << 10;
+  o.segments_ahead = 1;
+  o.free_segments_max = 2;
+  return o;
+}
+
+std::string make_payload(std::mt19937_64& rng, uint64_t group, uint64_t index, size_t max_len) {
+  std::string p = fmt::format("g{}i{}:", group, index);
+  const size_t extra = rng() % (max_len + 1);
+  for (size_t i = 0; i < extra; ++i)
+    p.push_back(static_cast<char>('a' + rng() % 26));
+  return p;
+}
+
+// A log on a SimDisk, with the model of everything applied to it.
+struct Harness {
+  SimDisk disk;
+  WalOptions opts = small_options();
+  std::unique_ptr<SimWal> wal;
+  ModelState base;      // state at open
+  std::vector<Op> ops;  // applied since open
+  std::vector<Position> pos;
+
+  base::Status open() {
+    auto w = SimWal::open(disk, opts, 0xfeed);
+    if (!w) return w.error();
+    wal = std::move(*w);
+    ops.clear();
+    pos.clear();
+    return {};
+  }
+  LogEngine& e() { return wal->engine(); }
+
+  base::Status append(uint64_t g, std::vector<uint64_t> terms, std::vector<std::string> payloads) {
+    const GroupLog* gl = e().group(g);
+    const uint64_t first = gl ? gl->last_index() + 1 : 1;
+    std::vector<std::string_view> views(payloads.begin(), payloads.end());
+    auto p = e().append_entries(g, first, terms, views);
+    if (!p) return p.error();
+    Op op{Op::kAppend, g, first, 0, std::move(terms), std::move(payloads), {}};
+    record(std::move(op), *p);
+    return {};
+  }
+  base::Status append_random(std::mt19937_64& rng, uint64_t g, size_t max_len = 200) {
+    const GroupLog* gl = e().group(g);
+    const uint64_t first = gl ? gl->last_index() + 1 : 1;
+    const size_t n = 1 + rng() % 4;
+    std::vector<uint64_t> terms;
+    std::vector<std::string> payloads;
+    const uint64_t t0 = gl ? std::max<uint64_t>(gl->hard_state().term, 1) : 1;
+    for (size_t k = 0; k < n; ++k) {
+      terms.push_back(t0 + (k == n - 1 && rng() % 5 == 0 ? 1 : 0));
+      payloads.push_back(make_payload(rng, g, first + k, max_len));
+    }
+    return append(g, std::move(terms), std::move(payloads));
+  }
+  base::Status hard_state(uint64_t g, HardState hs) {
+    auto p = e().persist_hard_state(g, hs);
+    if (!p) return p.error();
+    Op op{Op::kHardState, g, 0, 0, {}, {}, hs};
+    record(std::move(op), *p);
+    return {};
+  }
+  base::Status truncate(uint64_t g, uint64_t last_kept) {
+    auto p = e().truncate_suffix(g, last_kept);
+    if (!p) return p.error();
+    record(Op{Op::kTruncate, g, last_kept, 0, {}, {}, {}}, *p);
+    return {};
+  }
+  base::Status compact(uint64_t g, uint64_t index, uint64_t term) {
+    auto p = e().mark_compacted(g, index, term);
+    if (!p) return p.error();
+    record(Op{Op::kCompact, g, index, term, {}, {}, {}}, *p);
+    return {};
+  }
+  void record(Op op, Position p) {
+    ops.push_back(std::move(op));
+    pos.push_back(p);
+  }
+
+  ModelState model_after(size_t n) const {
+    ModelState s = base;
+    for (size_t i = 0; i < n; ++i)
+      apply_op(s, ops[i]);
+    return testing::normalized(s);
+  }
+
+  ModelState disk_state(const GroupMap& groups) {
+    std::map<uint64_t, std::string> files;
+    return testing::state_of(groups, [&](const EntryLoc& l) {
+      auto it = files.find(l.seq);
+      if (it == files.end()) it = files.emplace(l.seq, disk.read(segment_file_name(l.seq))).first;
+      return it->second.substr(l.offset, l.len);
+    });
+  }
+};
+
+// Opens (recovers) again after a crash or restart, and checks the recovered
+// state is the state after some prefix of ops that includes every op whose
+// position was durable.
+void crash_reopen_check(Harness& h, Position durable, std::mt19937_64* crash_rng,
+                        size_t* matched_prefix = nullptr) {
+  size_t acked = 0;
+  while (acked < h.pos.size() && h.pos[acked] <= durable)
+    ++acked;
+  std::vector<Op> ops = h.ops;
+  ModelState base = h.base;
+  if (crash_rng) h.disk.crash(*crash_rng);
+  h.wal.reset();
+  auto st = h.open();
+  ASSERT_TRUE(st.ok()) << st.error().to_string();
+  ModelState got = h.disk_state(h.wal->recovery().groups);
+  ModelState s = base;
+  for (size_t i = 0; i < acked; ++i)
+    apply_op(s, ops[i]);
+  size_t p = acked;
+  while (testing::normalized(s) != got && p < ops.size())
+    apply_op(s, ops[p++]);
+  ASSERT_EQ(testing::normalized(s), got)
+      << "recovered state is not the state after any prefix of " << ops.size()
+      << " ops including the " << acked << " acknowledged ones";
+  h.base = got;
+  if (matched_prefix) *matched_prefix = p;
+}
+
+TEST(WalRecoveryTest, InterleavedGroupsRecoverExactly) {
+  Harness h;
+  ASSERT_TRUE(h.open().ok());
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 3000; ++i) {
+    const uint64_t g = 1 + rng() % 16;
+    if (rng() % 10 == 0) {
+      ASSERT_TRUE(h.hard_state(g, HardState{1 + rng() % 5, rng() % 3, rng() % 100}).ok());
+    } else {
+      auto st = h.append_random(rng, g);
+      if (!st.ok()) {
+        ASSERT_EQ(st.error().kind(), ErrorKind::kBusy) << st.error().to_string();
+        ASSERT_TRUE(h.wal->flush_all().ok());
+        ASSERT_TRUE(h.append_random(rng, g).ok());
+      }
+    }
+    if (rng() % 8 == 0) h.wal->issue();
+    if (rng() % 3 == 0) h.wal->complete_one(rng);
+  }
+  ASSERT_TRUE(h.wal->flush_all().ok());
+  EXPECT_GT(h.e().stats().rotations, 5u) << "the test should cross segments";
+  const ModelState want = h.model_after(h.ops.size());
+  EXPECT_EQ(h.disk_state(h.e().groups()), want) << "live index disagrees with the model";
+  crash_reopen_check(h, h.e().durable_position(), nullptr);
+  EXPECT_EQ(h.base, want);
+  EXPECT_FALSE(h.wal->recovery().torn_tail);
+}
+
+TEST(WalRecoveryTest, HardStateSurvivesRestart) {
+  Harness h;
+  ASSERT_TRUE(h.open().ok());
+  ASSERT_TRUE(h.hard_state(3, HardState{5, 2, 0}).ok());
+  ASSERT_TRUE(h.hard_state(4, HardState{1, 1, 0}).ok());
+  ASSERT_TRUE(h.hard_state(3, HardState{6, 0, 0}).ok());
+  ASSERT_TRUE(h.wal->flush_all().ok());
+  crash_reopen_check(h, h.e().durable_position(), nullptr);
+  ASSERT_NE(h.e().group(3), nullptr);
+  EXPECT_EQ(h.e().group(3)->hard_state(), (HardState{6, 0, 0}));
+  EXPECT_EQ(h.e().group(4)->hard_state(), (HardState{1, 1, 0}));
+}
+
+TEST(WalRecoveryTest, SuffixTruncationAndCompactionSurviveRestart) {
+  Harness h;
+  ASSERT_TRUE(h.open().ok());
+  std::mt19937_64 rng(3);
+  for (int i = 0; i < 12; ++i)
+    ASSERT_TRUE(h.append_random(rng, 1).ok());
+  const uint64_t last = h.e().group(1)->last_index();
+  ASSERT_TRUE(h.truncate(1, last - 5).ok());
+  ASSERT_TRUE(h.append(1, {2, 2}, {"new-a", "new-b"}).ok());
+  ASSERT_TRUE(h.compact(1, 10, 1).ok());
+  ASSERT_TRUE(h.wal->flush_all().ok());
+  crash_reopen_check(h, h.e().durable_position(), nullptr);
+  const GroupLog* g = h.e().group(1);
+  ASSERT_NE(g, nullptr);
+  EXPECT_EQ(g->last_index(), last - 5 + 2);
+  EXPECT_EQ(g->first_index(), 11u);
+  EXPECT_EQ(g->compact_index(), 10u);
+  EXPECT_EQ(g->term(10), std::optional<uint64_t>(1));
+  EXPECT_EQ(g->term(last - 3), std::optional<uint64_t>(2));
+  EXPECT_EQ(h.base.at(1).entries.at(last - 4).second, "new-a");
+  // Appends continue after the restart, into a new segment.
+  ASSERT_TRUE(h.append(1, {2}, {"after"}).ok());
+  ASSERT_TRUE(h.wal->flush_all().ok());
+  crash_reopen_check(h, h.e().durable_position(), nullptr);
+  EXPECT_EQ(h.base.at(1).entries.at(last - 2).second, "after");
+}
+
+TEST(WalRecoveryTest, TornTailIsTruncated) {
+  for (uint64_t seed = 1; seed <= 40; ++seed) {
+    Harness h;
+    ASSERT_TRUE(h.open().ok());
+    std::mt19937_64 rng(seed);
+    for (int i = 0; i < 100; ++i)
+      ASSERT_TRUE(h.append_random(rng, 1 + i % 3).ok());
+    ASSERT_TRUE(h.wal->flush_all().ok());
+    const Position acked = h.e().durable_position();
+    // More appends, issued but not all completed when the power fails.
+    for (int i = 0; i < 60; ++i) {
+      auto st = h.append_random(rng, 1 + i % 3, 2000);
+      if (!st.ok()) break;
+      if (i % 10 == 0) h.wal->issue();
+      if (i % 15 == 0) h.wal->complete_one(rng);
+    }
+    h.wal->issue();
+    ASSERT_GT(h.disk.dirty_blocks(), 0u);
+    crash_reopen_check(h, std::max(acked, h.e().durable_position()), &rng);
+  }
+}
+
+TEST(WalRecoveryTest, ValidRecordsAfterALostWriteAreDropped) {
+  Harness h;
+  ASSERT_TRUE(h.open().ok());
+  std::mt19937_64 rng(11);
+  ASSERT_TRUE(h.append_random(rng, 1).ok());
+  ASSERT_TRUE(h.wal->flush_all().ok());
+  const Position acked = h.e().durable_position();
+  // Two writes in flight; the second completes (its blocks are durable), the
+  // first is lost entirely at the crash.
+  ASSERT_TRUE(h.append(1, {1}, {"first-write"}).ok());
+  h.wal->issue();
+  ASSERT_TRUE(h.append(1, {1}, {"second-write"}).ok());
+  h.wal->issue();
+  ASSERT_EQ(h.wal->in_flight(), 2u);
+  // complete_one picks by rng: drive it until the second write is durable.
+  // Both writes are in one chunk; make the second durable by hand.
+  const std::string seg = segment_file_name(h.e().active_seq());
+  std::string bytes = h.disk.read(seg);
+  ASSERT_TRUE(h.disk.sync_range(seg, 0, bytes.size()).ok());
+  EXPECT_EQ(h.disk.dirty_blocks(), 0u);
+  // Now lose the first write's block: zero it on "disk" (the durable image).
+  std::string& img = h.disk.mutable_bytes(seg);
+  RecoveryResult scan;
+  {
+    SimSegmentSource src(h.disk);
+    auto r = recover(src);
+    ASSERT_TRUE(r.ok());
+    scan = std::move(*r);
+  }
+  const uint64_t end = scan.segments.back().end;
+  ASSERT_EQ(end % kBlockBytes, 0u);
+  // The two in-flight writes are the last two blocks before `end`.
+  std::fill(img.begin() + static_cast<std::ptrdiff_t>(end - 2 * kBlockBytes),
+            img.begin() + static_cast<std::ptrdiff_t>(end - kBlockBytes), '\0');
+  size_t prefix = 0;
+  crash_reopen_check(h, acked, nullptr, &prefix);
+  EXPECT_EQ(prefix, 1u) << "the second write's record must be dropped with the first";
+  EXPECT_TRUE(h.wal->recovery().torn_tail);
+}
+
+TEST(WalRecoveryTest, ZeroedTailIsTruncated) {
+  Harness h;
+  ASSERT_TRUE(h.open().ok());
+  std::mt19937_64 rng(5);
+  for (int i = 0; i < 30; ++i) {
+    ASSERT_TRUE(h.append_random(rng, 1).ok());
+    ASSERT_TRUE(h.wal->flush_all().ok());  // one write per append
+  }
+  const std::string seg = segment_file_name(h.e().active_seq());
+  std::string& img = h.disk.mutable_bytes(seg);
+  SimSegmentSource src(h.disk);
+  auto r = recover(src);
+  ASSERT_TRUE(r.ok());
+  const uint64_t end = r->segments.back().end;
+  // The last write (one block) reads back as zeros.
+  std::fill(img.begin() + static_cast<std::ptrdiff_t>(end - kBlockBytes),
+            img.begin() + static_cast<std::ptrdiff_t>(end), '\0');
+  size_t prefix = 0;
+  crash_reopen_check(h, 0, nullptr, &prefix);
+  EXPECT_EQ(prefix, 29u) << "only the zeroed last append is gone";
+}
+
+TEST(WalRecoveryTest, BitFlipInSealedSegmentIsReported) {
+  Harness h;
+  ASSERT_TRUE(h.open().ok());
+  std::mt19937_64 rng(9);
+  while (h.e().live_segments().size() < 4) {
+    auto st = h.append_random(rng, 1 + rng() % 4, 1000);
+    if (!st.ok()) ASSERT_TRUE(h.wal->flush_all().ok());
+    h.wal->issue();
+    while (h.wal->complete_one(rng)) {
+    }
+  }
+  ASSERT_TRUE(h.wal->flush_all().ok());
+  const uint64_t victim = h.e().live_segments().front();
+  const std::string name = segment_file_name(victim);
+  h.disk.mutable_bytes(name)[kSegmentHeaderBytes + 200] ^= 0x04;
+  h.wal.reset();
+  SimSegmentSource src(h.disk);
+  auto r = recover(src);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().kind(), ErrorKind::kCorruption);
+  EXPECT_NE(r.error().message().find(name), std::string::npos) << r.error().message();
+  EXPECT_NE(r.error().message().find("offset"), std::string::npos) << r.error().message();
+}
+
+TEST(WalRecoveryTest, BitFlipFarBeforeTheTailIsReported) {
+  Harness h;
+  h.opts.segment_bytes = 1 << 20;  // one segment, much larger than the window
+  ASSERT_TRUE(h.open().ok());
+  std::mt19937_64 rng(13);
+  for (int i = 0; i < 400; ++i) {
+    ASSERT_TRUE(h.append_random(rng, 1, 1000).ok());
+    if (i % 20 == 0) ASSERT_TRUE(h.wal->flush_all().ok());
+  }
+  ASSERT_TRUE(h.wal->flush_all().ok());
+  ASSERT_EQ(h.e().live_segments().size(), 1u);
+  const std::string name = segment_file_name(h.e().active_seq());
+  h.disk.mutable_bytes(name)[kSegmentHeaderBytes + 5000] ^= 0x01;
+  SimSegmentSource src(h.disk);
+  auto r = recover(src);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().kind(), ErrorKind::kCorruption);
+  EXPECT_NE(r.error().message().find("window"), std::string::npos) << r.error().message();
+}
+
+TEST(WalRecoveryTest, StaleBytesInPreallocatedRegionAreIgnored) {
+  Harness h;
+  ASSERT_TRUE(h.open().ok());
+  std::mt19937_64 rng(17);
+  // Fill several segments, compact everything, reclaim: old segments become
+  // free files full of valid-looking records of their old seq.
+  for (int round = 0; round < 3; ++round) {
+    while (h.e().live_segments().size() < 4) {
+      auto st = h.append_random(rng, 1 + rng() % 3, 1500);
+      if (!st.ok()) ASSERT_TRUE(h.wal->flush_all().ok());
+      h.wal->issue();
+      while (h.wal->complete_one(rng)) {
+      }
+    }
+    for (uint64_t g = 1; g <= 3; ++g) {
+      const GroupLog* gl = h.e().group(g);
+      ASSERT_TRUE(h.compact(g, gl->last_index(), *gl->term(gl->last_index())).ok());
+    }
+    ASSERT_TRUE(h.wal->reclaim().ok());
+    EXPECT_LE(h.e().live_segments().size(), 2u);
+  }
+  ASSERT_TRUE(h.append(1, {9}, {"fresh"}).ok());
+  ASSERT_TRUE(h.wal->flush_all().ok());
+  size_t free_files = 0;
+  for (const auto& n : h.disk.list())
+    free_files += n.rfind("free-", 0) == 0;
+  EXPECT_GT(free_files, 0u);
+  crash_reopen_check(h, h.e().durable_position(), nullptr);
+  EXPECT_FALSE(h.wal->recovery().torn_tail);
+  // The recycled segment in use holds stale records of an older seq past its tail.
+  ASSERT_TRUE(h.append(1, {9}, {"fresh-2"}).ok());
+  ASSERT_TRUE(h.wal->flush_all().ok());
+  crash_reopen_check(h, h.e().durable_position(), nullptr);
+  EXPECT_EQ(h.base.at(1).entries.rbegin()->second.second, "fresh-2");
+}
+
+TEST(WalRecoveryTest, TruncatedSegmentHeaderIsReported) {
+  Harness h;
+  ASSERT_TRUE(h.open().ok());
+  ASSERT_TRUE(h.append(1, {1}, {"x"}).ok());
+  ASSERT_TRUE(h.wal->flush_all().ok());
+  const std::string name = segment_file_name(h.e().active_seq());
+  h.disk.mutable_bytes(name).resize(40);
+  SimSegmentSource src(h.disk);
+  auto r = recover(src);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().kind(), ErrorKind::kCorruption);
+  EXPECT_NE(r.error().message().find(name), std::string::npos);
+}
+
+TEST(WalRecoveryTest, TruncatedTempSegmentIsDeleted) {
+  Harness h;
+  ASSERT_TRUE(h.open().ok());
+  ASSERT_TRUE(h.append(1, {1}, {"x"}).ok());
+  ASSERT_TRUE(h.wal->flush_all().ok());
+  const std::string tmp = temp_file_name(h.e().active_seq() + 5);
+  ASSERT_TRUE(h.disk.create(tmp, 40).ok());
+  crash_reopen_check(h, h.e().durable_position(), nullptr);
+  EXPECT_FALSE(h.disk.exists(tmp));
+  EXPECT_GT(h.e().active_seq(), h.e().live_segments().front());
+}
+
+// Writes a hand-made record of `kind` after the log's last write.
+void inject_record(Harness& h, uint8_t kind) {
+  ASSERT_TRUE(h.wal->flush_all().ok());
+  const uint64_t seq = h.e().active_seq();
+  const std::string name = segment_file_name(seq);
+  SimSegmentSource src(h.disk);
+  auto r = recover(src);
+  ASSERT_TRUE(r.ok());
+  const uint64_t end = r->segments.back().end;
+  std::string& img = h.disk.mutable_bytes(name);
+  std::string rec(kBlockBytes, '\0');
+  const uint32_t body = 24;
+  seal_record(std::span<char>(rec.data(), record_span(body)), static_cast<RecordKind>(kind), body,
+              RecordPlace{h.e().log_id(), seq, end});
+  encode_padding(std::span<char>(rec.data() + record_span(body), kBlockBytes - record_span(body)),
+                 RecordPlace{h.e().log_id(), seq, end + record_span(body)});
+  img.replace(end, kBlockBytes, rec);
+}
+
+TEST(WalRecoveryTest, UnknownOptionalRecordKindIsSkipped) {
+  Harness h;
+  ASSERT_TRUE(h.open().ok());
+  ASSERT_TRUE(h.append(1, {1}, {"before"}).ok());
+  inject_record(h, 0x90);
+  h.wal.reset();
+  SimSegmentSource src(h.disk);
+  auto r = recover(src);
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  EXPECT_EQ(r->groups.at(1).last_index(), 1u);
+  EXPECT_EQ(r->segments.back().records, 5u) << "open, entries, padding, optional, padding";
+}
+
+TEST(WalRecoveryTest, UnknownRequiredRecordKindIsReported) {
+  Harness h;
+  ASSERT_TRUE(h.open().ok());
+  ASSERT_TRUE(h.append(1, {1}, {"before"}).ok());
+  inject_record(h, 0x30);
+  h.wal.reset();
+  SimSegmentSource src(h.disk);
+  auto r = recover(src);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().kind(), ErrorKind::kCorruption);
+  EXPECT_NE(r.error().message().find("unknown required"), std::string::npos);
+}
+
+TEST(WalRecoveryTest, DiskFullFailsAppendsAndRecoversWhenSpaceReturns) {
+  Harness h;
+  ASSERT_TRUE(h.open().ok());
+  std::mt19937_64 rng(21);
+  ASSERT_TRUE(h.append_random(rng, 1).ok());
+  ASSERT_TRUE(h.wal->flush_all().ok());
+  // No room for another segment file.
+  h.disk.set_space_bytes(h.disk.used_bytes());
+  h.wal->issue();
+  base::Status last;
+  int accepted = 0;
+  for (int i = 0; i < 2000 && last.ok(); ++i) {
+    last = h.append_random(rng, 1, 1000);
+    if (last.ok()) ++accepted;
+    if (!last.ok() && last.error().kind() == ErrorKind::kBusy) {
+      ASSERT_TRUE(h.wal->flush_all().ok());
+      last = {};
+    }
+  }
+  ASSERT_FALSE(last.ok());
+  EXPECT_EQ(last.error().kind(), ErrorKind::kNoSpace) << last.error().to_string();
+  EXPECT_NE(last.error().message().find("no space"), std::string::npos);
+  // Everything accepted is still made durable.
+  ASSERT_TRUE(h.wal->flush_all().ok());
+  EXPECT_EQ(h.e().durable_position(), h.e().append_position());
+  // Space returns: the next issue prepares the segment, appends work again.
+  h.disk.set_space_bytes(UINT64_MAX);
+  h.wal->issue();
+  ASSERT_TRUE(h.append_random(rng, 1, 1000).ok());
+  ASSERT_TRUE(h.wal->flush_all().ok());
+  crash_reopen_check(h, h.e().durable_position(), nullptr);
+  EXPECT_GT(accepted, 0);
+}
+
+TEST(WalRecoveryTest, FailedWriteStopsTheLog) {
+  Harness h;
+  ASSERT_TRUE(h.open().ok());
+  ASSERT_TRUE(h.wal->flush_all().ok());  // segments prepared ahead
+  ASSERT_TRUE(h.append(1, {1}, {"x"}).ok());
+  h.disk.fail_write_after(0);
+  h.wal->issue();
+  EXPECT_TRUE(h.wal->failed());
+  EXPECT_EQ(h.wal->failure()->kind(), ErrorKind::kIo);
+  EXPECT_EQ(h.e().durable_position(), 0u) << "nothing may be reported durable";
+}
+
+TEST(WalRecoveryTest, ReclaimKeepsWhatGroupsNeedAndDropsTheRest) {
+  Harness h;
+  ASSERT_TRUE(h.open().ok());
+  std::mt19937_64 rng(23);
+  // Group 1 is busy, group 2 appends once and never compacts: it pins.
+  ASSERT_TRUE(h.append(2, {1}, {"pinned"}).ok());
+  ASSERT_TRUE(h.hard_state(2, HardState{1, 2, 1}).ok());
+  while (h.e().live_segments().size() < 5) {
+    auto st = h.append_random(rng, 1, 1500);
+    if (!st.ok()) ASSERT_TRUE(h.wal->flush_all().ok());
+    h.wal->issue();
+    while (h.wal->complete_one(rng)) {
+    }
+  }
+  const GroupLog* g1 = h.e().group(1);
+  ASSERT_TRUE(h.compact(1, g1->last_index(), *g1->term(g1->last_index())).ok());
+  ASSERT_TRUE(h.wal->reclaim().ok());
+  EXPECT_EQ(h.e().live_segments().size(), 5u) << "group 2 pins the oldest segment";
+  EXPECT_EQ(h.e().pinning_groups(), std::vector<uint64_t>{2});
+  // Group 2 snapshots: now everything old can go; its hard state moves forward.
+  ASSERT_TRUE(h.compact(2, 1, 1).ok());
+  ASSERT_TRUE(h.wal->reclaim().ok());
+  EXPECT_EQ(h.e().live_segments().size(), 1u);
+  crash_reopen_check(h, h.e().durable_position(), nullptr);
+  EXPECT_EQ(h.e().group(2)->hard_state(), (HardState{1, 2, 1}));
+  EXPECT_EQ(h.e().group(2)->compact_index(), 1u);
+}
+
+// Many power failures at random moments, with every kind of operation:
+// after each, every acknowledged operation is present and nothing else is
+// invented (the state is that of a prefix of the operations).
+TEST(WalRecoveryTest, SimulatedCrashesLoseNothingAcknowledged) {
+  for (uint64_t seed = 1; seed <= 8; ++seed) {
+    Harness h;
+    std::mt19937_64 rng(seed * 7919);
+    ASSERT_TRUE(h.open().ok());
+    for (int life = 0; life < 12; ++life) {
+      const int steps = 50 + static_cast<int>(rng() % 300);
+      for (int s = 0; s < steps; ++s) {
+        const uint64_t g = 1 + rng() % 6;
+        const GroupLog* gl = h.e().group(g);
+        const unsigned what = rng() % 100;
+        base::Status st;
+        if (what < 70 || gl == nullptr) {
+          st = h.append_random(rng, g, 600);
+        } else if (what < 80) {
+          st = h.hard_state(g, HardState{gl->hard_state().term + rng() % 2, rng() % 3,
+                                         gl->hard_state().commit + rng() % 3});
+        } else if (what < 88) {
+          const uint64_t keep = std::max(gl->compact_index(), gl->last_index() - rng() % 4);
+          st = h.truncate(g, keep);
+        } else if (what < 95) {
+          const uint64_t upto = gl->compact_index() + rng() % 6;
+          auto t = gl->term(std::min(upto, gl->last_index()));
+          if (upto <= gl->last_index() && t) st = h.compact(g, upto, *t);
+        } else {
+          st = h.wal->reclaim();
+        }
+        if (!st.ok()) {
+          ASSERT_EQ(st.error().kind(), ErrorKind::kBusy) << st.error().to_string();
+          h.wal->issue();
+          while (h.wal->complete_one(rng)) {
+          }
+        }
+        if (rng() % 4 == 0) h.wal->issue();
+        if (rng() % 3 == 0) h.wal->complete_one(rng);
+      }
+      h.wal->issue();
+      crash_reopen_check(h, h.e().durable_position(), &rng);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace nori::wal

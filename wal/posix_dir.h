@@ -1,0 +1,31 @@
+// Blocking POSIX helpers for a WAL directory: recovery's SegmentSource over
+// real files, directory listing and directory fsync.
+//
+// Blocking calls: used when a log is opened (before it accepts appends), by
+// nori-wal-dump, and by tests; never on the append path.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "runtime/base/result.h"
+#include "wal/recovery.h"
+
+namespace nori::wal {
+
+class PosixSegmentSource final : public SegmentSource {
+ public:
+  explicit PosixSegmentSource(std::string dir) : dir_(std::move(dir)) {}
+  base::Result<std::vector<std::string>> list() override;
+  // Sequential buffered reads in large blocks (readahead hinted).
+  base::Status read_all(const std::string& name, uint64_t bytes_max, std::string* out) override;
+
+ private:
+  std::string dir_;
+};
+
+// fsync(2) of the directory itself: makes creates, renames and unlinks durable.
+base::Status fsync_dir(const std::string& dir);
+base::Status make_dir(const std::string& dir);
+
+}  // namespace nori::wal
