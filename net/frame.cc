@@ -99,7 +99,7 @@ void FrameBuilder::open_frame_if_needed(size_t message_bytes) {
       frame_messages_ + 1 <= kFrameMessagesMax) {
     return;
   }
-  if (frame_open_) seal();
+  if (frame_open_) close_frame();
   // The header gets a segment of its own so that seal() can checksum the body
   // segments that follow it without splitting a run.
   close_inline_segment();
@@ -153,31 +153,40 @@ void FrameBuilder::add_owned(MessageType type, GroupId group, std::string&& payl
 }
 
 void FrameBuilder::add_keepalive() {
-  if (frame_open_) seal();
+  if (frame_open_) close_frame();
   open_frame_if_needed(0);
-  seal();
+  close_frame();
 }
 
-void FrameBuilder::seal() {
+void FrameBuilder::close_frame() {
   if (!frame_open_) return;
   close_inline_segment();
-  iov_.clear();
-  for (size_t i = frame_first_segment_; i < segments_.size(); ++i) {
-    const Segment& s = segments_[i];
-    char* base = s.owned ? owned_[s.offset].data() : buf_.data() + s.offset;
-    iov_.push_back({base, s.length});
-  }
-  auto* header = reinterpret_cast<uint8_t*>(buf_.data() + frame_header_offset_);
-  encode_frame_header(
-      header, {static_cast<uint32_t>(frame_body_bytes_), static_cast<uint32_t>(frame_messages_)},
-      iov_, seed_);
-  iov_.clear();
+  marks_.push_back({frame_header_offset_, frame_first_segment_, segments_.size(), frame_body_bytes_,
+                    frame_messages_});
   frame_open_ = false;
   frames_ += 1;
 }
 
+void FrameBuilder::seal() {
+  close_frame();
+  for (; sealed_marks_ < marks_.size(); ++sealed_marks_) {
+    const FrameMark& m = marks_[sealed_marks_];
+    iov_.clear();
+    for (size_t i = m.first_segment; i < m.end_segment; ++i) {
+      const Segment& s = segments_[i];
+      char* base = s.owned ? owned_[s.offset].data() : buf_.data() + s.offset;
+      iov_.push_back({base, s.length});
+    }
+    auto* header = reinterpret_cast<uint8_t*>(buf_.data() + m.header_offset);
+    encode_frame_header(header,
+                        {static_cast<uint32_t>(m.body_bytes), static_cast<uint32_t>(m.messages)},
+                        iov_, seed_);
+  }
+  iov_.clear();
+}
+
 std::span<const iovec> FrameBuilder::iovecs() {
-  NORI_ASSERT(!frame_open_, "iovecs() of an unsealed frame");
+  NORI_ASSERT(!frame_open_ && sealed_marks_ == marks_.size(), "iovecs() of an unsealed frame");
   iov_.clear();
   for (const Segment& s : segments_) {
     char* base = s.owned ? owned_[s.offset].data() : buf_.data() + s.offset;
@@ -197,6 +206,8 @@ void FrameBuilder::clear() {
   owned_.clear();
   segments_.clear();
   iov_.clear();
+  marks_.clear();
+  sealed_marks_ = 0;
   frame_open_ = false;
   frame_header_offset_ = frame_first_segment_ = frame_body_bytes_ = frame_messages_ = 0;
   inline_segment_start_ = 0;

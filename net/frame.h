@@ -61,7 +61,10 @@ class FrameBuilder {
   void add(MessageType type, GroupId group, std::string_view payload);
   void add_owned(MessageType type, GroupId group, std::string&& payload);
 
-  // Closes the open frame: fills its header and checksum. Call before iovecs().
+  // Closes the open frame and fills the header and checksum of every frame
+  // not yet sealed, with the current seed (so a batch queued before a
+  // reconnect is checksummed with the new connection's seed). Call before
+  // iovecs().
   void seal();
 
   // The sealed frames as a gather list (valid until the next add/clear).
@@ -84,7 +87,15 @@ class FrameBuilder {
     size_t offset;  // into buf_ when !owned, else index into owned_
     size_t length;
   };
+  struct FrameMark {
+    size_t header_offset;  // in buf_
+    size_t first_segment;  // first body segment
+    size_t end_segment;    // one past the last body segment
+    size_t body_bytes;
+    size_t messages;
+  };
   void open_frame_if_needed(size_t message_bytes);
+  void close_frame();
   void append_inline(const void* p, size_t n);
   void close_inline_segment();
 
@@ -93,6 +104,8 @@ class FrameBuilder {
   std::vector<std::string> owned_;  // large payloads sent by reference
   std::vector<Segment> segments_;
   std::vector<iovec> iov_;
+  std::vector<FrameMark> marks_;  // closed frames
+  size_t sealed_marks_ = 0;       // marks_[0, sealed_marks_) have their checksums
   bool frame_open_ = false;
   size_t frame_header_offset_ = 0;  // in buf_
   size_t frame_first_segment_ = 0;

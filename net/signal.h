@@ -1,0 +1,87 @@
+// Signal: wakes one coroutine parked on it, on the same reactor. A notify()
+// with nobody waiting is remembered, so the next wait() returns at once: the
+// link's writer parks here until a message, a heartbeat or a keep-alive is
+// due, and a notify() between its check and its park is never lost.
+//
+// Waiting is cancellable through the waiter's CancelScope (the wait then
+// yields kCancelled). Single reactor, single waiter at a time.
+#pragma once
+
+#include "runtime/base/result.h"
+#include "runtime/cancel.h"
+#include "runtime/reactor.h"
+#include "runtime/task.h"
+
+namespace nori::net {
+
+class Signal {
+ public:
+  class Wait final : private runtime::Cancellable {
+   public:
+    explicit Wait(Signal* s) : signal_(s) {}
+    Wait(const Wait&) = delete;
+    Wait& operator=(const Wait&) = delete;
+    ~Wait() {
+      if (signal_->waiter_ == this) signal_->waiter_ = nullptr;
+    }
+
+    bool await_ready() {
+      if (!signal_->pending_) return false;
+      signal_->pending_ = false;
+      return true;
+    }
+    template <typename P>
+    bool await_suspend(std::coroutine_handle<P> h) {
+      NORI_ASSERT(signal_->waiter_ == nullptr, "two waiters on one Signal");
+      if constexpr (runtime::detail::ScopedPromise<P>) {
+        runtime::CancelScope* s = h.promise().scope_;
+        if (s != nullptr && !s->add(*this)) {
+          cancelled_ = true;
+          return false;
+        }
+      }
+      entry_.handle = h;
+      signal_->waiter_ = this;
+      return true;
+    }
+    base::Status await_resume() {
+      Cancellable::unlink();
+      if (cancelled_) return base::Error(base::ErrorKind::kCancelled, "wait cancelled");
+      return {};
+    }
+
+   private:
+    friend class Signal;
+    void wake() {
+      // Leave the scope first: a cancel() after this must not schedule twice.
+      Cancellable::unlink();
+      runtime::Reactor::here().schedule(entry_);
+    }
+    void cancel() override {
+      cancelled_ = true;
+      if (signal_->waiter_ == this) signal_->waiter_ = nullptr;
+      runtime::Reactor::here().schedule(entry_);
+    }
+    Signal* signal_;
+    runtime::Schedulable entry_;
+    bool cancelled_ = false;
+  };
+
+  void notify() {
+    if (waiter_ != nullptr) {
+      Wait* w = waiter_;
+      waiter_ = nullptr;
+      w->wake();
+    } else {
+      pending_ = true;
+    }
+  }
+  Wait wait() { return Wait(this); }
+  bool has_waiter() const { return waiter_ != nullptr; }
+
+ private:
+  Wait* waiter_ = nullptr;
+  bool pending_ = false;
+};
+
+}  // namespace nori::net
