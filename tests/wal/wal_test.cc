@@ -1,0 +1,235 @@
+// The io_uring driver on real O_DIRECT files (under the build directory: not
+// tmpfs), on a one-core runtime.
+#include "wal/wal.h"
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <random>
+
+#include "runtime/runtime.h"
+#include "wal/posix_dir.h"
+
+namespace nori::wal {
+namespace {
+
+using runtime::Task;
+namespace fs = std::filesystem;
+
+std::string fresh_dir(const std::string& name) {
+  std::string d = std::string(NORI_WAL_TEST_DIR) + "/" + name;
+  fs::remove_all(d);
+  fs::create_directories(NORI_WAL_TEST_DIR);
+  return d;
+}
+
+WalOptions test_options() {
+  WalOptions o;
+  o.segment_bytes = 1 << 20;
+  o.write_bytes_max = 64 << 10;
+  o.writes_in_flight_max = 4;
+  o.cache_bytes_max = 128 << 10;
+  return o;
+}
+
+std::string payload_for(uint64_t g, uint64_t i, size_t len) {
+  std::string p = fmt::format("g{}i{}|", g, i);
+  while (p.size() < len)
+    p.push_back(static_cast<char>('a' + (g * 7 + i + p.size()) % 26));
+  p.resize(std::max(len, p.size()));
+  return p;
+}
+
+// Appends n entries of len bytes to group g (one append per entry).
+Task<base::Status> append_n(Wal& w, uint64_t g, int n, size_t len) {
+  for (int k = 0; k < n; ++k) {
+    const uint64_t i = (w.group(g) ? w.group(g)->last_index() : 0) + 1;
+    std::string p = payload_for(g, i, len);
+    std::string_view v = p;
+    uint64_t t = 1;
+    auto pos = w.append_entries(g, i, std::span<const uint64_t>(&t, 1),
+                                std::span<const std::string_view>(&v, 1));
+    while (!pos && pos.error().kind() == base::ErrorKind::kBusy) {
+      NORI_CO_TRY(co_await w.wait_writable());
+      pos = w.append_entries(g, i, std::span<const uint64_t>(&t, 1),
+                             std::span<const std::string_view>(&v, 1));
+    }
+    if (!pos) co_return pos.error();
+    NORI_CO_TRY(co_await w.wait_durable(*pos));
+  }
+  co_return base::Status{};
+}
+
+TEST(WalTest, AppendsSurviveCloseAndReopenAndReadBackFromDisk) {
+  runtime::Runtime rt({.cores = 1});
+  const std::string dir = fresh_dir("reopen");
+  rt.block_on(0, [&]() -> Task<void> {
+    auto w = co_await Wal::open(dir, test_options());
+    EXPECT_TRUE(w.ok()) << w.error().to_string();
+    if (!w) co_return;
+    for (uint64_t g = 1; g <= 4; ++g)
+      EXPECT_TRUE((co_await append_n(**w, g, 50, 300)).ok());
+    auto hs = (*w)->persist_hard_state(2, HardState{7, 3, 40});
+    EXPECT_TRUE(hs.ok());
+    EXPECT_TRUE((co_await (*w)->wait_durable(*hs)).ok());
+    co_await (*w)->close();
+  });
+  rt.block_on(0, [&]() -> Task<void> {
+    auto w = co_await Wal::open(dir, test_options());
+    EXPECT_TRUE(w.ok()) << w.error().to_string();
+    if (!w) co_return;
+    for (uint64_t g = 1; g <= 4; ++g) {
+      const GroupLog* gl = (*w)->group(g);
+      EXPECT_NE(gl, nullptr);
+      if (!gl) continue;
+      EXPECT_EQ(gl->last_index(), 50u);
+      auto entries = co_await (*w)->read_entries(g, 1, 51, UINT64_MAX);
+      EXPECT_TRUE(entries.ok());
+      if (!entries) continue;
+      EXPECT_EQ(entries->size(), 50u);
+      for (const auto& e : *entries)
+        EXPECT_EQ(e.payload, payload_for(g, e.index, 300));
+    }
+    EXPECT_EQ((*w)->group(2)->hard_state(), (HardState{7, 3, 40}));
+    EXPECT_GT((*w)->stats().disk_reads, 0u) << "recovered entries are read from disk";
+    co_await (*w)->close();
+  });
+}
+
+TEST(WalTest, OneReactorRoundOfAppendsIsOneDurableWrite) {
+  runtime::Runtime rt({.cores = 1});
+  const std::string dir = fresh_dir("group_commit");
+  rt.block_on(0, [&]() -> Task<void> {
+    auto w = co_await Wal::open(dir, test_options());
+    EXPECT_TRUE(w.ok());
+    if (!w) co_return;
+    Wal& wal = **w;
+    const uint64_t writes_before = wal.stats().durable_writes;
+    // 64 groups append in the same round, then all wait.
+    std::vector<Position> pos;
+    for (uint64_t g = 1; g <= 64; ++g) {
+      std::string p = payload_for(g, 1, 100);
+      std::string_view v = p;
+      uint64_t t = 1;
+      auto r = wal.append_entries(g, 1, std::span<const uint64_t>(&t, 1),
+                                  std::span<const std::string_view>(&v, 1));
+      EXPECT_TRUE(r.ok());
+      pos.push_back(*r);
+    }
+    for (Position p : pos)
+      EXPECT_TRUE((co_await wal.wait_durable(p)).ok());
+    EXPECT_EQ(wal.stats().durable_writes - writes_before, 1u)
+        << "every append of the round must share one durable write";
+    co_await wal.close();
+  });
+}
+
+TEST(WalTest, ConcurrentWritersAllBecomeDurable) {
+  runtime::Runtime rt({.cores = 1});
+  const std::string dir = fresh_dir("concurrent");
+  rt.block_on(0, [&]() -> Task<void> {
+    auto w = co_await Wal::open(dir, test_options());
+    EXPECT_TRUE(w.ok());
+    if (!w) co_return;
+    Wal& wal = **w;
+    int done = 0;
+    std::vector<Task<void>> tasks;
+    for (uint64_t g = 1; g <= 16; ++g) {
+      runtime::spawn([](Wal& wal, uint64_t g, int& done) -> Task<void> {
+        auto st = co_await append_n(wal, g, 40, 3000);
+        EXPECT_TRUE(st.ok()) << st.error().to_string();
+        ++done;
+      }(wal, g, done));
+    }
+    while (done < 16)
+      (void)co_await runtime::sleep_for(std::chrono::milliseconds(1));
+    EXPECT_LT(wal.stats().durable_writes, 16u * 40u) << "writes must be shared";
+    EXPECT_GT(wal.stats().engine.rotations, 0u);
+    co_await wal.close();
+  });
+  PosixSegmentSource src(dir);
+  auto rec = recover(src);
+  ASSERT_TRUE(rec.ok()) << rec.error().to_string();
+  for (uint64_t g = 1; g <= 16; ++g)
+    EXPECT_EQ(rec->groups.at(g).last_index(), 40u);
+}
+
+TEST(WalTest, CompactedSegmentsAreReclaimedAndPinningGroupsReported) {
+  runtime::Runtime rt({.cores = 1});
+  const std::string dir = fresh_dir("reclaim");
+  WalOptions o = test_options();
+  o.log_bytes_max = 3 * o.segment_bytes;
+  rt.block_on(0, [&]() -> Task<void> {
+    auto w = co_await Wal::open(dir, o);
+    EXPECT_TRUE(w.ok());
+    if (!w) co_return;
+    Wal& wal = **w;
+    std::vector<uint64_t> pinned;
+    wal.set_pinned_callback([&](const std::vector<uint64_t>& g) { pinned = g; });
+    EXPECT_TRUE((co_await append_n(wal, 9, 1, 100)).ok());  // group 9 pins segment 1
+    EXPECT_TRUE((co_await append_n(wal, 1, 400, 20000)).ok());
+    EXPECT_TRUE(wal.mark_compacted(1, 300, 1).ok());  // group 1 no longer pins segment 1
+    EXPECT_TRUE((co_await wal.reclaim()).ok());
+    EXPECT_GT(wal.engine().live_segments().size(), 3u);
+    EXPECT_EQ(pinned, std::vector<uint64_t>{9});
+    // Both snapshot: everything but the active segment can go.
+    EXPECT_TRUE(wal.mark_compacted(1, 400, 1).ok());
+    EXPECT_TRUE(wal.mark_compacted(9, 1, 1).ok());
+    EXPECT_TRUE((co_await wal.reclaim()).ok());
+    EXPECT_EQ(wal.engine().live_segments().size(), 1u);
+    EXPECT_GT(wal.stats().segments_dropped, 0u);
+    EXPECT_TRUE((co_await append_n(wal, 1, 100, 20000)).ok());
+    EXPECT_GT(wal.stats().segments_recycled, 0u) << "dropped segments are reused";
+    co_await wal.close();
+  });
+  rt.block_on(0, [&]() -> Task<void> {
+    auto w = co_await Wal::open(dir, o);
+    EXPECT_TRUE(w.ok()) << w.error().to_string();
+    if (!w) co_return;
+    EXPECT_EQ((*w)->group(1)->last_index(), 500u);
+    EXPECT_EQ((*w)->group(1)->compact_index(), 400u);
+    EXPECT_EQ((*w)->group(9)->compact_index(), 1u);
+    auto e = co_await (*w)->read_entries(1, 401, 501, UINT64_MAX);
+    EXPECT_TRUE(e.ok());
+    if (e) {
+      EXPECT_EQ(e->size(), 100u);
+      for (const auto& x : *e)
+        EXPECT_EQ(x.payload, payload_for(1, x.index, 20000));
+    }
+    co_await (*w)->close();
+  });
+}
+
+TEST(WalTest, CorruptSealedSegmentFailsOpenWithFileAndOffset) {
+  runtime::Runtime rt({.cores = 1});
+  const std::string dir = fresh_dir("corrupt");
+  rt.block_on(0, [&]() -> Task<void> {
+    auto w = co_await Wal::open(dir, test_options());
+    EXPECT_TRUE(w.ok());
+    if (!w) co_return;
+    EXPECT_TRUE((co_await append_n(**w, 1, 100, 30000)).ok());
+    co_await (*w)->close();
+  });
+  {
+    const std::string seg = dir + "/" + segment_file_name(1);
+    std::FILE* f = std::fopen(seg.c_str(), "r+b");
+    ASSERT_NE(f, nullptr);
+    std::fseek(f, kSegmentHeaderBytes + 100, SEEK_SET);
+    std::fputc(0x5a, f);
+    std::fclose(f);
+  }
+  rt.block_on(0, [&]() -> Task<void> {
+    auto w = co_await Wal::open(dir, test_options());
+    EXPECT_FALSE(w.ok());
+    if (w.ok()) {
+      co_await (*w)->close();
+      co_return;
+    }
+    EXPECT_EQ(w.error().kind(), base::ErrorKind::kCorruption);
+    EXPECT_NE(w.error().message().find(segment_file_name(1)), std::string::npos);
+  });
+}
+
+}  // namespace
+}  // namespace nori::wal
