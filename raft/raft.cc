@@ -38,14 +38,14 @@ base::Result<std::unique_ptr<Raft>> Raft::create(Config config, LogStorage& stor
 }
 
 Raft::Raft(Config config, LogStorage& storage, TimePoint now)
-    : config_(std::move(config)),
+    : rng_state_(config.random_seed ^ (config.id * 0x9e3779b97f4a7c15ull) ^
+                 (config.group * 0xbf58476d1ce4e5b9ull)),
+      promise_window_(config.promise_window()),
+      config_(std::move(config)),
       storage_(storage),
       id_(config_.id),
       group_(config_.group),
-      quorum_(MajorityConfig(config_.voters)),
-      promise_window_(config_.promise_window()),
-      rng_state_(config_.random_seed ^ (config_.id * 0x9e3779b97f4a7c15ull) ^
-                 (config_.group * 0xbf58476d1ce4e5b9ull)) {
+      quorum_(MajorityConfig(config_.voters)) {
   auto valid = config_.validate();
   NORI_ASSERT(valid.ok(), "invalid raft config: {}", valid.error().to_string());
 
@@ -68,13 +68,20 @@ Raft::Raft(Config config, LogStorage& storage, TimePoint now)
   // state machine applied was committed.
   commit_ = std::max(std::min(hs.commit, last), applied_);
 
+  is_voter_ = quorum_.contains(id_);
   for (NodeId v : quorum_.all_voters()) {
-    if (v != id_) peers_.push_back(Progress{.id = v});
+    if (v == id_) continue;
+    peers_.push_back(Progress{.id = v});
+    if (peer_count_ < kPeersInline) peer_ids_[peer_count_] = v;
+    ++peer_count_;
   }
 
   // lease: a restarted process cannot remember promises it made before it
   // stopped, so it assumes a full one is outstanding (docs/lease.md, "Restart").
-  promise_until_ = now + promise_window_;
+  // A replica whose durable term is 0 has never sent a message in any term
+  // (a term is durable before any message is sent in it), so it has never
+  // promised anything: a freshly created group elects and commits at once.
+  promise_until_ = hs.term == 0 ? now : now + promise_window_;
   promise_leader_ = kNoNode;
   promise_term_ = 0;
   reset_election_deadline(now);
@@ -82,9 +89,11 @@ Raft::Raft(Config config, LogStorage& storage, TimePoint now)
 
 Raft::~Raft() = default;
 
-bool Raft::has_ready() const {
-  return !ready_.empty() || need_hard_state_ || appends_dirty_ ||
-         apply_sent_ < std::min(commit_, durable_index_);
+void Raft::InflightRing::push_back(Inflight f, size_t capacity) {
+  if (buf_.empty()) buf_.resize(capacity);
+  NORI_ASSERT(size_ < buf_.size(), "inflight ring overflow ({})", buf_.size());
+  buf_[(head_ + size_) % buf_.size()] = f;
+  ++size_;
 }
 
 void Raft::take_ready(Ready& out) {
@@ -107,7 +116,16 @@ void Raft::take_ready(Ready& out) {
     }
   }
   ready_.commit = commit_;
-  std::swap(out, ready_);
+  // Member-wise swaps: `out` was cleared, so ready_ gets back its buffers.
+  std::swap(out.hard_state, ready_.hard_state);
+  std::swap(out.truncate_from, ready_.truncate_from);
+  out.entries.swap(ready_.entries);
+  out.commit = ready_.commit;
+  out.messages.swap(ready_.messages);
+  out.committed.swap(ready_.committed);
+  out.reads.swap(ready_.reads);
+  out.proposals.swap(ready_.proposals);
+  out.events.swap(ready_.events);
 }
 
 TimePoint Raft::next_tick() const {
@@ -118,7 +136,7 @@ TimePoint Raft::next_tick() const {
     if (!proposals_.empty()) t = std::min(t, earliest_deadline_);
     return t;
   }
-  if (!quorum_.contains(id_)) return TimePoint::max();
+  if (!is_voter_) return TimePoint::max();
   return election_deadline_;
 }
 
@@ -189,13 +207,13 @@ void Raft::reset_election_deadline(TimePoint now) {
 
 void Raft::tick(TimePoint now) {
   if (role_ != Role::kLeader) {
-    if (quorum_.contains(id_) && now >= election_deadline_) campaign(now);
+    if (is_voter_ && now >= election_deadline_) campaign(now);
     return;
   }
-  // Check-quorum: a leader that has not heard from a quorum within the
-  // window steps down, so a partitioned leader stops accepting proposals and
-  // a follower-side election is not needed to depose it.
-  if (config_.check_quorum && !quorum_active(now)) {
+  // Check-quorum, once per heartbeat interval: a leader that has not heard
+  // from a quorum within the window steps down, so a partitioned leader
+  // stops accepting proposals (propose() also checks it on every call).
+  if (now >= next_heartbeat_ && config_.check_quorum && !quorum_active(now)) {
     step_down_as_leader(now, "check-quorum: no quorum heard within the window");
     return;
   }
@@ -254,7 +272,7 @@ void Raft::step_down_as_leader(TimePoint now, const char* why) {
 }
 
 void Raft::campaign(TimePoint now) {
-  if (!quorum_.contains(id_) || role_ == Role::kLeader) return;
+  if (!is_voter_ || role_ == Role::kLeader) return;
   if (config_.pre_vote) {
     become_pre_candidate(now);
   } else {
@@ -379,7 +397,7 @@ void Raft::become_leader(TimePoint now) {
 void Raft::step(Message m, TimePoint now) {
   NORI_ASSERT(m.group == group_, "message for group {} stepped into group {}", m.group, group_);
   if (m.to != id_ || m.from == id_ || m.from == kNoNode) return;
-  if (!quorum_.contains(m.from)) return;  // not a member (next issue: learners)
+  if (!is_peer(m.from)) return;  // not a member (next issue: learners)
   MessageType type = m.type();
   if (type == MessageType::kSnapshotChunk || type == MessageType::kSnapshotReply) return;
 
@@ -700,7 +718,7 @@ void Raft::send_append(Progress& p, bool allow_empty) {
     if (p.replicating) {
       if (n > 0) {
         p.next += n;
-        p.inflight.push_back(Inflight{p.next - 1, bytes});
+        p.inflight.push_back(Inflight{p.next - 1, bytes}, config_.inflight_msgs_max);
         p.inflight_bytes += bytes;
       }
     } else {
@@ -770,8 +788,8 @@ void Raft::handle_append_reply(const Message& m, const AppendReply& rep, TimePoi
 
 void Raft::send_heartbeat_round(TimePoint now) {
   ++round_;
+  if (rounds_.size() >= kRoundsKept) rounds_.erase(rounds_.begin());
   rounds_.push_back(RoundSent{round_, now});
-  if (rounds_.size() > kRoundsKept) rounds_.pop_front();
   next_heartbeat_ = now + milliseconds(config_.heartbeat_ms);
   for (Progress& p : peers_) {
     p.match_at_round = p.match;
@@ -795,7 +813,16 @@ void Raft::handle_heartbeat_reply(const Message& m, const HeartbeatReply& rep, T
   if (pp == nullptr) return;
   Progress& p = *pp;
   p.last_heard = now;
-  if (rep.round <= round_ && rep.round > p.acked_round) p.acked_round = rep.round;
+  if (rep.round <= round_ && rep.round > p.acked_round) {
+    p.acked_round = rep.round;
+    // Only the newest quorum-acknowledged round and later ones can still
+    // give a lease: forget older send times.
+    uint64_t qr = quorum_round();
+    size_t drop = 0;
+    while (drop < rounds_.size() && rounds_[drop].round < qr)
+      ++drop;
+    if (drop > 0) rounds_.erase(rounds_.begin(), rounds_.begin() + drop);
+  }
   if (p.match < last_index_) {
     if (!p.replicating) {
       // A probe may have been lost: retry once per heartbeat round.
@@ -1049,7 +1076,7 @@ void Raft::maybe_send_timeout_now(TimePoint now) {
 }
 
 void Raft::handle_timeout_now(const Message& m, const TimeoutNow& tn, TimePoint now) {
-  if (!quorum_.contains(id_) || role_ == Role::kLeader) return;
+  if (!is_voter_ || role_ == Role::kLeader) return;
   if (m.from != leader_) return;  // only the leader we follow can hand over
   // Skip pre-vote: the leader asked for this election.
   become_candidate(now, m.from, m.term, ns(std::max<int64_t>(0, tn.leader_wait_remaining_ns)));

@@ -41,6 +41,8 @@
 //   kStaleNoGuarantee: any role, granted at once at the applied index.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -148,7 +150,10 @@ class Raft {
 
   // --- outputs -----------------------------------------------------------------
 
-  bool has_ready() const;
+  bool has_ready() const {
+    return !ready_.empty() || need_hard_state_ || appends_dirty_ ||
+           apply_sent_ < std::min(commit_, durable_index_);
+  }
   // Moves the accumulated outputs into `out` (cleared first; its buffers are
   // recycled, so a driver that keeps one Ready per group allocates nothing in
   // steady state).
@@ -181,13 +186,33 @@ class Raft {
     Index last = 0;
     uint64_t bytes = 0;
   };
+  // FIFO of appends in flight to one follower; its buffer is allocated on
+  // first use with room for exactly inflight_msgs_max (idle groups pay
+  // nothing).
+  class InflightRing {
+   public:
+    bool empty() const { return size_ == 0; }
+    size_t size() const { return size_; }
+    const Inflight& front() const { return buf_[head_]; }
+    void push_back(Inflight f, size_t capacity);
+    void pop_front() {
+      head_ = (head_ + 1) % static_cast<uint32_t>(buf_.size());
+      --size_;
+    }
+    void clear() { head_ = size_ = 0; }
+
+   private:
+    std::vector<Inflight> buf_;
+    uint32_t head_ = 0;
+    uint32_t size_ = 0;
+  };
   struct Progress {
     NodeId id = kNoNode;
     Index match = 0;
     Index next = 1;
     bool replicating = false;  // false: probing (one append until a reply)
     bool probe_sent = false;
-    std::deque<Inflight> inflight;  // bounded by inflight_msgs_max
+    InflightRing inflight;  // bounded by inflight_msgs_max
     uint64_t inflight_bytes = 0;
     Index match_at_round = 0;  // match when the last heartbeat round was sent
     uint64_t acked_round = 0;  // highest heartbeat round acknowledged this term
@@ -237,6 +262,12 @@ class Raft {
 
   // Leader machinery.
   Progress* progress(NodeId id);
+  bool is_peer(NodeId id) const {
+    for (size_t i = 0; i < std::min(peer_count_, kPeersInline); ++i) {
+      if (peer_ids_[i] == id) return true;
+    }
+    return peer_count_ > kPeersInline && quorum_.contains(id) && id != id_;
+  }
   void send(NodeId to, MessageBody body, SendAfter after);
   void send_with_term(NodeId to, Term term, MessageBody body, SendAfter after);
   void flush_appends();
@@ -270,27 +301,46 @@ class Raft {
   void event(EventKind kind, NodeId node, TimePoint now);
   uint64_t random_next();
 
+  // Hot fields first: has_ready() and the heartbeat path touch these in
+  // every driver round of every group, so they share a few cache lines.
+  Ready ready_;
+  Role role_ = Role::kFollower;
+  bool need_hard_state_ = false;  // term/vote changed since last take_ready
+  bool appends_dirty_ = false;    // new entries to send at the next take_ready
+  bool leader_waiting_ = false;   // commit held back until leader_wait_until_
+  bool is_voter_ = false;
+  Index commit_ = 0;
+  Index durable_index_ = 0;
+  Index apply_sent_ = 0;  // highest index handed out in Ready::committed
+  Term term_ = 0;
+  NodeId leader_ = kNoNode;
+  TimePoint election_deadline_{};
+  TimePoint next_heartbeat_{};
+  TimePoint last_leader_contact_{};
+  uint64_t rng_state_;
+  // Lease promise this node made (docs/lease.md).
+  TimePoint promise_until_{};
+  NodeId promise_leader_ = kNoNode;
+  Term promise_term_ = 0;
+  Duration promise_window_;
+  // Peer ids, inline, for the membership check on every message.
+  static constexpr size_t kPeersInline = 8;
+  std::array<NodeId, kPeersInline> peer_ids_{};
+  size_t peer_count_ = 0;
+
   Config config_;
   LogStorage& storage_;
   NodeId id_;
   GroupId group_;
   QuorumConfig quorum_;
-  Duration promise_window_;
-  uint64_t rng_state_;
 
   // Persistent state (in memory) and what of it is durable.
-  Term term_ = 0;
   NodeId vote_ = kNoNode;
   Term durable_term_ = 0;
   NodeId durable_vote_ = kNoNode;
-  bool need_hard_state_ = false;  // term/vote changed since last take_ready
 
   // Volatile state.
-  Role role_ = Role::kFollower;
-  NodeId leader_ = kNoNode;
-  Index commit_ = 0;
   Index applied_ = 0;
-  Index apply_sent_ = 0;  // highest index handed out in Ready::committed
 
   // Log: entries [mem_first_, last_index_] in memory; older ones in storage_.
   std::deque<Entry> mem_;
@@ -298,18 +348,7 @@ class Raft {
   Index mem_first_ = 1;
   Index last_index_ = 0;
   Term last_term_ = 0;
-  Index durable_index_ = 0;
   Index storage_last_index_ = 0;  // durable entries storage_ can return
-
-  // Timers.
-  TimePoint election_deadline_{};
-  TimePoint last_leader_contact_{};
-  TimePoint next_heartbeat_{};
-
-  // Lease promise this node made (docs/lease.md).
-  TimePoint promise_until_{};
-  NodeId promise_leader_ = kNoNode;
-  Term promise_term_ = 0;
 
   // Peers (every voter but this node) and, as leader, their progress.
   std::vector<Progress> peers_;
@@ -321,12 +360,12 @@ class Raft {
   // Leader state.
   Index term_start_index_ = 0;  // index of this leader's no-op
   TimePoint leader_wait_until_{};
-  uint64_t round_ = 0;            // last heartbeat round sent this term
-  std::deque<RoundSent> rounds_;  // send times of recent rounds (bounded)
-  bool lease_ended_ = false;      // a transfer ended the lease for this term
+  uint64_t round_ = 0;  // last heartbeat round sent this term
+  // Send times of the rounds not older than the newest quorum-acknowledged
+  // one (trimmed as acks arrive; at most kRoundsKept).
+  std::vector<RoundSent> rounds_;
+  bool lease_ended_ = false;  // a transfer ended the lease for this term
   bool read_round_wanted_ = false;
-  bool appends_dirty_ = false;   // new entries to send at the next take_ready
-  bool leader_waiting_ = false;  // commit held back until leader_wait_until_
   TimePoint earliest_deadline_ = TimePoint::max();
   uint64_t read_round_ = 0;  // last round sent on behalf of waiting reads
   std::deque<PendingProposal> proposals_;
@@ -335,8 +374,6 @@ class Raft {
   NodeId transfer_target_ = kNoNode;
   TimePoint transfer_deadline_{};
   bool timeout_now_sent_ = false;
-
-  Ready ready_;
 };
 
 }  // namespace nori::raft

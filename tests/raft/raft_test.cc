@@ -98,7 +98,7 @@ TEST(RaftElection, AtMostOneLeaderPerTermUnderLossAndCrashes) {
       NodeId victim = c.leader();
       if (victim == kNoNode) victim = 1 + rng() % 5;
       c.crash(victim);
-      c.advance(700ms);
+      c.advance(800ms);
       record();
       c.start_node(victim);
     }
@@ -133,7 +133,7 @@ TEST(RaftElection, CheckQuorumStepsDownIsolatedLeader) {
   TestCluster c(3);
   NodeId l = stable_leader(c);
   c.isolate(l);
-  c.advance(700ms);
+  c.advance(800ms);
   EXPECT_FALSE(c.raft(l).is_leader());
   EXPECT_TRUE(has_event(c, l, EventKind::kStepDown));
   auto r = c.raft(l).propose("x", 1, c.now(), kFar);
@@ -491,6 +491,7 @@ TEST(RaftLease, RestartedVoterStartsWithFullPromise) {
   c.advance(5s);
   TimePoint restart = c.now();
   c.start_node(3);
+  c.node(3).sent.clear();
   Duration w = c.raft(3).config().promise_window();
   EXPECT_EQ(c.raft(3).status().promise_until, restart + w);
   // Node 3 hears nothing from the leader, which then dies; node 2 campaigns
@@ -643,7 +644,7 @@ TEST(RaftRead, PendingReadsFailWhenLeadershipIsLost) {
   NodeId l = stable_leader(c);
   c.isolate(l);
   ASSERT_TRUE(c.raft(l).read(ReadMode::kReadIndex, 1, c.now()).ok());
-  c.advance(700ms);
+  c.advance(800ms);
   const ReadResult* r = find_read(c, l, 1);
   ASSERT_NE(r, nullptr);
   ASSERT_FALSE(r->granted());
@@ -746,7 +747,7 @@ TEST(RaftPropose, StepDownTurnsPendingProposalsIntoOutcomeUnknown) {
   NodeId l = stable_leader(c);
   c.isolate(l);
   Index x = propose_ok(c, l, "x", 9);
-  c.advance(700ms);
+  c.advance(800ms);
   ASSERT_FALSE(c.raft(l).is_leader());
   ASSERT_EQ(c.node(l).proposals.size(), 1u);
   EXPECT_EQ(c.node(l).proposals[0].index, x);
