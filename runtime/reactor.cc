@@ -266,9 +266,16 @@ bool Reactor::drain_mailboxes() {
     // Dekker with the producer's "store producer_waiting; fence; reload head":
     // our release, this fence, then the flag load. One of us sees the other.
     std::atomic_thread_fence(std::memory_order_seq_cst);
+    Reactor& producer = *peers_[from];
     if (ring->producer_waiting().load(std::memory_order_relaxed) &&
         ring->producer_waiting().exchange(false, std::memory_order_acq_rel)) {
-      wake_peer(*peers_[from]);
+      wake_peer(producer);
+    } else if (rt_.stopping() && producer.sleeping_.load(std::memory_order_relaxed) &&
+               producer.sleeping_.exchange(false, std::memory_order_acq_rel)) {
+      // During shutdown the producer's quiescence depends on this release
+      // (its messages consumed), so it must re-check: same Dekker pair as
+      // above, against its "sleeping; fence; locally_quiescent()".
+      wake_peer(producer);
     }
   }
   return any;
@@ -403,6 +410,9 @@ bool Reactor::has_remote_work_after_fence() {
   }
   if (inject_pending_.load(std::memory_order_relaxed)) return true;
   if (!stop_seen_ && rt_.stopping()) return true;
+  // Shutdown: became quiescent since the loop looked (a consumer released our
+  // last messages); count it instead of sleeping.
+  if (stop_seen_ && !counted_quiescent_ && locally_quiescent()) return true;
   if (counted_quiescent_ && rt_.quiescent().load(std::memory_order_seq_cst) == peers_.size()) {
     return true;
   }

@@ -97,7 +97,7 @@ void Runtime::stop() {
   std::lock_guard lk(stop_mu_);
   if (joined_) return;
   NORI_ASSERT(Reactor::current() == nullptr, "Runtime::stop from a reactor thread");
-  stopping_.store(true, std::memory_order_release);
+  stopping_.store(true, std::memory_order_seq_cst);
   for (Reactor* r : reactors_)
     r->wake_from_any_thread();
   for (auto& t : threads_)

@@ -42,6 +42,14 @@
 namespace nori::runtime {
 
 namespace detail {
+// Runs fn() (-> Task<void>) keeping fn itself alive in this frame: a lambda
+// coroutine reads its captures through the closure object, which must
+// outlive the coroutine.
+template <typename F>
+Task<void> run_owned(F fn) {
+  co_await fn();
+}
+
 template <typename T>
 struct TaskValue {
   using type = void;
@@ -74,7 +82,7 @@ class Runtime {
   const RuntimeConfig& config() const { return cfg_; }
   // Reactor i (its stats may be read from any thread).
   Reactor& reactor(unsigned i) { return *reactors_[i]; }
-  bool stopping() const { return stopping_.load(std::memory_order_acquire); }
+  bool stopping() const { return stopping_.load(std::memory_order_seq_cst); }
 
   // Runs fn() (-> R or Task<R>) on `core` and blocks the calling alien thread
   // until it finishes; rethrows its exception.
@@ -103,7 +111,7 @@ class Runtime {
   std::latch created_;
   std::latch connected_;
   std::latch exited_;
-  std::atomic<bool> stopping_{false};
+  std::atomic<bool> stopping_{false};  // set once by stop(); read seq_cst in the sleep protocol
   std::atomic<unsigned> quiescent_{0};
   std::mutex stop_mu_;
   bool joined_ = false;
@@ -253,7 +261,7 @@ struct Post final : Message {
   static void run_on_target(Message* m, Reactor& r) {
     std::unique_ptr<Post> p(static_cast<Post*>(m));
     if constexpr (TaskValue<CallResult<F>>::is_task) {
-      r.spawn(p->fn());
+      r.spawn(run_owned(std::move(p->fn)));
     } else {
       p->fn();
     }
@@ -287,7 +295,7 @@ Task<void> post(unsigned core, F fn) {
   Reactor& here = Reactor::here();
   if (core == here.core()) {
     if constexpr (detail::TaskValue<detail::CallResult<F>>::is_task) {
-      here.spawn(fn());
+      here.spawn(detail::run_owned(std::move(fn)));
     } else {
       fn();
     }
@@ -357,7 +365,8 @@ detail::ValueOf<F> Runtime::block_on(unsigned core, F fn) {
 template <typename F>
 void Runtime::spawn_on(unsigned core, F fn) {
   NORI_ASSERT(core < cores(), "spawn_on core {} of {}", core, cores());
-  reactors_[core]->inject([fn = std::move(fn)]() mutable { Reactor::here().spawn(fn()); });
+  reactors_[core]->inject(
+      [fn = std::move(fn)]() mutable { Reactor::here().spawn(detail::run_owned(std::move(fn))); });
 }
 
 }  // namespace nori::runtime
