@@ -23,6 +23,10 @@ using std::chrono::milliseconds;
 // add at most one extra round per round trip).
 constexpr size_t kRoundsKept = 256;
 
+// Heartbeat intervals without replication progress, with appends in flight,
+// after which they are presumed lost and the follower is probed again.
+constexpr uint32_t kStalledRoundsMax = 2;
+
 Duration ns(int64_t v) {
   return Duration(v);
 }
@@ -379,6 +383,7 @@ void Raft::become_leader(TimePoint now) {
     p.inflight_bytes = 0;
     p.acked_round = 0;
     p.match_at_round = 0;
+    p.stalled_rounds = 0;
     // A grace period: check-quorum counts a peer as heard at election.
     p.last_heard = now;
   }
@@ -792,8 +797,26 @@ void Raft::send_heartbeat_round(TimePoint now) {
   rounds_.push_back(RoundSent{round_, now});
   next_heartbeat_ = now + milliseconds(config_.heartbeat_ms);
   for (Progress& p : peers_) {
-    p.match_at_round = p.match;
     send(p.id, Heartbeat{.commit = std::min(commit_, p.match), .round = round_}, SendAfter::kNow);
+    // Retransmission: appends in flight and no progress over two whole
+    // heartbeat intervals means they were lost (not merely waiting for the
+    // follower's fsync, which one interval may not cover): probe again from
+    // the match index.
+    if (p.replicating && !p.inflight.empty() && p.match == p.match_at_round) {
+      ++p.stalled_rounds;
+    } else {
+      p.stalled_rounds = 0;
+    }
+    p.match_at_round = p.match;
+    if (p.stalled_rounds >= kStalledRoundsMax) {
+      p.stalled_rounds = 0;
+      p.replicating = false;
+      p.probe_sent = false;
+      p.next = p.match + 1;
+      p.inflight.clear();
+      p.inflight_bytes = 0;
+      send_append(p, true);
+    }
   }
   // Reads waiting for a round sent after they arrived get this one.
   if (read_round_wanted_) {
@@ -823,21 +846,10 @@ void Raft::handle_heartbeat_reply(const Message& m, const HeartbeatReply& rep, T
       ++drop;
     if (drop > 0) rounds_.erase(rounds_.begin(), rounds_.begin() + drop);
   }
-  if (p.match < last_index_) {
-    if (!p.replicating) {
-      // A probe may have been lost: retry once per heartbeat round.
-      p.probe_sent = false;
-      send_append(p, true);
-    } else if (p.match == p.match_at_round && !p.inflight.empty()) {
-      // No progress over a whole heartbeat interval with appends in flight:
-      // assume they were lost and probe from the match index.
-      p.replicating = false;
-      p.probe_sent = false;
-      p.next = p.match + 1;
-      p.inflight.clear();
-      p.inflight_bytes = 0;
-      send_append(p, true);
-    }
+  if (p.match < last_index_ && !p.replicating) {
+    // A probe may have been lost: retry once per heartbeat round.
+    p.probe_sent = false;
+    send_append(p, true);
   }
   if (!reads_.empty()) {
     advance_reads(now);
@@ -1055,8 +1067,17 @@ base::Status Raft::transfer_leadership(NodeId target, TimePoint now) {
   transfer_deadline_ = now + milliseconds(config_.election_timeout_max_ms);
   timeout_now_sent_ = false;
   Progress& p = *progress(target);
-  if (!p.replicating) p.probe_sent = false;
-  send_append(p, false);  // catch it up
+  if (p.match < last_index_) {
+    // Catch the target up now rather than waiting for lost appends to be
+    // detected: probe from its match index (a transfer is rare; resending
+    // what may still be in flight is cheap).
+    p.replicating = false;
+    p.probe_sent = false;
+    p.next = p.match + 1;
+    p.inflight.clear();
+    p.inflight_bytes = 0;
+    send_append(p, true);
+  }
   maybe_send_timeout_now(now);
   return {};
 }

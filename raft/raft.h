@@ -214,10 +214,11 @@ class Raft {
     bool probe_sent = false;
     InflightRing inflight;  // bounded by inflight_msgs_max
     uint64_t inflight_bytes = 0;
-    Index match_at_round = 0;  // match when the last heartbeat round was sent
-    uint64_t acked_round = 0;  // highest heartbeat round acknowledged this term
-    TimePoint last_heard{};    // last message of this term from this peer
-    int8_t vote = -1;          // -1 none, 0 rejected, 1 granted (election)
+    Index match_at_round = 0;     // match when the last heartbeat round was sent
+    uint32_t stalled_rounds = 0;  // rounds with appends in flight and no progress
+    uint64_t acked_round = 0;     // highest heartbeat round acknowledged this term
+    TimePoint last_heard{};       // last message of this term from this peer
+    int8_t vote = -1;             // -1 none, 0 rejected, 1 granted (election)
   };
   struct PendingProposal {
     uint64_t id = 0;

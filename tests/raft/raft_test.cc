@@ -255,6 +255,37 @@ TEST(RaftDurability, LeaderWritesItsDiskInParallelAndCountsItselfOnlyWhenDurable
   EXPECT_GE(c.raft(l).commit_index(), x);
 }
 
+TEST(RaftDurability, HeartbeatThatRaisesTheTermWaitsOnlyForTheHardState) {
+  TestCluster c(3);
+  stable_leader(c, 1);
+  // Node 3 is behind by a term: its reply to the new term's heartbeat must
+  // wait for the term (hard state), but not for any entry write.
+  Message hb{1, 1, 3, c.raft(3).term() + 5, Heartbeat{.commit = 0, .round = 1}};
+  c.raft(3).step(hb, c.now());
+  Ready ready;
+  c.raft(3).take_ready(ready);
+  ASSERT_TRUE(ready.hard_state.has_value());
+  EXPECT_EQ(ready.hard_state->term, hb.term);
+  bool found = false;
+  for (const OutMessage& m : ready.messages) {
+    if (m.msg.type() == MessageType::kHeartbeatReply) {
+      EXPECT_EQ(m.after, SendAfter::kHardState);
+      EXPECT_EQ(std::get<HeartbeatReply>(m.msg.body).round, 1u);
+      found = true;
+    }
+  }
+  EXPECT_TRUE(found);
+}
+
+TEST(RaftDurability, FreshGroupHasNoPromiseToWaitOut) {
+  TestCluster c(3);
+  c.elect(1);
+  ASSERT_TRUE(c.raft(1).is_leader());
+  Index w = propose_ok(c, 1, "w");
+  c.settle();
+  EXPECT_GE(c.raft(1).commit_index(), w) << "a replica at term 0 never promised anything";
+}
+
 // --- replication ----------------------------------------------------------------------
 
 TEST(RaftReplication, ProposalsAreBatchedIntoOneAppendPerFollower) {
@@ -373,6 +404,63 @@ TEST(RaftReplication, RestartedFollowerCatchesUpFromStorageAfterCacheTrim) {
   c.advance(3s);
   EXPECT_EQ(c.node(3).disk->log(), c.node(l).disk->log());
   EXPECT_EQ(c.raft(3).commit_index(), c.raft(l).commit_index());
+}
+
+TEST(RaftReplication, HeartbeatCommitIsClampedToFollowerMatch) {
+  TestCluster c(3);
+  NodeId l = stable_leader(c);
+  c.set_drop([](const Message& m) { return m.to == 3 && m.type() == MessageType::kAppend; });
+  for (int i = 0; i < 5; ++i)
+    propose_ok(c, l, "v");
+  c.settle();
+  ASSERT_GT(c.raft(l).commit_index(), c.raft(3).last_index());
+  c.node(l).sent.clear();
+  c.advance(160ms);
+  bool saw = false;
+  for (const Message& m : c.node(l).sent) {
+    if (m.to == 3 && m.type() == MessageType::kHeartbeat) {
+      EXPECT_LE(std::get<Heartbeat>(m.body).commit, c.raft(3).last_index());
+      saw = true;
+    }
+  }
+  EXPECT_TRUE(saw);
+}
+
+TEST(RaftReplication, SlowFollowerSyncDoesNotResetThePipeline) {
+  TestCluster c(3);
+  NodeId l = stable_leader(c);
+  c.isolate(3);
+  c.node(2).auto_persist = false;
+  propose_ok(c, l, "x");
+  c.settle();
+  c.advance(160ms);  // one heartbeat round overtakes the append ack
+  c.persist_all(2);
+  c.settle();
+  size_t appends_with_entries = 0;
+  for (const Message& m : c.node(l).sent) {
+    auto* a = std::get_if<Append>(&m.body);
+    if (a != nullptr && m.to == 2 && !a->entries.empty() && a->entries.back().data == "x") {
+      ++appends_with_entries;
+    }
+  }
+  EXPECT_EQ(appends_with_entries, 1u) << "an fsync slower than a heartbeat caused a resend";
+}
+
+TEST(RaftReplication, LostAppendIsRetransmitted) {
+  TestCluster c(3);
+  NodeId l = stable_leader(c);
+  c.isolate(3);
+  bool dropped = false;
+  c.set_drop([&](const Message& m) {
+    if (!dropped && m.to == 2 && m.type() == MessageType::kAppend) return dropped = true;
+    return false;
+  });
+  Index x = propose_ok(c, l, "x");
+  c.settle();
+  ASSERT_TRUE(dropped);
+  EXPECT_LT(c.raft(l).commit_index(), x);
+  c.advance(600ms);
+  EXPECT_GE(c.raft(l).commit_index(), x);
 }
 
 // --- leases ----------------------------------------------------------------------------
@@ -675,6 +763,26 @@ TEST(RaftTransfer, TransferCatchesUpTargetThenHandsOver) {
   Index w = propose_ok(c, 3, "w");
   c.settle();
   EXPECT_GE(c.raft(3).commit_index(), w);
+}
+
+TEST(RaftTransfer, DuplicateTimeoutNowStartsNoSecondElection) {
+  TestCluster c(3);
+  NodeId l = stable_leader(c, 1);
+  ASSERT_TRUE(c.raft(l).transfer_leadership(2, c.now()).ok());
+  c.settle();
+  ASSERT_TRUE(c.raft(2).is_leader());
+  Term term = c.raft(2).term();
+  Message dup;
+  for (const Message& m : c.node(l).sent) {
+    if (m.type() == MessageType::kTimeoutNow) dup = m;
+  }
+  ASSERT_EQ(dup.type(), MessageType::kTimeoutNow);
+  c.raft(2).step(dup, c.now());
+  c.raft(3).step(Message{1, 1, 3, dup.term, dup.body}, c.now());
+  c.settle();
+  EXPECT_TRUE(c.raft(2).is_leader());
+  EXPECT_EQ(c.raft(2).term(), term);
+  EXPECT_EQ(c.raft(3).role(), Role::kFollower);
 }
 
 // --- proposal errors and backpressure ---------------------------------------------------------
