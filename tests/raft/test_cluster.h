@@ -11,11 +11,13 @@
 // or persist_all(id) (everything, in order).
 #pragma once
 
+#include <algorithm>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <optional>
+#include <random>
 #include <set>
 #include <vector>
 
@@ -99,8 +101,17 @@ class TestCluster {
     node(id).raft.reset();
   }
 
+  // Chaos delivery (for randomized tests): each pending message is, per
+  // settle pass, delivered, delivered and duplicated, held back (delayed to
+  // a later pass or tick), or dropped; delivery order is shuffled.
+  void set_chaos(uint64_t seed) {
+    chaos_ = true;
+    chaos_rng_.seed(seed);
+  }
+
   // Drains every node's Ready and delivers messages until the network is quiet.
   void settle(int rounds_max = 10000) {
+    if (chaos_) return settle_chaos();
     for (int i = 0; i < rounds_max; ++i) {
       bool any = false;
       for (auto& [id, n] : nodes_) {
@@ -213,6 +224,32 @@ class TestCluster {
   std::deque<Message>& wire() { return wire_; }
 
  private:
+  void drain_all() {
+    for (auto& [id, n] : nodes_) {
+      if (n->up && n->raft->has_ready()) process(*n);
+    }
+  }
+  void settle_chaos() {
+    for (int pass = 0; pass < 4; ++pass) {
+      drain_all();
+      std::deque<Message> batch;
+      batch.swap(wire_);
+      std::shuffle(batch.begin(), batch.end(), chaos_rng_);
+      for (Message& m : batch) {
+        uint64_t dice = chaos_rng_() % 100;
+        if (dice < 5) continue;  // lost
+        if (dice < 20) {         // delayed
+          wire_.push_back(std::move(m));
+          continue;
+        }
+        if (dice < 25) wire_.push_back(m);  // duplicated
+        Node& to = node(m.to);
+        if (to.up) to.raft->step(std::move(m), now_);
+      }
+    }
+    drain_all();
+  }
+
   void send(Node& from, Message m) {
     from.sent.push_back(m);
     if (isolated_.count(m.from) || isolated_.count(m.to)) return;
@@ -271,6 +308,8 @@ class TestCluster {
   std::deque<Message> wire_;
   std::function<bool(const Message&)> drop_;
   std::set<NodeId> isolated_;
+  bool chaos_ = false;
+  std::mt19937_64 chaos_rng_;
 };
 
 }  // namespace nori::raft::testing
