@@ -215,6 +215,15 @@ void Reactor::send(unsigned to, Message* m) {
   NORI_ASSERT(to < outboxes_.size() && to != core_, "send to core {}", to);
   Outbox& ob = outboxes_[to];
   m->next = nullptr;
+  if (ob.pending_head == nullptr) {
+    // FIFO per pair: only when nothing waits ahead of m may it skip the queue.
+    const bool credit = m->credit_on_push;  // read before the consumer can own m
+    if (ob.ring->try_push(m)) {
+      if (credit) return_credit(to);
+      if (++ob.staged >= cfg_.mailbox_publish_batch) publish(to);
+      return;
+    }
+  }
   if (ob.pending_tail != nullptr) {
     ob.pending_tail->next = m;
   } else {
@@ -223,24 +232,35 @@ void Reactor::send(unsigned to, Message* m) {
   ob.pending_tail = m;
 }
 
-bool Reactor::has_credit(unsigned to) const {
-  return outboxes_[to].credits_used < cfg_.mailbox_in_flight_max;
+void Reactor::publish(unsigned to) {
+  Outbox& ob = outboxes_[to];
+  ob.staged = 0;
+  if (ob.ring->publish()) maybe_wake_consumer(*peers_[to]);
 }
-void Reactor::take_credit(unsigned to) {
-  ++outboxes_[to].credits_used;
+
+bool Reactor::try_take_credit(unsigned to) {
+  Outbox& ob = outboxes_[to];
+  if (ob.credits_used >= cfg_.mailbox_in_flight_max || !ob.waiters.empty()) return false;
+  ++ob.credits_used;
+  return true;
 }
 void Reactor::return_credit(unsigned to) {
   Outbox& ob = outboxes_[to];
   NORI_ASSERT(ob.credits_used > 0);
-  --ob.credits_used;
   if (!ob.waiters.empty()) {
-    Schedulable& s = ob.waiters.front();
+    // Hand the credit over (credits_used unchanged): FIFO among waiters, and
+    // nobody can overtake a waiter (try_take_credit fails while any waits).
+    auto& w = static_cast<CreditWaiter&>(ob.waiters.front());
     ob.waiters.pop_front();
-    schedule(s);
+    w.granted = true;
+    schedule(w);
+    return;
   }
+  --ob.credits_used;
 }
-void Reactor::wait_for_credit(unsigned to, Schedulable& s) {
-  outboxes_[to].waiters.push_back(s);
+void Reactor::wait_for_credit(unsigned to, CreditWaiter& w) {
+  w.granted = false;
+  outboxes_[to].waiters.push_back(w);
 }
 
 bool Reactor::drain_mailboxes() {
@@ -285,7 +305,7 @@ bool Reactor::flush_outgoing() {
   bool any = false;
   for (size_t to = 0; to < outboxes_.size(); ++to) {
     Outbox& ob = outboxes_[to];
-    if (ob.pending_head == nullptr) continue;
+    if (ob.ring == nullptr) continue;
     for (int attempt = 0; attempt < 2 && ob.pending_head != nullptr; ++attempt) {
       while (ob.pending_head != nullptr) {
         Message* m = ob.pending_head;
@@ -295,10 +315,7 @@ bool Reactor::flush_outgoing() {
         ob.pending_head = next;
         if (next == nullptr) ob.pending_tail = nullptr;
         if (credit) return_credit(static_cast<unsigned>(to));
-      }
-      if (ob.ring->publish()) {
-        any = true;
-        maybe_wake_consumer(*peers_[to]);
+        ++ob.staged;
       }
       if (ob.pending_head != nullptr && attempt == 0) {
         // Ring full: ask the consumer to wake us when it frees slots, then
@@ -307,8 +324,12 @@ bool Reactor::flush_outgoing() {
         std::atomic_thread_fence(std::memory_order_seq_cst);
       }
     }
-    if (ob.pending_head == nullptr) {
+    if (ob.pending_head == nullptr && ob.ring->producer_waiting().load(std::memory_order_relaxed)) {
       ob.ring->producer_waiting().store(false, std::memory_order_relaxed);
+    }
+    if (ob.staged > 0) {
+      publish(static_cast<unsigned>(to));
+      any = true;
     }
   }
   return any;

@@ -61,8 +61,9 @@ struct RuntimeConfig {
   // Bounded spin (memory-only checks of mailboxes and timers) after the loop
   // runs out of work, before sleeping in the kernel. 0 disables it.
   base::Duration idle_poll = std::chrono::microseconds(20);
-  uint32_t mailbox_slots = 256;           // per ordered core pair, power of two
-  uint32_t mailbox_batch_max = 64;        // messages drained per ring per loop round
+  uint32_t mailbox_slots = 512;           // per ordered core pair, power of two
+  uint32_t mailbox_batch_max = 256;       // messages drained per ring per loop round
+  uint32_t mailbox_publish_batch = 32;    // staged messages made visible at once mid-round
   uint32_t mailbox_in_flight_max = 1024;  // unanswered submit_to + unpushed posts per destination
   uint32_t tasks_per_round_max = 256;     // ready coroutines resumed per loop round
   // io-wq worker bounds (IORING_REGISTER_IOWQ_MAX_WORKERS): bounded = regular
@@ -143,15 +144,21 @@ class Reactor {
   // ---- timers ----
   TimerSet& timers() { return timers_; }
 
-  // ---- cross-core (used by Runtime::submit_to / post) ----
-  // Queues `m` for core `to` (published at the end of this loop round).
-  // `counted` messages hold one of the destination's in-flight credits.
+  // ---- cross-core (used by submit_to / post in runtime.h) ----
+  // Queues `m` for core `to`. It goes straight into the ring when nothing is
+  // waiting ahead of it (made visible every mailbox_publish_batch messages and
+  // at the end of the loop round), else into a FIFO drained as slots free up.
   void send(unsigned to, Message* m);
-  bool has_credit(unsigned to) const;
-  void take_credit(unsigned to);
+  // Credits bound what a core has in flight towards one destination
+  // (RuntimeConfig::mailbox_in_flight_max).
+  bool try_take_credit(unsigned to);
+  // Frees a credit, or hands it straight to the first waiter (granted = true).
   void return_credit(unsigned to);
-  // Waits (schedules `s` later) until a credit for `to` is free.
-  void wait_for_credit(unsigned to, Schedulable& s);
+  struct CreditWaiter : Schedulable {
+    bool granted = false;
+  };
+  // Queues `w` until a credit for `to` is handed to it (w.granted, w scheduled).
+  void wait_for_credit(unsigned to, CreditWaiter& w);
 
   // ---- alien threads ----
   // Runs fn on this reactor's thread soon (Runtime::block_on, spawn_on, stop).
@@ -172,6 +179,7 @@ class Reactor {
     Message* pending_head = nullptr;  // FIFO of messages waiting for ring space
     Message* pending_tail = nullptr;
     uint32_t credits_used = 0;
+    uint32_t staged = 0;  // pushed into the ring since the last publish
     boost::intrusive::list<Schedulable, boost::intrusive::constant_time_size<false>> waiters;
   };
 
@@ -186,6 +194,7 @@ class Reactor {
   void submit_and_get_events();
   void wake_peer(Reactor& peer);
   void maybe_wake_consumer(Reactor& peer);
+  void publish(unsigned to);
   bool has_remote_work_after_fence();
   void idle();
   bool locally_quiescent();

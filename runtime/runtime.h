@@ -222,36 +222,28 @@ class ReplyAwaitable {
   Schedulable entry_;
 };
 
-// Takes a credit for `dest` if one is free; otherwise suspends until one is
-// returned and yields whether it got it (another coroutine may have taken it
-// first): `while (!co_await CreditAwaitable(dest)) {}`. Nothing is reserved
-// for a waiter, so destroying a waiting coroutine leaks no credit.
+// Holds one credit for `dest` once awaited: takes a free one at once, else
+// queues FIFO until Reactor::return_credit hands one over. A waiter destroyed
+// after the hand-over but before resuming gives the credit back.
 class CreditAwaitable {
  public:
   explicit CreditAwaitable(unsigned dest) : dest_(dest) {}
-  bool await_ready() {
-    Reactor& r = Reactor::here();
-    if (!r.has_credit(dest_)) return false;
-    r.take_credit(dest_);
-    taken_ = true;
-    return true;
+  CreditAwaitable(const CreditAwaitable&) = delete;
+  CreditAwaitable& operator=(const CreditAwaitable&) = delete;
+  ~CreditAwaitable() {
+    if (waiter_.granted && !resumed_) Reactor::here().return_credit(dest_);
   }
+  bool await_ready() { return Reactor::here().try_take_credit(dest_); }
   void await_suspend(std::coroutine_handle<> h) {
-    entry_.handle = h;
-    Reactor::here().wait_for_credit(dest_, entry_);
+    waiter_.handle = h;
+    Reactor::here().wait_for_credit(dest_, waiter_);
   }
-  bool await_resume() {
-    if (taken_) return true;
-    Reactor& r = Reactor::here();
-    if (!r.has_credit(dest_)) return false;
-    r.take_credit(dest_);
-    return true;
-  }
+  void await_resume() { resumed_ = true; }
 
  private:
   unsigned dest_;
-  bool taken_ = false;
-  Schedulable entry_;
+  bool resumed_ = false;
+  Reactor::CreditWaiter waiter_;
 };
 
 template <typename F>
@@ -282,30 +274,63 @@ Task<detail::ValueOf<F>> submit_to(unsigned core, F fn) {
       co_return fn();
     }
   }
-  while (!co_await detail::CreditAwaitable(core)) {
-  }
+  co_await detail::CreditAwaitable(core);
   auto* req = new detail::Request<F, R>(std::move(fn), here.core());
   co_return co_await detail::ReplyAwaitable<F, R>(req, core);
 }
 
-// Sends fn to run on `core` (fn() -> void or Task<void>, spawned there);
-// suspends only while the destination has no free credit.
+namespace detail {
+// The awaitable behind post(): no coroutine frame of its own, so a post that
+// finds a free credit costs one allocation (the message) and no suspension.
 template <typename F>
-Task<void> post(unsigned core, F fn) {
-  Reactor& here = Reactor::here();
-  if (core == here.core()) {
-    if constexpr (detail::TaskValue<detail::CallResult<F>>::is_task) {
-      here.spawn(detail::run_owned(std::move(fn)));
-    } else {
-      fn();
+class [[nodiscard]] PostAwaitable {
+ public:
+  PostAwaitable(unsigned core, F fn) : core_(core), fn_(std::move(fn)) {}
+  PostAwaitable(const PostAwaitable&) = delete;
+  PostAwaitable& operator=(const PostAwaitable&) = delete;
+
+  bool await_ready() {
+    Reactor& here = Reactor::here();
+    if (core_ == here.core()) {
+      if constexpr (TaskValue<CallResult<F>>::is_task) {
+        here.spawn(run_owned(std::move(fn_)));
+      } else {
+        fn_();
+      }
+      return true;
     }
-    co_return;
+    if (!credit_.await_ready()) return false;
+    send();
+    return true;
   }
-  while (!co_await detail::CreditAwaitable(core)) {
+  void await_suspend(std::coroutine_handle<> h) { credit_.await_suspend(h); }
+  void await_resume() {
+    if (!sent_) {
+      credit_.await_resume();
+      send();
+    }
   }
-  auto* p = new detail::Post<F>(std::move(fn));
-  p->credit_on_push = true;
-  Reactor::here().send(core, p);
+
+ private:
+  void send() {
+    auto* p = new Post<F>(std::move(fn_));
+    p->credit_on_push = true;
+    sent_ = true;
+    Reactor::here().send(core_, p);
+  }
+  unsigned core_;
+  F fn_;
+  bool sent_ = false;
+  CreditAwaitable credit_{core_};
+};
+}  // namespace detail
+
+// Sends fn to run on `core` (fn() -> void, or Task<void> spawned there):
+// `co_await post(core, fn)` suspends only while the destination has no free
+// credit. Per ordered core pair, posts and submit_to calls run in send order.
+template <typename F>
+detail::PostAwaitable<F> post(unsigned core, F fn) {
+  return detail::PostAwaitable<F>(core, std::move(fn));
 }
 
 // ---- Runtime templates ----

@@ -26,7 +26,7 @@ namespace {
 using namespace std::chrono_literals;
 
 #if defined(NORI_UNDER_TSAN)
-constexpr uint64_t kMessagesPerPair = 50'000;
+constexpr uint64_t kMessagesPerPair = 200'000;  // 1.2 million messages
 #else
 constexpr uint64_t kMessagesPerPair = 400'000;  // 3 cores x 2 peers: 2.4 million messages
 #endif
