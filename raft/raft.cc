@@ -45,6 +45,7 @@ Raft::Raft(Config config, LogStorage& storage, TimePoint now)
     : rng_state_(config.random_seed ^ (config.id * 0x9e3779b97f4a7c15ull) ^
                  (config.group * 0xbf58476d1ce4e5b9ull)),
       promise_window_(config.promise_window()),
+      check_quorum_window_(config.check_quorum_window()),
       config_(std::move(config)),
       storage_(storage),
       id_(config_.id),
@@ -232,14 +233,27 @@ void Raft::tick(TimePoint now) {
 }
 
 bool Raft::quorum_active(TimePoint now) const {
-  TimePoint since = now - config_.check_quorum_window();
-  return quorum_.vote_result([&](NodeId id) -> int {
-    if (id == id_) return 1;
-    for (const Progress& p : peers_) {
-      if (p.id == id) return p.last_heard >= since ? 1 : 0;
+  return peers_.empty() || now - check_quorum_window_ <= quorum_heard_;
+}
+
+void Raft::heard_from(Progress& p, TimePoint now) {
+  p.last_heard = now;
+  // The newest time by which a quorum (this leader included) had been heard
+  // from, recomputed here while the progress entries are hot so that the
+  // per-tick check-quorum touches one field.
+  auto key = [](TimePoint t) { return static_cast<uint64_t>(base::to_ns(t)) ^ (1ull << 63); };
+  uint64_t q = quorum_.quorum_value([&](NodeId id) -> uint64_t {
+    if (id == id_) return UINT64_MAX;
+    for (const Progress& x : peers_) {
+      if (x.id == id) return key(x.last_heard);
     }
     return 0;
-  }) == VoteResult::kWon;
+  });
+  if (q != UINT64_MAX) {
+    quorum_heard_ = base::time_from_ns(static_cast<int64_t>(q ^ (1ull << 63)));
+  } else {
+    quorum_heard_ = now;  // a single-voter group hears from its quorum always
+  }
 }
 
 // --- roles -----------------------------------------------------------------------
@@ -385,8 +399,9 @@ void Raft::become_leader(TimePoint now) {
     p.match_at_round = 0;
     p.stalled_rounds = 0;
     // A grace period: check-quorum counts a peer as heard at election.
-    p.last_heard = now;
+    heard_from(p, now);
   }
+  quorum_heard_ = now;
   // The no-op commits this leader's term: reads need a committed entry of the
   // current term, and older entries commit only through it.
   term_start_index_ = last_index_ + 1;
@@ -741,7 +756,7 @@ void Raft::handle_append_reply(const Message& m, const AppendReply& rep, TimePoi
   Progress* pp = progress(m.from);
   if (pp == nullptr) return;
   Progress& p = *pp;
-  p.last_heard = now;
+  heard_from(p, now);
   if (rep.success) {
     if (rep.match_index > last_index_) return;  // malformed
     if (rep.match_index > p.match) p.match = rep.match_index;
@@ -835,7 +850,7 @@ void Raft::handle_heartbeat_reply(const Message& m, const HeartbeatReply& rep, T
   Progress* pp = progress(m.from);
   if (pp == nullptr) return;
   Progress& p = *pp;
-  p.last_heard = now;
+  heard_from(p, now);
   if (rep.round <= round_ && rep.round > p.acked_round) {
     p.acked_round = rep.round;
     // Only the newest quorum-acknowledged round and later ones can still

@@ -273,6 +273,7 @@ class Raft {
   void send_with_term(NodeId to, Term term, MessageBody body, SendAfter after);
   void flush_appends();
   bool quorum_active(TimePoint now) const;
+  void heard_from(Progress& p, TimePoint now);
   uint64_t quorum_round() const;
   void send_append(Progress& p, bool allow_empty);
   void broadcast_append(bool allow_empty);
@@ -324,6 +325,8 @@ class Raft {
   NodeId promise_leader_ = kNoNode;
   Term promise_term_ = 0;
   Duration promise_window_;
+  Duration check_quorum_window_;
+  TimePoint quorum_heard_{};  // leader: a quorum was heard from at or after this
   // Peer ids, inline, for the membership check on every message.
   static constexpr size_t kPeersInline = 8;
   std::array<NodeId, kPeersInline> peer_ids_{};
