@@ -3,8 +3,10 @@
 //
 // The producer reactor stages entries with `try_push` (not yet visible) and
 // makes a whole batch visible with one `publish`; the consumer reactor takes
-// a batch with `consume` and frees the slots with one `release`. Entries are
-// pointers to heap Messages whose ownership travels with them.
+// a batch with `peek` and frees the slots with one `release`. A slot is one
+// cache line: a function to run on the consumer plus either a pointer to a
+// heap Message (ownership travels with it) or a small trivially copyable
+// closure stored inline (post's fast path: no allocation at all).
 //
 // Memory orders (why each one):
 //  - publish: tail_.store(release) pairs with the consumer's tail_.load(acquire),
@@ -25,6 +27,7 @@
 #include <cstdint>
 #include <memory>
 #include <new>
+#include <type_traits>
 
 #include "runtime/base/assert.h"
 
@@ -46,9 +49,25 @@ struct Message {
   bool credit_on_push = false;
 };
 
+// One ring entry, one cache line.
+struct alignas(kCacheLineBytes) Slot {
+  using Run = void (*)(Slot&, Reactor&);
+  static constexpr size_t kInlineBytes = kCacheLineBytes - sizeof(Run) - sizeof(Message*);
+  Run run;
+  Message* msg;
+  alignas(8) unsigned char inline_bytes[kInlineBytes];
+};
+static_assert(sizeof(Slot) == kCacheLineBytes);
+
+// Closures that can travel inline in a Slot.
+template <typename F>
+inline constexpr bool kInlineClosure =
+    std::is_trivially_copyable_v<F>&& std::is_trivially_destructible_v<F> &&
+    sizeof(F) <= Slot::kInlineBytes && alignof(F) <= 8;
+
 class SpscRing {
  public:
-  explicit SpscRing(uint32_t slots) : mask_(slots - 1), slots_(new Message*[slots]) {
+  explicit SpscRing(uint32_t slots) : mask_(slots - 1), slots_(new Slot[slots]) {
     NORI_ASSERT(std::has_single_bit(slots) && slots >= 2, "ring slots {} not a power of two",
                 slots);
   }
@@ -60,14 +79,33 @@ class SpscRing {
   // ---- producer side (one thread) ----
   // Stages m; false when the ring is full (the caller keeps m and retries).
   [[nodiscard]] bool try_push(Message* m) {
-    if (p_.tail - p_.cached_head > mask_) {
-      p_.cached_head = head_.load(std::memory_order_acquire);
-      if (p_.tail - p_.cached_head > mask_) return false;
-    }
-    slots_[p_.tail & mask_] = m;
-    ++p_.tail;
+    Slot* s = try_claim();
+    if (s == nullptr) return false;
+    s->run = &run_heap;
+    s->msg = m;
+    commit();
     return true;
   }
+  // Stages a copy of fn, run as fn() on the consumer; false when full.
+  template <typename F>
+  requires kInlineClosure<F>
+  [[nodiscard]] bool try_push_inline(const F& fn) {
+    Slot* s = try_claim();
+    if (s == nullptr) return false;
+    s->run = &run_inline<F>;
+    ::new (static_cast<void*>(s->inline_bytes)) F(fn);
+    commit();
+    return true;
+  }
+  // The next free slot (not yet staged), or nullptr when the ring is full.
+  Slot* try_claim() {
+    if (p_.tail - p_.cached_head > mask_) {
+      p_.cached_head = head_.load(std::memory_order_acquire);
+      if (p_.tail - p_.cached_head > mask_) return nullptr;
+    }
+    return &slots_[p_.tail & mask_];
+  }
+  void commit() { ++p_.tail; }
   // Makes every staged entry visible. Returns true if anything was new.
   bool publish() {
     if (p_.tail == p_.published) return false;
@@ -85,7 +123,7 @@ class SpscRing {
     return c_.cached_tail - c_.head;
   }
   // The i-th ready entry (i < available()).
-  Message* peek(uint32_t i) const { return slots_[(c_.head + i) & mask_]; }
+  Slot& peek(uint32_t i) const { return slots_[(c_.head + i) & mask_]; }
   // Frees n consumed slots for the producer.
   void release(uint32_t n) {
     c_.head += n;
@@ -119,7 +157,13 @@ class SpscRing {
     uint32_t cached_tail = 0;
   } c_;
   alignas(kCacheLineBytes) const uint32_t mask_;
-  const std::unique_ptr<Message*[]> slots_;
+  const std::unique_ptr<Slot[]> slots_;
+
+  static void run_heap(Slot& s, Reactor& r) { s.msg->run(s.msg, r); }
+  template <typename F>
+  static void run_inline(Slot& s, Reactor&) {
+    (*std::launder(reinterpret_cast<F*>(s.inline_bytes)))();
+  }
 };
 
 }  // namespace nori::runtime

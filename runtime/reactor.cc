@@ -277,8 +277,8 @@ bool Reactor::drain_mailboxes() {
     // while this work is live.
     if (counted_quiescent_) unmark_quiescent();
     for (uint32_t i = 0; i < n; ++i) {
-      Message* m = ring->peek(i);
-      m->run(m, *this);
+      Slot& slot = ring->peek(i);
+      slot.run(slot, *this);
     }
     ring->release(n);
     stats_.bump(stats_.messages_in, n);

@@ -149,6 +149,17 @@ class Reactor {
   // waiting ahead of it (made visible every mailbox_publish_batch messages and
   // at the end of the loop round), else into a FIFO drained as slots free up.
   void send(unsigned to, Message* m);
+  // post's fast path: copies fn into the ring when nothing waits ahead of it
+  // (no queued message, no credit waiter) and a slot is free; else false.
+  template <typename F>
+  requires kInlineClosure<F>
+  bool try_send_inline(unsigned to, const F& fn) {
+    Outbox& ob = outboxes_[to];
+    if (ob.pending_head != nullptr || !ob.waiters.empty()) return false;
+    if (!ob.ring->try_push_inline(fn)) return false;
+    if (++ob.staged >= cfg_.mailbox_publish_batch) publish(to);
+    return true;
+  }
   // Credits bound what a core has in flight towards one destination
   // (RuntimeConfig::mailbox_in_flight_max).
   bool try_take_credit(unsigned to);

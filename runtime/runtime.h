@@ -299,6 +299,12 @@ class [[nodiscard]] PostAwaitable {
       }
       return true;
     }
+    if constexpr (kInlineClosure<F> && !TaskValue<CallResult<F>>::is_task) {
+      if (here.try_send_inline(core_, fn_)) {
+        sent_ = true;
+        return true;
+      }
+    }
     if (!credit_.await_ready()) return false;
     send();
     return true;
