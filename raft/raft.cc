@@ -112,9 +112,14 @@ void Raft::take_ready(Ready& out) {
     need_hard_state_ = false;
   } else if (!ready_.hard_state) {
     // A message gated on the hard state needs one in this Ready to wait for:
-    // re-issue the current one if an earlier record is still in flight.
-    for (const OutMessage& m : ready_.messages) {
-      if (m.after != SendAfter::kNow && (durable_term_ < term_ || durable_vote_ != vote_)) {
+    // re-issue the current one if an earlier record is still in flight, or
+    // release the message if the acknowledgement already came.
+    bool durable = durable_term_ == term_ && durable_vote_ == vote_;
+    for (OutMessage& m : ready_.messages) {
+      if (m.after != SendAfter::kHardState) continue;
+      if (durable) {
+        m.after = SendAfter::kNow;
+      } else {
         ready_.hard_state = HardState{term_, vote_, commit_};
         break;
       }
@@ -537,8 +542,9 @@ void Raft::handle_vote_request(const Message& m, const VoteRequest& req, TimePoi
     // Durability rule 2: the grant leaves only once the vote is durable
     // (kHardState). lease: it carries this voter's remaining promise.
     Duration r = promise_remaining(now, req.transfer_leader, req.transfer_term);
+    bool durable = durable_term_ == term_ && durable_vote_ == vote_;  // a repeated request
     send(m.from, VoteReply{.pre_vote = false, .granted = true, .promise_remaining_ns = r.count()},
-         SendAfter::kHardState);
+         durable ? SendAfter::kNow : SendAfter::kHardState);
   } else {
     send(m.from, VoteReply{.pre_vote = false, .granted = false}, SendAfter::kNow);
   }
@@ -897,7 +903,9 @@ void Raft::maybe_commit(TimePoint now) {
   if (c <= commit_ || term_at(c) != term_) return;
   Index old = commit_;
   commit_ = c;
-  for (Index i = std::max(old + 1, term_start_index_); i <= c; ++i) {
+  // This term's proposals (after its no-op, which was never counted) leave
+  // the uncommitted budget.
+  for (Index i = std::max(old + 1, term_start_index_ + 1); i <= c; ++i) {
     uint64_t b = entry_bytes(mem_[i - mem_first_]);
     uncommitted_bytes_ -= std::min(uncommitted_bytes_, b);
   }

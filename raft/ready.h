@@ -34,7 +34,8 @@ namespace nori::raft {
 // When a message may leave this node.
 enum class SendAfter : uint8_t {
   kNow = 0,        // no durability needed
-  kHardState = 1,  // after this Ready's hard_state is durable
+  kHardState = 1,  // after this Ready's hard_state is durable (the core always
+                   // includes one in a Ready that has such a message)
   kEntries = 2,    // after this Ready's (and all earlier) entries, truncation and hard state
 };
 

@@ -1,0 +1,118 @@
+#include "raft/node/config.h"
+
+#include <set>
+
+namespace nori::raft {
+
+using base::ErrorKind;
+
+namespace {
+base::Error invalid(std::string msg) {
+  return base::Error(ErrorKind::kInvalidArgument, "RaftConfig: " + std::move(msg));
+}
+}  // namespace
+
+base::Status RaftConfig::validate() const {
+  if (node_id == kNoNode) return invalid("node_id must be non-zero");
+  if (cluster_id == 0) return invalid("cluster_id must be non-zero");
+  if (cluster_secret.size() < 8) return invalid("cluster_secret must be at least 8 bytes");
+  if (data_dir.empty()) return invalid("data_dir is empty");
+  if (cores == 0 || cores > 256) return invalid(fmt::format("cores = {} not in 1..256", cores));
+  if (peers.empty()) return invalid("peers is empty (list every voter, this node included)");
+  std::set<NodeId> ids;
+  for (const PeerAddress& p : peers) {
+    if (p.id == kNoNode) return invalid("a peer has id 0");
+    if (!ids.insert(p.id).second) return invalid(fmt::format("peer {} listed twice", p.id));
+    if (p.host.empty()) return invalid(fmt::format("peer {} has no host", p.id));
+    if (p.port == 0 || uint32_t{p.port} + cores - 1 > 65535) {
+      return invalid(fmt::format("peer {} port {} (+{} cores) is not a usable port", p.id, p.port,
+                                 cores));
+    }
+  }
+  if (!ids.contains(node_id)) {
+    return invalid(fmt::format("node_id {} is not listed in peers (its own address)", node_id));
+  }
+  std::set<GroupId> gs;
+  for (GroupId g : groups) {
+    if (!gs.insert(g).second) return invalid(fmt::format("group {} listed twice", g));
+  }
+  if (heartbeat_ms == 0) return invalid("heartbeat_ms must be > 0");
+  if (election_timeout_min_ms < 2 * heartbeat_ms) {
+    return invalid(fmt::format(
+        "election_timeout_min_ms ({}) must be >= 2 x heartbeat_ms ({}): elections would fire "
+        "between heartbeats",
+        election_timeout_min_ms, heartbeat_ms));
+  }
+  if (election_timeout_max_ms <= election_timeout_min_ms) {
+    return invalid(fmt::format("election_timeout_max_ms ({}) must be > election_timeout_min_ms ({})",
+                               election_timeout_max_ms, election_timeout_min_ms));
+  }
+  if (tick_granularity_ms == 0 || tick_granularity_ms * 4 > heartbeat_ms) {
+    return invalid(fmt::format("tick_granularity_ms ({}) must be in 1..heartbeat_ms/4 ({})",
+                               tick_granularity_ms, heartbeat_ms / 4));
+  }
+  if (snapshot_log_bytes == 0 || snapshot_entries == 0) {
+    return invalid("snapshot_log_bytes and snapshot_entries must be > 0");
+  }
+  if (propose_timeout_ms == 0 || read_timeout_ms == 0) {
+    return invalid("propose_timeout_ms and read_timeout_ms must be > 0");
+  }
+  if (send_queue_bytes_max < append_bytes_max) {
+    return invalid(fmt::format("send_queue_bytes_max ({}) must hold one append ({})",
+                               send_queue_bytes_max, append_bytes_max));
+  }
+  if (!metrics_listen.empty() && metrics_listen.rfind(':') == std::string::npos) {
+    return invalid(fmt::format("metrics_listen '{}' must be host:port", metrics_listen));
+  }
+  // The Raft core's own rules (lease vs election timeout, drift, bounds).
+  if (auto st = group_config(1, 0).validate(); !st.ok()) {
+    return invalid(st.error().message());
+  }
+  if (auto st = wal_options().validate(); !st.ok()) {
+    return invalid(st.error().message());
+  }
+  return {};
+}
+
+Config RaftConfig::group_config(GroupId group, Index applied) const {
+  Config c;
+  c.id = node_id;
+  c.group = group;
+  for (const PeerAddress& p : peers)
+    c.voters.push_back(p.id);
+  c.heartbeat_ms = heartbeat_ms;
+  c.election_timeout_min_ms = election_timeout_min_ms;
+  c.election_timeout_max_ms = election_timeout_max_ms;
+  c.lease_ms = lease_ms;
+  c.max_clock_drift_ppm = max_clock_drift_ppm;
+  c.lease_margin_ms = lease_margin_ms;
+  c.inflight_msgs_max = inflight_msgs_max;
+  c.inflight_bytes_max = inflight_bytes_max;
+  c.append_bytes_max = append_bytes_max;
+  c.uncommitted_bytes_max = uncommitted_bytes_max;
+  c.proposals_pending_max = proposals_pending_max;
+  c.reads_pending_max = reads_pending_max;
+  c.log_cache_bytes_max = log_cache_bytes_max;
+  // Distinct election timers per (node, group), reproducible per node.
+  c.random_seed = (node_id * 0x9E3779B97F4A7C15ull) ^ (group + 0x632BE59BD9B4E019ull);
+  c.applied = applied;
+  return c;
+}
+
+wal::WalOptions RaftConfig::wal_options() const {
+  wal::WalOptions o;
+  o.segment_bytes = wal_segment_bytes;
+  o.log_bytes_max = wal_log_bytes_max;
+  o.batch_delay_us = wal_batch_delay_us;
+  o.use_rwf_dsync = wal_use_rwf_dsync;
+  return o;
+}
+
+const PeerAddress* RaftConfig::self_address() const {
+  for (const PeerAddress& p : peers) {
+    if (p.id == node_id) return &p;
+  }
+  return nullptr;
+}
+
+}  // namespace nori::raft

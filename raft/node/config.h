@@ -1,0 +1,115 @@
+// RaftConfig: everything a raft::Node is configured with, and its validation.
+//
+// What it is for: the one struct an embedding application fills to run a
+// node (the seed's RaftConfig, in C++). Defaults are the project's (DESIGN.md:
+// heartbeat 150 ms, election timeout 300..600 ms, lease 2000 ms). Durations are
+// integers with their unit last.
+//
+//   RaftConfig c;
+//   c.node_id = 1;
+//   c.peers = {{1, "127.0.0.1", 7101}, {2, "127.0.0.1", 7201}, {3, "127.0.0.1", 7301}};
+//   c.data_dir = "/var/lib/nori/n1";
+//   c.cluster_secret = "...";
+//   c.groups = {1};
+//   if (auto st = c.validate(); !st.ok()) { ... st.error().message() ... }
+//
+// Addresses: each peer's `port` is where its core 0 listens; core i listens on
+// port + i (group g lives on core placement(g) of every node, and core i of
+// one node talks only to core i of the others).
+//
+// Bootstrap: `peers` names the voters of every group this node creates. They
+// only bootstrap a new cluster; once membership change lands, the
+// configuration in the log or snapshot wins (today the log holds no
+// configuration entries, so the bootstrap voters stay the configuration).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "raft/config.h"
+#include "raft/types.h"
+#include "runtime/base/result.h"
+#include "wal/engine.h"
+
+namespace nori::raft {
+
+struct PeerAddress {
+  NodeId id = kNoNode;
+  std::string host;   // numeric IPv4 or IPv6
+  uint16_t port = 0;  // core 0's port; core i listens on port + i
+};
+
+struct RaftConfig {
+  // --- identity -----------------------------------------------------------------
+  NodeId node_id = kNoNode;  // non-zero, listed in peers
+  uint64_t cluster_id = 1;   // every node of a cluster has the same one
+  std::string cluster_secret;  // MAC key of the peer handshake; at least 8 bytes
+  std::vector<PeerAddress> peers;  // bootstrap voters, this node included
+  std::string data_dir;            // one WAL per core below it, plus node.meta
+  unsigned cores = 1;              // reactors; the same on every node
+  // A data directory without node.meta is a new node. With bootstrap = false
+  // such a directory is refused: a node whose disk was wiped may rejoin only
+  // through membership change (not built yet), never silently.
+  bool bootstrap = true;
+  // Groups created at open (every group found in the WAL is recovered too).
+  std::vector<GroupId> groups;
+
+  // --- timing (the seed's parameters) ---------------------------------------------
+  uint32_t heartbeat_ms = 150;
+  uint32_t election_timeout_min_ms = 300;  // randomized in [min, max)
+  uint32_t election_timeout_max_ms = 600;
+  uint32_t lease_ms = 2000;
+  uint32_t max_clock_drift_ppm = 1000;
+  uint32_t lease_margin_ms = 100;
+  // Group deadlines are rounded up to this grid so that the groups due in the
+  // same window tick together (one coalesced heartbeat message per peer).
+  uint32_t tick_granularity_ms = 5;
+
+  // --- snapshots (accepted and validated; acted on by the snapshot issue) --------
+  uint64_t snapshot_log_bytes = uint64_t{256} << 20;
+  uint64_t snapshot_entries = 1'000'000;
+
+  // --- batching and backpressure ------------------------------------------------
+  uint32_t inflight_msgs_max = 64;                   // appends in flight per follower
+  uint64_t inflight_bytes_max = uint64_t{8} << 20;   // bytes in flight per follower
+  uint64_t append_bytes_max = uint64_t{1} << 20;     // one Append message
+  uint64_t uncommitted_bytes_max = uint64_t{64} << 20;  // per group; beyond: kBusy
+  uint32_t proposals_pending_max = 1 << 16;          // per group; beyond: kBusy
+  uint32_t reads_pending_max = 1 << 14;              // per group; beyond: kBusy
+  // In-memory entry cache per group (the core's log cache); per core the bound
+  // is groups on that core x this. Older entries are read back from the WAL.
+  uint64_t log_cache_bytes_max = uint64_t{4} << 20;
+  uint32_t propose_timeout_ms = 5000;  // accepted proposal not committed: kOutcomeUnknown
+  uint32_t read_timeout_ms = 5000;     // read not granted by then: kTimedOut
+
+  // --- WAL (per core) ----------------------------------------------------------------
+  uint64_t wal_segment_bytes = uint64_t{64} << 20;
+  uint64_t wal_log_bytes_max = uint64_t{1} << 30;
+  uint32_t wal_batch_delay_us = 0;
+  bool wal_use_rwf_dsync = true;
+
+  // --- transport ---------------------------------------------------------------------
+  size_t send_queue_bytes_max = size_t{8} << 20;  // per peer and lane
+
+  // --- observability ----------------------------------------------------------------
+  // "host:port": serve Prometheus text on http://host:port/metrics (core 0).
+  std::string metrics_listen;
+  // Append every event as one JSON line to this file (empty: none).
+  std::string events_jsonl_path;
+
+  // Clear errors (kInvalidArgument) naming the field and the rule it breaks.
+  base::Status validate() const;
+
+  // The Raft core's per-group config derived from this one.
+  Config group_config(GroupId group, Index applied) const;
+  wal::WalOptions wal_options() const;
+  const PeerAddress* self_address() const;
+};
+
+// The core of every node that hosts group g (the same function everywhere).
+inline unsigned placement(GroupId g, unsigned cores) {
+  return static_cast<unsigned>(g % cores);
+}
+
+}  // namespace nori::raft

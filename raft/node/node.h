@@ -1,0 +1,188 @@
+// raft::Node: a node of a nori-raft cluster, the library's embedding API.
+//
+// What it is for: running many Raft groups (shards) on one machine, one
+// reactor per core, each core hosting the groups placed on it over its own
+// write-ahead log (wal/) and its own peer links (net/). The application
+// proposes commands, waits for reads to be safe, and consumes the committed
+// entries of each group in order.
+//
+//   RaftConfig cfg = ...;                       // raft/node/config.h
+//   auto node = Node::open(cfg);                // recovers every group from the WAL
+//   if (!node) { fmt::print("{}\n", node.error().to_string()); return 1; }
+//   Node& n = **node;
+//   // On a reactor of n.runtime() (or from any thread through n.run(g, ...)):
+//   base::Result<Index> idx = co_await n.propose(g, "SET key value");
+//   base::Status ok = co_await n.read(g, ReadMode::kLease);  // then read local state
+//
+// Threading: propose / read / read_index / transfer_leader / create_group /
+// subscribe_applied / ack_applied are coroutines callable on ANY reactor of
+// this node's runtime: they are forwarded to the group's core (submit_to) and
+// the result comes back. From a thread that is not a reactor (main, tests)
+// use run(g, fn), which blocks. is_leader / leader / metrics_text may be
+// called from any thread (they read published atomics; they are hints: the
+// role can change the next instant).
+//
+// Errors are values (runtime/base/result.h) whose kind says what a caller can
+// do: kNotLeader (hint() = leader id, 0 unknown), kNoQuorum, kBusy, kTimedOut,
+// kOutcomeUnknown (the proposal MAY have committed), kShuttingDown, kNotFound
+// (no such group here), kInvalidArgument, kIo, kCorruption. Every kind but
+// kOutcomeUnknown means the proposal certainly did not take effect.
+//
+// Durability: propose resolves once the entry is committed, i.e. durable on a
+// majority (the leader's own disk included). Nothing is acknowledged earlier.
+//
+// Applied stream: subscribe_applied(g, fn) delivers committed kNormal
+// entries (index, bytes) in index order on the group's core. Where it starts:
+// at applied + 1, where `applied` is the value given to create_group (or
+// RaftConfig::groups, which means 0) — after a restart a group recovered from
+// the WAL redelivers every committed entry the log still holds unless the
+// application passes the index it has durably applied to
+// create_group(g, applied) BEFORE open() recovers it (RaftConfig::
+// group_applied). Entries committed before the subscription is made are
+// delivered to it first, in order (they wait for it up to
+// apply_backlog_entries_max, beyond which application of the group pauses).
+// With manual_ack = false the entry counts as applied when fn returns; with
+// manual_ack = true the application calls ack_applied(g, index) when its
+// state machine has applied index (lease and read-index reads wait for that).
+//
+// Not supported yet (membership/snapshot issue): install_snapshot,
+// trigger_snapshot, add_member, remove_member return kInvalidArgument
+// "not supported yet".
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <istream>
+#include <map>
+#include <memory>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "raft/node/config.h"
+#include "raft/node/events.h"
+#include "raft/types.h"
+#include "runtime/base/result.h"
+#include "runtime/metrics.h"
+#include "runtime/runtime.h"
+#include "runtime/task.h"
+
+namespace nori::raft {
+
+class CoreHost;
+
+// Called on the group's core with each committed entry, in index order.
+using ApplyFn = std::function<void(Index index, std::string_view data)>;
+
+// Published role of a group on this node, readable from any thread.
+struct GroupStatusCell {
+  std::atomic<uint64_t> leader{0};
+  std::atomic<uint64_t> term{0};
+  std::atomic<uint8_t> role{0};
+  std::atomic<uint64_t> commit{0};
+  std::atomic<uint64_t> applied{0};
+};
+
+// A merged view of one node's latency histograms and counters (nanoseconds).
+struct NodeMetricsSnapshot {
+  runtime::metrics::HistogramSnapshot commit;      // propose call -> committed
+  runtime::metrics::HistogramSnapshot apply;       // committed -> applied (per batch)
+  runtime::metrics::HistogramSnapshot read_index;  // read call -> granted
+  // Per-request stage breakdown (from the propose call):
+  runtime::metrics::HistogramSnapshot stage_queued;      // -> appended on the group's core
+  runtime::metrics::HistogramSnapshot stage_leader_wal;  // -> durable in the leader's WAL
+  runtime::metrics::HistogramSnapshot stage_quorum;      // -> committed (quorum durable)
+  runtime::metrics::HistogramSnapshot stage_applied;     // -> applied on the leader
+  uint64_t elections = 0;
+  uint64_t wal_writes = 0;   // durable writes (syncs)
+  uint64_t wal_entries = 0;  // entries appended
+  uint64_t wal_bytes = 0;    // bytes written
+  uint64_t net_bytes_sent = 0;
+  uint64_t net_messages_sent = 0;
+  uint64_t send_refused = 0;
+  uint64_t storage_disk_reads = 0;
+};
+
+class Node {
+ public:
+  // Validates the config, creates or recovers the data directory (node.meta
+  // with the node's incarnation; one WAL per core), starts the runtime, the
+  // transports and every group (RaftConfig::groups plus every group found in
+  // the WAL). Alien thread only. `on_event` (optional) is called on the
+  // group's core for every event (events.h).
+  static base::Result<std::unique_ptr<Node>> open(RaftConfig cfg, EventFn on_event = {});
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  // Fails every waiting call with kShuttingDown, makes the WAL durable,
+  // closes the links and stops the runtime. Alien thread; idempotent.
+  void close();
+
+  // --- per group (coroutines; on any reactor of runtime()) --------------------------
+  runtime::Task<base::Result<Index>> propose(GroupId g, std::string data);
+  runtime::Task<base::Status> read(GroupId g, ReadMode mode);
+  runtime::Task<base::Status> read_index(GroupId g) { return read(g, ReadMode::kReadIndex); }
+  runtime::Task<base::Status> transfer_leader(GroupId g, NodeId target);
+  runtime::Task<base::Status> create_group(GroupId g, Index applied = 0);
+  runtime::Task<base::Status> subscribe_applied(GroupId g, ApplyFn fn, bool manual_ack = false);
+  runtime::Task<base::Status> ack_applied(GroupId g, Index index);
+  // Membership and snapshots: kInvalidArgument "not supported yet".
+  runtime::Task<base::Status> install_snapshot(GroupId g, std::istream& snapshot);
+  runtime::Task<base::Status> trigger_snapshot(GroupId g);
+  runtime::Task<base::Status> add_member(GroupId g, NodeId id, std::string addr);
+  runtime::Task<base::Status> remove_member(GroupId g, NodeId id);
+
+  // --- any thread --------------------------------------------------------------
+  bool is_leader(GroupId g) const;
+  NodeId leader(GroupId g) const;  // kNoNode if unknown
+  bool has_group(GroupId g) const;
+  std::vector<GroupId> groups() const;
+  std::string metrics_text() const;  // Prometheus text, every core merged
+  NodeMetricsSnapshot metrics_snapshot();  // alien thread (visits every core)
+
+  NodeId id() const { return cfg_.node_id; }
+  uint64_t incarnation() const { return incarnation_; }
+  const RaftConfig& config() const { return cfg_; }
+  unsigned core_of(GroupId g) const { return placement(g, cfg_.cores); }
+  runtime::Runtime& runtime() { return *rt_; }
+  // Port core `core` listens on (useful with port 0 in tests... fixed ports here).
+  uint16_t port(unsigned core) const;
+
+  // Runs fn() (-> R or Task<R>) on the group's core from an alien thread and
+  // waits for it: node.run(g, [&] { return node.propose(g, "x"); }).
+  template <typename F>
+  auto run(GroupId g, F fn) {
+    return rt_->block_on(core_of(g), std::move(fn));
+  }
+
+  // Internal (CoreHost).
+  void publish_event(const NodeEvent& e);
+  GroupStatusCell* status_cell(GroupId g) const;
+  void register_group(GroupId g, std::shared_ptr<GroupStatusCell> cell);
+  void unregister_group(GroupId g);
+
+ private:
+  Node(RaftConfig cfg, EventFn on_event);
+  base::Status prepare_data_dir();
+  base::Status start();
+  void start_metrics_http();
+  void stop_metrics_http();
+
+  RaftConfig cfg_;
+  EventFn on_event_;
+  uint64_t incarnation_ = 0;
+  std::unique_ptr<runtime::Runtime> rt_;
+  std::vector<std::unique_ptr<CoreHost>> hosts_;
+  mutable std::shared_mutex groups_mu_;  // group registration only (rare)
+  std::map<GroupId, std::shared_ptr<GroupStatusCell>> cells_;
+  std::FILE* events_file_ = nullptr;
+  std::mutex events_mu_;  // events are rare; JSON lines from several cores
+  int metrics_fd_ = -1;
+  std::thread metrics_thread_;
+  std::atomic<bool> metrics_stop_{false};
+  bool closed_ = false;
+};
+
+}  // namespace nori::raft

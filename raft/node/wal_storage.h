@@ -1,0 +1,69 @@
+// WalStorage: the Raft core's LogStorage (raft/storage.h) for one group, read
+// from its core's WAL (wal/wal.h).
+//
+// What it is for: the core reads its durable state at start (hard state, log
+// bounds) and, later, entries it no longer caches (a lagging follower, a
+// restart applying its log). Entries come from the WAL's in-memory chunks
+// when they are still there, else from the segment file with a buffered
+// pread(2). That read blocks the reactor: it happens only for entries older
+// than both the core's log cache and the WAL's chunk cache (catch-up of a
+// lagging follower, replay after restart), and is counted (disk_reads) so a
+// workload that hits it shows up in the metrics.
+//
+// Log payloads in the WAL are one byte of EntryType followed by the entry's
+// data (encode_payload / decode_payload).
+//
+// Threading: the group's reactor only, like the Raft object it serves. The
+// Wal must outlive it.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "raft/storage.h"
+#include "wal/wal.h"
+
+namespace nori::raft {
+
+// Appends the WAL payload of `e` (type byte + data) to out.
+void encode_payload(const Entry& e, std::string& out);
+
+// Segment files opened for buffered reads, shared by the groups of one core.
+class SegmentReader {
+ public:
+  explicit SegmentReader(std::string dir) : dir_(std::move(dir)) {}
+  ~SegmentReader();
+  SegmentReader(const SegmentReader&) = delete;
+  SegmentReader& operator=(const SegmentReader&) = delete;
+  base::Status read(uint64_t seq, uint64_t offset, uint32_t len, std::string& out);
+  uint64_t disk_reads() const { return disk_reads_; }
+  // Closes files of segments below seq (they may have been reclaimed).
+  void forget_below(uint64_t seq);
+
+ private:
+  std::string dir_;
+  std::map<uint64_t, int> fds_;
+  uint64_t disk_reads_ = 0;
+};
+
+class WalStorage final : public LogStorage {
+ public:
+  WalStorage(wal::Wal& wal, SegmentReader& reader, GroupId group)
+      : wal_(wal), reader_(reader), group_(group) {}
+
+  HardState hard_state() const override;
+  Index first_index() const override;
+  Index last_index() const override;
+  base::Result<Term> term(Index index) const override;
+  base::Status entries(Index lo, Index hi, uint64_t bytes_max,
+                       std::vector<Entry>& out) const override;
+
+ private:
+  wal::Wal& wal_;
+  SegmentReader& reader_;
+  GroupId group_;
+};
+
+}  // namespace nori::raft
