@@ -19,6 +19,7 @@ class PosixSegmentSource final : public SegmentSource {
   base::Result<std::vector<std::string>> list() override;
   // Sequential buffered reads in large blocks (readahead hinted).
   base::Status read_all(const std::string& name, uint64_t bytes_max, std::string* out) override;
+  base::Status read_head(const std::string& name, uint64_t n, std::string* out) override;
 
  private:
   std::string dir_;

@@ -125,8 +125,19 @@ base::Result<RecoveryResult> recover(SegmentSource& source) {
   std::vector<std::string> no_data;  // segments without data seen so far
   std::string bytes;
   for (auto& [seq, name] : segs) {
-    auto st = source.read_all(name, kSegmentBytesMax, &bytes);
+    // The header and first record decide whether the segment has data; a
+    // prepared-but-unused segment is not read further.
+    auto st = source.read_head(name, kSegmentHeaderBytes + kBlockBytes, &bytes);
     if (!st.ok()) return std::move(st).error();
+    {
+      auto h = decode_segment_header(bytes);
+      RecordView first;
+      if (h &&
+          check_record(bytes, kSegmentHeaderBytes, h->log_id, seq, &first) == RecordCheck::kValid) {
+        st = source.read_all(name, kSegmentBytesMax, &bytes);
+        if (!st.ok()) return std::move(st).error();
+      }
+    }
     out.bytes_read += bytes.size();
     auto header = decode_segment_header(bytes);
     if (!header) {

@@ -31,6 +31,12 @@ class SegmentSource {
   // Replaces *out with the file's bytes, at most bytes_max of them
   // (kCorruption if the file is larger).
   virtual base::Status read_all(const std::string& name, uint64_t bytes_max, std::string* out) = 0;
+  // Replaces *out with the first min(n, size) bytes (default: read_all and cut).
+  virtual base::Status read_head(const std::string& name, uint64_t n, std::string* out) {
+    NORI_TRY(read_all(name, kSegmentBytesMax, out));
+    if (out->size() > n) out->resize(n);
+    return {};
+  }
 };
 
 struct RecoveredSegment {
