@@ -108,7 +108,7 @@ void Raft::take_ready(Ready& out) {
   if (appends_dirty_) flush_appends();
   emit_committed();
   if (need_hard_state_) {
-    ready_.hard_state = HardState{term_, vote_, commit_};
+    ready_.hard_state = HardState{term_, vote_, commit_hint()};
     need_hard_state_ = false;
   } else if (!ready_.hard_state) {
     // A message gated on the hard state needs one in this Ready to wait for:
@@ -120,12 +120,12 @@ void Raft::take_ready(Ready& out) {
       if (durable) {
         m.after = SendAfter::kNow;
       } else {
-        ready_.hard_state = HardState{term_, vote_, commit_};
+        ready_.hard_state = HardState{term_, vote_, commit_hint()};
         break;
       }
     }
   }
-  ready_.commit = commit_;
+  ready_.commit = commit_hint();
   // Member-wise swaps: `out` was cleared, so ready_ gets back its buffers.
   std::swap(out.hard_state, ready_.hard_state);
   std::swap(out.truncate_from, ready_.truncate_from);
@@ -136,6 +136,15 @@ void Raft::take_ready(Ready& out) {
   out.reads.swap(ready_.reads);
   out.proposals.swap(ready_.proposals);
   out.events.swap(ready_.events);
+}
+
+Index Raft::commit_hint() const {
+  // A commit index safe to persist: entries up to it are committed AND
+  // durable here. commit_ alone is not: a follower learns commits for
+  // entries (or a truncation) still queued for its disk, and the hard-state
+  // record may become durable ahead of them; after a crash a restart would
+  // then apply a stale entry still on disk at a "committed" index.
+  return std::min(commit_, durable_index_);
 }
 
 TimePoint Raft::next_tick() const {

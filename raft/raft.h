@@ -273,6 +273,7 @@ class Raft {
   void send_with_term(NodeId to, Term term, MessageBody body, SendAfter after);
   void flush_appends();
   bool quorum_active(TimePoint now) const;
+  Index commit_hint() const;
   void heard_from(Progress& p, TimePoint now);
   uint64_t quorum_round() const;
   void send_append(Progress& p, bool allow_empty);

@@ -93,7 +93,8 @@ struct Ready {
   // Delete every entry with index >= truncate_from before appending `entries`.
   std::optional<Index> truncate_from;
   std::vector<Entry> entries;
-  // The commit index now (persisting it is optional: a restart hint).
+  // A commit index whose entries are committed and durable on this replica
+  // (persisting it is optional: a restart hint, see HardState::commit).
   Index commit = 0;
 
   std::vector<OutMessage> messages;

@@ -52,7 +52,9 @@ inline uint64_t entry_bytes(const Entry& e) {
 // What must be durable before the core may act on it (raft/storage.h):
 // `term` and `vote` are the safety-critical pair; `commit` is a hint the
 // driver may persist lazily (restart is correct with any commit <= the real
-// one, including 0).
+// one, including 0). The core only ever hands out a commit whose entries are
+// also durable locally, so a restart never treats a stale on-disk entry as
+// committed.
 struct HardState {
   Term term = 0;
   NodeId vote = kNoNode;

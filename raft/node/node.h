@@ -31,19 +31,19 @@
 // Durability: propose resolves once the entry is committed, i.e. durable on a
 // majority (the leader's own disk included). Nothing is acknowledged earlier.
 //
-// Applied stream: subscribe_applied(g, fn) delivers committed kNormal
-// entries (index, bytes) in index order on the group's core. Where it starts:
-// at applied + 1, where `applied` is the value given to create_group (or
-// RaftConfig::groups, which means 0) — after a restart a group recovered from
-// the WAL redelivers every committed entry the log still holds unless the
-// application passes the index it has durably applied to
-// create_group(g, applied) BEFORE open() recovers it (RaftConfig::
-// group_applied). Entries committed before the subscription is made are
-// delivered to it first, in order (they wait for it up to
-// apply_backlog_entries_max, beyond which application of the group pauses).
-// With manual_ack = false the entry counts as applied when fn returns; with
-// manual_ack = true the application calls ack_applied(g, index) when its
-// state machine has applied index (lease and read-index reads wait for that).
+// Applied stream: every group gets its GroupHooks from NodeCallbacks::
+// group_hooks when it is created (at open, when recovered from the WAL, or by
+// create_group), on the group's core, before any entry is applied. hooks.apply
+// receives the committed kNormal entries (index, bytes) in index order on the
+// group's core, starting at hooks.applied + 1. Where it starts after a
+// restart: at hooks.applied + 1 again, i.e. the application returns the index
+// its state machine has durably applied (0 replays every committed entry the
+// WAL still holds, the right choice for an in-memory state machine). Without
+// an apply function entries count as applied at once. subscribe_applied(g,
+// fn) replaces the function later (entries already applied are not
+// redelivered). With manual_ack = false an entry counts as applied when fn
+// returns; with manual_ack = true only once the application calls
+// ack_applied(g, index) (linearizable reads wait for that).
 //
 // Not supported yet (membership/snapshot issue): install_snapshot,
 // trigger_snapshot, add_member, remove_member return kInvalidArgument
@@ -54,6 +54,8 @@
 #include <functional>
 #include <istream>
 #include <map>
+#include <mutex>
+#include <thread>
 #include <memory>
 #include <shared_mutex>
 #include <string>
@@ -74,6 +76,19 @@ class CoreHost;
 
 // Called on the group's core with each committed entry, in index order.
 using ApplyFn = std::function<void(Index index, std::string_view data)>;
+
+struct GroupHooks {
+  ApplyFn apply;           // empty: entries count as applied at once
+  Index applied = 0;       // the state machine has applied up to here (durably)
+  bool manual_ack = false;  // applied only once ack_applied says so
+};
+
+struct NodeCallbacks {
+  // Called on the group's core when a group is created or recovered.
+  std::function<GroupHooks(GroupId)> group_hooks;
+  // Called on the group's core for every event (events.h).
+  EventFn on_event;
+};
 
 // Published role of a group on this node, readable from any thread.
 struct GroupStatusCell {
@@ -109,9 +124,8 @@ class Node {
   // Validates the config, creates or recovers the data directory (node.meta
   // with the node's incarnation; one WAL per core), starts the runtime, the
   // transports and every group (RaftConfig::groups plus every group found in
-  // the WAL). Alien thread only. `on_event` (optional) is called on the
-  // group's core for every event (events.h).
-  static base::Result<std::unique_ptr<Node>> open(RaftConfig cfg, EventFn on_event = {});
+  // the WAL). Alien thread only.
+  static base::Result<std::unique_ptr<Node>> open(RaftConfig cfg, NodeCallbacks callbacks = {});
   ~Node();
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
@@ -125,7 +139,7 @@ class Node {
   runtime::Task<base::Status> read(GroupId g, ReadMode mode);
   runtime::Task<base::Status> read_index(GroupId g) { return read(g, ReadMode::kReadIndex); }
   runtime::Task<base::Status> transfer_leader(GroupId g, NodeId target);
-  runtime::Task<base::Status> create_group(GroupId g, Index applied = 0);
+  runtime::Task<base::Status> create_group(GroupId g);
   runtime::Task<base::Status> subscribe_applied(GroupId g, ApplyFn fn, bool manual_ack = false);
   runtime::Task<base::Status> ack_applied(GroupId g, Index index);
   // Membership and snapshots: kInvalidArgument "not supported yet".
@@ -147,8 +161,6 @@ class Node {
   const RaftConfig& config() const { return cfg_; }
   unsigned core_of(GroupId g) const { return placement(g, cfg_.cores); }
   runtime::Runtime& runtime() { return *rt_; }
-  // Port core `core` listens on (useful with port 0 in tests... fixed ports here).
-  uint16_t port(unsigned core) const;
 
   // Runs fn() (-> R or Task<R>) on the group's core from an alien thread and
   // waits for it: node.run(g, [&] { return node.propose(g, "x"); }).
@@ -159,19 +171,22 @@ class Node {
 
   // Internal (CoreHost).
   void publish_event(const NodeEvent& e);
+  GroupHooks group_hooks(GroupId g) const {
+    return callbacks_.group_hooks ? callbacks_.group_hooks(g) : GroupHooks{};
+  }
   GroupStatusCell* status_cell(GroupId g) const;
   void register_group(GroupId g, std::shared_ptr<GroupStatusCell> cell);
   void unregister_group(GroupId g);
 
  private:
-  Node(RaftConfig cfg, EventFn on_event);
+  Node(RaftConfig cfg, NodeCallbacks callbacks);
   base::Status prepare_data_dir();
   base::Status start();
   void start_metrics_http();
   void stop_metrics_http();
 
   RaftConfig cfg_;
-  EventFn on_event_;
+  NodeCallbacks callbacks_;
   uint64_t incarnation_ = 0;
   std::unique_ptr<runtime::Runtime> rt_;
   std::vector<std::unique_ptr<CoreHost>> hosts_;

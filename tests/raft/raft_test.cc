@@ -277,6 +277,25 @@ TEST(RaftDurability, HeartbeatThatRaisesTheTermWaitsOnlyForTheHardState) {
   EXPECT_TRUE(found);
 }
 
+TEST(RaftDurability, CommitHintNeverCoversEntriesNotYetDurable) {
+  TestCluster c(3);
+  NodeId l = stable_leader(c);
+  c.node(2).auto_persist = false;
+  Index x = propose_ok(c, l, "x");
+  c.settle();  // committed through node 3; node 2 has x only in memory
+  propose_ok(c, l, "y");
+  c.settle();  // this append tells node 2 that x is committed
+  ASSERT_GE(c.raft(2).commit_index(), x);
+  ASSERT_LT(c.raft(2).durable_index(), x);
+  Ready ready;
+  c.raft(2).take_ready(ready);
+  EXPECT_LE(ready.commit, c.raft(2).durable_index())
+      << "a restart could treat a stale on-disk entry as committed";
+  for (const auto& b : c.node(2).batches) {
+    if (b.hard_state) EXPECT_LT(b.hard_state->commit, x);
+  }
+}
+
 TEST(RaftDurability, FreshGroupHasNoPromiseToWaitOut) {
   TestCluster c(3);
   c.elect(1);

@@ -1,0 +1,227 @@
+// CoreHost: the per-core host of Raft groups (internal to raft::Node).
+//
+// One per reactor. It owns that core's WAL, its Transport, its groups (one
+// Raft object each) and its metrics registry, and drives them in rounds:
+//
+//   inputs (peer messages, proposals, reads, ticks, durability acks)
+//     -> mark the group dirty and raise the round signal
+//   the round (driver_loop, once the reactor has run every ready coroutine):
+//     for every dirty group: take_ready, then
+//       1. append its hard state / truncation / entries to the WAL (in memory;
+//          the WAL cuts ONE durable write for everything appended this round:
+//          group commit across groups);
+//       2. send its kNow messages at once (a leader's appends leave BEFORE its
+//          own disk write completes; heartbeat replies never wait for a sync);
+//       3. queue its kHardState / kEntries messages and the durability acks
+//          behind the WAL position they need (durability_loop releases them;
+//          a vote waits only for its own hard-state record, not for entries
+//          appended after it);
+//       4. apply committed entries in order, resolve proposals and reads,
+//          publish events;
+//       5. re-arm the group's deadline.
+//   The transport's writer then sends everything queued this round to each
+//   peer as one batch (one coalesced heartbeat message per peer).
+//
+// Ticks: one runtime Timer per core, armed at the earliest per-group
+// deadline (an intrusive ordered set of per-group timer nodes, rounded up to
+// tick_granularity_ms so groups due together tick together); a tick touches
+// only the groups that are due.
+//
+// Threading: every method runs on this core's reactor except the constructor
+// (alien, before start) and the stats reads that are atomics.
+#pragma once
+
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "net/signal.h"
+#include "net/transport.h"
+#include "raft/codec.h"
+#include "raft/node/config.h"
+#include "raft/node/events.h"
+#include "raft/node/node.h"
+#include "raft/node/wal_storage.h"
+#include "raft/raft.h"
+#include "runtime/metrics.h"
+#include "runtime/reactor.h"
+#include "runtime/timer_set.h"
+#include "wal/wal.h"
+
+namespace nori::raft {
+
+// A one-shot result a coroutine waits for on this core; resolved exactly once.
+template <typename T>
+class OneShot {
+ public:
+  OneShot() = default;
+  OneShot(const OneShot&) = delete;
+  OneShot& operator=(const OneShot&) = delete;
+  void resolve(T v) {
+    NORI_ASSERT(!value_.has_value(), "resolved twice");
+    value_.emplace(std::move(v));
+    if (waiting_) runtime::Reactor::here().schedule(sched_);
+  }
+  bool await_ready() const noexcept { return value_.has_value(); }
+  void await_suspend(std::coroutine_handle<> h) {
+    sched_.handle = h;
+    waiting_ = true;
+  }
+  T await_resume() { return std::move(*value_); }
+
+ private:
+  runtime::Schedulable sched_;
+  std::optional<T> value_;
+  bool waiting_ = false;
+};
+
+class CoreHost final : public net::TransportHandler {
+ public:
+  CoreHost(Node& node, const RaftConfig& cfg, unsigned core, uint64_t incarnation);
+  ~CoreHost() override;
+
+  // On the core: opens the WAL, the transport, recovers the groups.
+  runtime::Task<base::Status> start(std::vector<GroupId> initial_groups);
+  runtime::Task<void> close();
+
+  runtime::Task<base::Result<Index>> propose(GroupId g, std::string data, TimePoint called);
+  runtime::Task<base::Status> read(GroupId g, ReadMode mode, TimePoint called);
+  base::Status transfer_leader(GroupId g, NodeId target);
+  base::Status add_group(GroupId g);
+  base::Status subscribe_applied(GroupId g, ApplyFn fn, bool manual_ack);
+  base::Status ack_applied(GroupId g, Index index);
+
+  const runtime::metrics::Registry& registry() const { return registry_; }
+  void collect(NodeMetricsSnapshot& out) const;  // on the core
+  uint16_t port() const { return port_; }
+
+  // net::TransportHandler
+  void on_message(net::NodeId from, net::GroupId group, net::MessageType type,
+                  std::string_view payload) override;
+  void on_heartbeats(net::NodeId from, std::span<const net::HeartbeatEntry> entries) override;
+  void on_heartbeat_replies(net::NodeId from,
+                            std::span<const net::HeartbeatReply> replies) override;
+  void on_dropped(net::NodeId to, std::span<const net::GroupId> groups) override;
+
+ private:
+  struct Group;
+  struct GroupTimer final : runtime::TimerNode {
+    explicit GroupTimer(Group* g) : TimerNode(&GroupTimer::fire_node), group(g) {}
+    static void fire_node(runtime::TimerNode* n);
+    Group* group;
+  };
+  struct PendingProposal {
+    OneShot<ProposalResult>* waiter = nullptr;
+  };
+  struct Stage {
+    Index index = 0;
+    TimePoint called{};
+  };
+  struct Group {
+    explicit Group(GroupId id) : id(id), timer(this) {}
+    GroupId id;
+    std::unique_ptr<WalStorage> storage;
+    std::unique_ptr<Raft> raft;
+    Ready ready;
+    bool dirty = false;
+    GroupTimer timer;
+    std::unordered_map<uint64_t, OneShot<ProposalResult>*> proposals;
+    std::unordered_map<uint64_t, OneShot<ReadResult>*> reads;
+    std::deque<Stage> stages;  // accepted proposals of this node, by index
+    size_t stages_wal_done = 0;  // prefix of `stages` already durable locally
+    // Applied stream.
+    ApplyFn apply_fn;
+    bool manual_ack = false;
+    Index delivered = 0;        // highest index handed to the application (or skipped)
+    Index last_normal = 0;      // highest kNormal index handed to the application
+    Index acked = 0;            // ack_applied
+    Index raft_applied = 0;     // reported to Raft::applied
+    wal::Position last_hs_pos = 0;
+    Role last_role = Role::kFollower;
+    std::shared_ptr<GroupStatusCell> cell;
+    runtime::metrics::Gauge* role_gauge = nullptr;
+  };
+  // Work released once the WAL is durable at `pos`.
+  struct Deferred {
+    wal::Position pos = 0;
+    GroupId group = 0;
+    std::optional<HardState> hs;
+    std::optional<std::pair<Index, Term>> entries;
+    std::vector<Message> messages;
+  };
+
+  Group* find(GroupId g);
+  void mark_dirty(Group* g);
+  runtime::Task<void> driver_loop();
+  runtime::Task<void> durability_loop();
+  runtime::Task<void> run_round();
+  runtime::Task<void> handle_ready(Group* g);
+  template <typename F>
+  runtime::Task<std::optional<wal::Position>> wal_append(F append);
+  void run_deferred(Deferred& d, TimePoint now);
+  void defer(Deferred d);
+  void send(Message&& m);
+  void apply_committed(Group* g, std::vector<Entry>& committed, TimePoint now);
+  void arm_tick_timer();
+  void report_applied(Group* g, TimePoint now);
+  void on_entries_durable(Group* g, Index index, TimePoint now);
+  void publish_status(Group* g);
+  void rearm(Group* g);
+  void on_tick();
+  TimePoint quantize(TimePoint t) const;
+  void fail_all_waiters(Group* g, base::ErrorKind kind, const char* why);
+
+  Node& node_;
+  const RaftConfig& cfg_;
+  const unsigned core_;
+  const uint64_t incarnation_;
+  std::unique_ptr<wal::Wal> wal_;
+  std::unique_ptr<SegmentReader> reader_;
+  std::unique_ptr<net::Transport> transport_;
+  uint16_t port_ = 0;
+  std::unordered_map<GroupId, std::unique_ptr<Group>> groups_;
+  std::vector<Group*> dirty_;
+  std::deque<Deferred> deferred_;
+  net::Signal round_signal_;
+  net::Signal deferred_signal_;
+  runtime::TimerSet deadlines_;
+  std::unique_ptr<runtime::Timer> tick_timer_;
+  TimePoint tick_at_ = TimePoint::max();
+  std::vector<Group*> round_batch_;
+  runtime::CancelScope loops_scope_;
+  runtime::Gate loops_gate_;
+  bool closing_ = false;
+  uint64_t next_request_id_ = 1;
+  std::string payload_arena_;  // reused per append
+  std::vector<uint64_t> terms_scratch_;
+  std::vector<std::string_view> views_scratch_;
+  std::vector<size_t> offsets_scratch_;
+
+  runtime::metrics::Registry registry_;
+  runtime::metrics::Histogram& commit_ms_;
+  runtime::metrics::Histogram& apply_ms_;
+  runtime::metrics::Histogram& read_index_ms_;
+  runtime::metrics::Histogram& stage_queued_;
+  runtime::metrics::Histogram& stage_leader_wal_;
+  runtime::metrics::Histogram& stage_quorum_;
+  runtime::metrics::Histogram& stage_applied_;
+  runtime::metrics::Histogram& round_groups_;
+  runtime::metrics::Counter& elections_;
+  runtime::metrics::Counter& send_refused_;
+  runtime::metrics::Counter& messages_lost_;
+  runtime::metrics::Gauge& apply_queue_;
+  runtime::metrics::Gauge& groups_gauge_;
+  runtime::metrics::Gauge& wal_writes_;
+  runtime::metrics::Gauge& wal_entries_;
+  runtime::metrics::Gauge& wal_bytes_;
+  runtime::metrics::Gauge& net_bytes_sent_;
+  runtime::metrics::Gauge& net_frames_sent_;
+  runtime::metrics::Gauge& net_refused_conns_;
+  runtime::metrics::Gauge& net_queue_bytes_;
+  runtime::metrics::Gauge& storage_disk_reads_;
+};
+
+}  // namespace nori::raft
