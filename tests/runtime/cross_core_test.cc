@@ -5,8 +5,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <stdexcept>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "runtime/combinators.h"
@@ -112,6 +115,48 @@ TEST_P(Wake, SleepingReactorIsWokenByAMailboxMessageAlone) {
 
 INSTANTIATE_TEST_SUITE_P(WakeModes, Wake,
                          ::testing::Values(WakeMode::kMsgRing, WakeMode::kEventfd));
+
+TEST(SubmitTo, TaskReturningFunctionRunsOnTargetAndReturnsItsValue) {
+  Runtime rt({.cores = 2});
+  auto [core, value] = rt.block_on(0, []() -> Task<std::pair<unsigned, int>> {
+    int v = co_await submit_to(1, []() -> Task<int> {
+      EXPECT_TRUE((co_await sleep_for(1ms)).ok());
+      co_return static_cast<int>(this_core()) * 10 + 7;
+    });
+    co_return std::pair<unsigned, int>(this_core(), v);
+  });
+  EXPECT_EQ(core, 0u);  // the caller resumes on its own core
+  EXPECT_EQ(value, 17);
+}
+
+TEST(SubmitTo, ExceptionOnTargetIsRethrownAtTheCaller) {
+  Runtime rt({.cores = 2});
+  EXPECT_THROW(rt.block_on(0,
+                           []() -> Task<int> {
+                             co_return co_await submit_to(
+                                 1, []() -> int { throw std::runtime_error("remote"); });
+                           }),
+               std::runtime_error);
+}
+
+TEST(SubmitTo, InFlightRequestsNeverExceedTheCreditBound) {
+  Runtime rt({.cores = 2, .mailbox_in_flight_max = 2});
+  int active = 0, max_active = 0;  // touched only on core 1
+  rt.block_on(0, [&]() -> Task<void> {
+    std::vector<Task<int>> calls;
+    for (int i = 0; i < 12; ++i) {
+      calls.push_back(submit_to(1, [&]() -> Task<int> {
+        max_active = std::max(max_active, ++active);
+        EXPECT_TRUE((co_await sleep_for(200us)).ok());
+        --active;
+        co_return 1;
+      }));
+    }
+    auto results = co_await when_all(std::move(calls));
+    EXPECT_EQ(results.size(), 12u);
+  });
+  EXPECT_EQ(max_active, 2);
+}
 
 double cpu_seconds() {
   rusage ru{};
