@@ -62,7 +62,7 @@ Raft::Raft(Config config, LogStorage& storage, TimePoint now)
   NORI_ASSERT(first >= 1 && last + 1 >= first, "storage range [{}, {}]", first, last);
   auto last_term = storage_.term(last);
   NORI_ASSERT(last_term.ok(), "storage cannot give the term of its last index {}", last);
-  last_index_ = durable_index_ = storage_last_index_ = last;
+  last_index_ = durable_index_ = last;
   last_term_ = *last_term;
   mem_first_ = last + 1;
 
@@ -175,6 +175,8 @@ RaftStatus Raft::status() const {
   if (role_ == Role::kLeader) {
     s.lease_until = lease_until();
     s.leader_wait_until = leader_wait_until_;
+    s.term_start_index = term_start_index_;
+    s.lease_ended = lease_ended_;
   }
   s.promise_until = promise_until_;
   s.promise_leader = promise_leader_;
@@ -687,7 +689,6 @@ void Raft::entries_persisted(Index index, Term term, TimePoint now) {
   auto t = try_term_at(index);
   if (!t || *t != term) return;  // acknowledges entries since truncated
   durable_index_ = index;
-  storage_last_index_ = std::max(storage_last_index_, index);
   if (role_ == Role::kLeader) {
     // The leader counts itself only once durable.
     maybe_commit(now);
@@ -1179,7 +1180,6 @@ void Raft::truncate_from(Index index) {
   last_index_ = index - 1;
   last_term_ = term_at(last_index_);
   durable_index_ = std::min(durable_index_, last_index_);
-  storage_last_index_ = std::min(storage_last_index_, last_index_);
   // Entries of this Ready at or beyond the cut never reach the disk.
   while (!ready_.entries.empty() && ready_.entries.back().index >= index)
     ready_.entries.pop_back();

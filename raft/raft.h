@@ -77,6 +77,8 @@ struct RaftStatus {
   // end of the post-election wait (no commit, no lease read before it).
   TimePoint lease_until{};
   TimePoint leader_wait_until{};
+  Index term_start_index = 0;  // leader only: index of its no-op
+  bool lease_ended = false;    // leader only: a transfer ended its lease for this term
   // This node's promise to the leader it last answered (docs/lease.md).
   TimePoint promise_until{};
   NodeId promise_leader = kNoNode;
@@ -353,7 +355,6 @@ class Raft {
   Index mem_first_ = 1;
   Index last_index_ = 0;
   Term last_term_ = 0;
-  Index storage_last_index_ = 0;  // durable entries storage_ can return
 
   // Peers (every voter but this node) and, as leader, their progress.
   std::vector<Progress> peers_;

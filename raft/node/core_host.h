@@ -109,9 +109,10 @@ class CoreHost final : public net::TransportHandler {
  private:
   struct Group;
   struct GroupTimer final : runtime::TimerNode {
-    explicit GroupTimer(Group* g) : TimerNode(&GroupTimer::fire_node), group(g) {}
+    GroupTimer(Group* g, CoreHost* h) : TimerNode(&GroupTimer::fire_node), group(g), host(h) {}
     static void fire_node(runtime::TimerNode* n);
     Group* group;
+    CoreHost* host;
   };
   struct PendingProposal {
     OneShot<ProposalResult>* waiter = nullptr;
@@ -121,7 +122,7 @@ class CoreHost final : public net::TransportHandler {
     TimePoint called{};
   };
   struct Group {
-    explicit Group(GroupId id) : id(id), timer(this) {}
+    Group(GroupId id, CoreHost* host) : id(id), timer(this, host) {}
     GroupId id;
     std::unique_ptr<WalStorage> storage;
     std::unique_ptr<Raft> raft;
