@@ -111,6 +111,11 @@ class Raft {
   // A message from a peer of this group (m.group == group(), m.to == id()).
   // Messages from unknown nodes, of reserved types or stale terms are dropped
   // or answered as Raft prescribes; a malformed message cannot corrupt state.
+  // `now` must be read from the clock AFTER the message was received: the
+  // follower's promise and the new leader's wait are measured from it, and an
+  // earlier (cached) time would shorten them (docs/lease.md). A later time is
+  // always safe. The same holds for tick(): round send times may only be
+  // earlier than the real send, so read the clock before sending.
   void step(Message m, TimePoint now);
 
   // Proposes a command. On success returns the index it was appended at (not
