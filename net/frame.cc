@@ -95,8 +95,12 @@ void FrameBuilder::close_inline_segment() {
 
 void FrameBuilder::open_frame_if_needed(size_t message_bytes) {
   NORI_ASSERT(message_bytes <= kFrameBodyBytesMax);
-  if (frame_open_ && frame_body_bytes_ + message_bytes <= kFrameBodyBytesMax &&
-      frame_messages_ + 1 <= kFrameMessagesMax) {
+  // A frame is closed once it holds kFrameBodyBytesTarget: the receiver can
+  // dispatch a frame only when all of it has arrived, so smaller frames keep
+  // its buffer small and let it work while the rest of the batch streams in.
+  // A single larger message still gets a frame of its own.
+  if (frame_open_ && frame_messages_ + 1 <= kFrameMessagesMax &&
+      (frame_body_bytes_ == 0 || frame_body_bytes_ + message_bytes <= kFrameBodyBytesTarget)) {
     return;
   }
   if (frame_open_) close_frame();
@@ -252,8 +256,9 @@ std::span<char> FrameReader::writable() {
   messages_.clear();  // their views are about to be invalidated
   if (begin_ == end_) {
     begin_ = end_ = 0;
-    // Give back a buffer grown for one large frame.
-    if (buf_.size() > buffer_bytes_) {
+    // Give back a buffer grown for a large frame (one well beyond the usual
+    // batch frame, so ordinary traffic does not reallocate every frame).
+    if (buf_.size() > kFrameBodyBytesTarget + kFrameHeaderBytes && buf_.size() > buffer_bytes_) {
       buf_.resize(buffer_bytes_);
       buf_.shrink_to_fit();
     }

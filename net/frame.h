@@ -32,6 +32,10 @@ namespace nori::net {
 // Payloads at least this large are sent by reference (their own iovec)
 // instead of being copied into the staging buffer.
 inline constexpr size_t kInlinePayloadBytesMax = 2048;
+// A batch is cut into frames of about this much body (a larger single
+// message gets a frame of its own, up to kFrameBodyBytesMax).
+inline constexpr size_t kFrameBodyBytesTarget = 64 * 1024;
+static_assert(kFrameBodyBytesTarget <= kFrameBodyBytesMax);
 
 struct MessageView {
   MessageType type;
@@ -140,7 +144,8 @@ FrameError decode_frame_body(std::string_view body, uint32_t message_count,
 class FrameReader {
  public:
   // buffer_bytes: the buffer kept between frames; it grows to fit one frame of
-  // up to kFrameHeaderBytes + kFrameBodyBytesMax and shrinks back once empty.
+  // up to kFrameHeaderBytes + kFrameBodyBytesMax and, once empty, shrinks back
+  // if it grew beyond one batch frame (kFrameBodyBytesTarget).
   explicit FrameReader(uint64_t seed = 0, size_t buffer_bytes = 64 * 1024);
 
   void set_seed(uint64_t seed) { seed_ = seed; }

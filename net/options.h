@@ -43,7 +43,9 @@ struct TransportConfig {
   // delay drawn uniformly from [delay/2, delay] (jitter).
   uint32_t backoff_min_ms = 20;
   uint32_t backoff_max_ms = 2000;
-  size_t recv_buffer_bytes = 64 * 1024;  // per connection, kept between frames
+  // Per connection, kept between frames: several batch frames fit, so the
+  // partial frame at its end is moved to the front rarely (and is small).
+  size_t recv_buffer_bytes = 512 * 1024;
 };
 
 // The node layer's side. Called on the Transport's reactor, never re-entered

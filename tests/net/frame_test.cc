@@ -119,19 +119,49 @@ TEST(FrameTest, BytesArrivingOneAtATimeAssembleTheSameFrames) {
   EXPECT_EQ(r.buffered_bytes(), 0u);
 }
 
-TEST(FrameTest, MessageCountLimitSplitsTheBatchIntoFrames) {
+TEST(FrameTest, LargeBatchIsCutIntoFramesWithinTheLimits) {
   FrameBuilder b(kSeed);
-  for (size_t i = 0; i < kFrameMessagesMax + 10; ++i)
-    b.add(MessageType::kGroup, 1, "x");
+  const size_t n = kFrameMessagesMax + 10;
+  for (size_t i = 0; i < n; ++i)
+    b.add(MessageType::kGroup, 1, "");
+  b.add(MessageType::kGroup, 2, std::string(kFrameBodyBytesTarget * 2, 'L'));  // own frame
   b.seal();
-  EXPECT_EQ(b.frames(), 2u);
   std::string wire = flatten(b);
+  // Walk the headers: every frame within the count and size bounds.
+  size_t at = 0, frames = 0, messages = 0;
+  while (at < wire.size()) {
+    uint32_t body = base::load_u32(wire.data() + at + kFrameBodyLengthOffset);
+    uint32_t count = base::load_u32(wire.data() + at + kFrameMessageCountOffset);
+    EXPECT_LE(count, kFrameMessagesMax);
+    EXPECT_LE(body, kFrameBodyBytesMax);
+    if (count > 1) EXPECT_LE(body, kFrameBodyBytesTarget);
+    messages += count;
+    ++frames;
+    at += kFrameHeaderBytes + body;
+  }
+  EXPECT_EQ(at, wire.size());
+  EXPECT_EQ(messages, n + 1);
+  EXPECT_EQ(frames, b.frames());
+  EXPECT_GE(frames, 3u);
   FrameReader r(kSeed);
   std::vector<Got> got;
-  size_t frames = 0;
-  feed(r, wire, 1 << 20, got, &frames);
-  EXPECT_EQ(frames, 2u);
-  EXPECT_EQ(got.size(), kFrameMessagesMax + 10);
+  feed(r, wire, 1 << 20, got);
+  EXPECT_EQ(got.size(), n + 1);
+  EXPECT_EQ(got.back().payload.size(), kFrameBodyBytesTarget * 2);
+}
+
+TEST(FrameTest, BatchQueuedBeforeAReconnectIsChecksummedWithTheNewSessionSeed) {
+  FrameBuilder b(kSeed);
+  // Enough to close several frames while the old seed was current.
+  for (size_t i = 0; i < 3000; ++i)
+    b.add(MessageType::kGroup, i, std::string(100, 'r'));
+  b.set_seed(kSeed + 1);
+  b.seal();
+  std::string wire = flatten(b);
+  FrameReader r(kSeed + 1);
+  std::vector<Got> got;
+  EXPECT_EQ(feed(r, wire, wire.size(), got), FrameReader::kNeedMore);
+  EXPECT_EQ(got.size(), 3000u);
 }
 
 TEST(FrameTest, LargeFrameGrowsTheBufferAndItShrinksBackWhenDrained) {

@@ -299,15 +299,21 @@ TEST(TransportTest, MemoryStaysBoundedWithADeadPeerAndGroupsAreTold) {
 }
 
 TEST(TransportTest, SlowReaderDoesNotBlockOtherPeers) {
+  std::atomic<bool> release{false};  // outlives the cluster, whose reactor 1 reads it
   Cluster c(3, [](TransportConfig& cfg) {
     cfg.queue_bytes_max = 1 << 20;
     cfg.queue_hard_bytes_max = 2 << 20;
     cfg.idle_timeout_ms = 60000;  // the stalled peer stays "connected"
   });
+  // Released on every exit path (an ASSERT failing below included), before
+  // the cluster's destructor waits for reactor 1.
+  struct Release {
+    std::atomic<bool>& flag;
+    ~Release() { flag = true; }
+  } guard{release};
   ASSERT_TRUE(c.wait_connected(1, 2));
   ASSERT_TRUE(c.wait_connected(1, 3));
   // Node 2 (alone on core 1) has its reactor blocked: it reads nothing meanwhile.
-  std::atomic<bool> release{false};
   c.rt().spawn_on(c.node(2).core, [&]() -> Task<void> {
     while (!release.load())
       std::this_thread::sleep_for(1ms);
@@ -328,7 +334,6 @@ TEST(TransportTest, SlowReaderDoesNotBlockOtherPeers) {
       EXPECT_TRUE(n.t->send(3, 9, MessageType::kGroup, make_payload(9, i, 64)).ok());
   });
   EXPECT_TRUE(c.wait_until(3, [](Node& n) { return n.rec.messages[{1, 9}].size() == 100; }));
-  release = true;
 }
 
 // ---- bad input from a raw peer ----
