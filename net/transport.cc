@@ -42,8 +42,15 @@ runtime::Task<T> with_deadline(runtime::Task<T> t, base::Duration d, bool* expir
   co_return co_await std::move(t);
 }
 
-base::Error refused(Refusal r, bool by_peer) {
-  return base::err(base::ErrorKind::kProtocol, "handshake refused {}: {}",
+base::Error refused(Refusal r, bool by_peer, NodeId peer, uint16_t peer_cores, uint16_t our_cores) {
+  if (r == Refusal::kCoreCountMismatch && !by_peer) {
+    // The one refusal an operator must fix by configuration: say exactly what differs.
+    return base::err(base::ErrorKind::kProtocol,
+                     "handshake with node {} refused: it runs {} cores and this node {}; every "
+                     "node of a cluster must run the same core count (group placement)",
+                     peer, peer_cores, our_cores);
+  }
+  return base::err(base::ErrorKind::kProtocol, "handshake with node {} refused {}: {}", peer,
                    by_peer ? "by the peer" : "by us", to_string(r));
 }
 
@@ -236,6 +243,7 @@ runtime::Task<void> Transport::accept_one(int raw_fd) {
   if (!r) {
     // A peer that connects and sends nothing (or too little) ends here.
     if (expired) ++stats_.refused[static_cast<size_t>(Refusal::kTimeout)];
+    last_handshake_error_ = expired ? "handshake timed out" : r.error().message();
     co_return;
   }
   ++stats_.handshakes_ok;
@@ -256,7 +264,7 @@ runtime::Task<base::Result<Transport::Established>> Transport::handshake_in(int 
   if (s.refusal != Refusal::kNone) {
     count_refusal(s);
     (void)co_await send_all(fd, s.send);  // best effort: the reason, then close
-    co_return refused(s.refusal, false);
+    co_return refused(s.refusal, false, a.peer(), a.peer_core_count(), cfg_.self.core_count);
   }
   NORI_CO_TRY(co_await send_all(fd, s.send));  // the challenge
   NORI_CO_TRY(co_await read_exact(fd, buf, kHandshakePrefixBytes));
@@ -269,7 +277,7 @@ runtime::Task<base::Result<Transport::Established>> Transport::handshake_in(int 
   if (s.refusal != Refusal::kNone) {
     count_refusal(s);
     if (!s.by_peer) (void)co_await send_all(fd, s.send);
-    co_return refused(s.refusal, s.by_peer);
+    co_return refused(s.refusal, s.by_peer, a.peer(), a.peer_core_count(), cfg_.self.core_count);
   }
   NORI_CO_TRY(co_await send_all(fd, s.send));  // the verdict
   co_return Established{fd, a.session_seed(), a.peer(), a.lane()};
@@ -299,6 +307,7 @@ runtime::Task<void> Transport::dial_loop(Peer* p, Lane lane) {
     }
     ++stats_.dial_failures;
     if (expired) ++stats_.refused[static_cast<size_t>(Refusal::kTimeout)];
+    last_handshake_error_ = expired ? "connect or handshake timed out" : r.error().message();
     if (scope_.cancelled()) break;
     // Exponential backoff with jitter: uniform in [backoff/2, backoff], so
     // the cores of a restarted node do not all redial in step.
@@ -336,14 +345,14 @@ runtime::Task<base::Result<Transport::Established>> Transport::handshake_out(int
   if (s.refusal != Refusal::kNone) {
     count_refusal(s);
     if (!s.by_peer) (void)co_await send_all(fd, s.send);
-    co_return refused(s.refusal, s.by_peer);
+    co_return refused(s.refusal, s.by_peer, id, d.peer_core_count(), cfg_.self.core_count);
   }
   NORI_CO_TRY(co_await send_all(fd, s.send));  // the proof
   NORI_CO_TRY(co_await read_exact(fd, buf, kVerdictBytes));
   s = d.on_verdict({buf, kVerdictBytes});
   if (s.refusal != Refusal::kNone) {
     count_refusal(s);
-    co_return refused(s.refusal, s.by_peer);
+    co_return refused(s.refusal, s.by_peer, id, d.peer_core_count(), cfg_.self.core_count);
   }
   co_return Established{fd, d.session_seed(), id, lane};
 }

@@ -79,6 +79,9 @@ class Transport {
   // Closes the current connection of a lane (tests, operators); the dialer reconnects.
   void disconnect(NodeId peer, Lane lane);
   const TransportStats& stats() const { return stats_; }
+  // Why the last failed connection attempt (either direction) failed, for
+  // operators: e.g. the two core counts when a node runs a different one.
+  const std::string& last_handshake_error() const { return last_handshake_error_; }
   // nullptr for a peer never seen.
   const LinkStats* link_stats(NodeId peer, Lane lane) const;
   size_t queued_bytes(NodeId peer) const;
@@ -127,6 +130,7 @@ class Transport {
   runtime::CancelScope scope_;  // every task of this transport runs under it
   runtime::Gate gate_;          // counts them
   std::mt19937_64 rng_;         // backoff jitter
+  std::string last_handshake_error_;
   bool shut_down_ = false;
 };
 

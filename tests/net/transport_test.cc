@@ -392,12 +392,18 @@ TEST_F(BadInputTest, EachBadCredentialIsRefusedAndCounted) {
        {kCluster, kRawNode, kRawIncarnation, 0, 2},
        kSecret,
        Refusal::kCoreCountMismatch},
-      {"wrong core",
-       {kCluster, kRawNode, kRawIncarnation, 1, 2},
-       kSecret,
-       Refusal::kCoreCountMismatch},
   };
   AcceptPolicy policy(std::vector<Member>{{2, 20}});
+  // The core-count refusal names both counts for the operator.
+  {
+    int fd = raw_connect(port2());
+    raw_handshake(fd, {kCluster, kRawNode, kRawIncarnation, 0, 3}, ClusterKey::from_secret(kSecret),
+                  2, policy);
+    ::close(fd);
+    EXPECT_TRUE(c_.wait_until(2, [](Node& n) {
+      return n.t->last_handshake_error().find("runs 3 cores and this node 1") != std::string::npos;
+    })) << c_.on(2, [](Node& n) { return n.t->last_handshake_error(); });
+  }
   for (const Case& k : cases) {
     TransportStats before = stats2();
     int fd = raw_connect(port2());
@@ -427,8 +433,26 @@ TEST_F(BadInputTest, EachBadCredentialIsRefusedAndCounted) {
     EXPECT_TRUE(c_.wait_until(
         2, [](Node& n) { return n.t->stats().refused[size_t(Refusal::kWrongVersion)] == 1; }));
   }
-  // The wrong-core case needs a multi-core acceptor; the pure handshake test covers it.
   expect_link_unaffected();
+}
+
+TEST(TransportTest, DialToTheWrongCoreIsRefusedAndCounted) {
+  // A node whose transport is core 1 of 2; the raw peer dials it as core 0.
+  Cluster c(1, [](TransportConfig& cfg) {
+    cfg.self.core_index = 1;
+    cfg.self.core_count = 2;
+  });
+  uint16_t port = c.on(1, [](Node& n) { return n.t->port(); });
+  int fd = raw_connect(port);
+  AcceptPolicy policy(std::vector<Member>{{1, 10}});
+  RawResult r = raw_handshake(fd, {kCluster, kRawNode, kRawIncarnation, 0, 2},
+                              ClusterKey::from_secret(kSecret), 1, policy);
+  EXPECT_EQ(r.refusal, Refusal::kWrongCore);
+  EXPECT_TRUE(r.by_peer);
+  EXPECT_TRUE(raw_closed_by_peer(fd));
+  ::close(fd);
+  EXPECT_TRUE(c.wait_until(
+      1, [](Node& n) { return n.t->stats().refused[size_t(Refusal::kWrongCore)] == 1; }));
 }
 
 TEST_F(BadInputTest, PeerThatConnectsAndSendsNothingIsClosedAfterTheHandshakeTimeout) {
