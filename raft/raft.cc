@@ -17,12 +17,6 @@ namespace {
 
 using std::chrono::milliseconds;
 
-// Heartbeat rounds whose send times are kept (the lease needs the send time of
-// the newest round a quorum acknowledged; with 150 ms heartbeats and a 2 s
-// lease, rounds older than ~14 heartbeats can never give a lease, and reads
-// add at most one extra round per round trip).
-constexpr size_t kRoundsKept = 256;
-
 // Heartbeat intervals without replication progress, with appends in flight,
 // after which they are presumed lost and the follower is probed again.
 constexpr uint32_t kStalledRoundsMax = 2;
@@ -824,8 +818,7 @@ void Raft::handle_append_reply(const Message& m, const AppendReply& rep, TimePoi
 
 void Raft::send_heartbeat_round(TimePoint now) {
   ++round_;
-  if (rounds_.size() >= kRoundsKept) rounds_.erase(rounds_.begin());
-  rounds_.push_back(RoundSent{round_, now});
+  rounds_.push(RoundSent{round_, now});
   next_heartbeat_ = now + milliseconds(config_.heartbeat_ms);
   for (Progress& p : peers_) {
     send(p.id, Heartbeat{.commit = std::min(commit_, p.match), .round = round_}, SendAfter::kNow);
@@ -833,7 +826,8 @@ void Raft::send_heartbeat_round(TimePoint now) {
     // heartbeat intervals means they were lost (not merely waiting for the
     // follower's fsync, which one interval may not cover): probe again from
     // the match index.
-    if (p.replicating && !p.inflight.empty() && p.match == p.match_at_round) {
+    // (Replicating, entries past match were sent: next - 1 > match.)
+    if (p.replicating && p.next > p.match + 1 && p.match == p.match_at_round) {
       ++p.stalled_rounds;
     } else {
       p.stalled_rounds = 0;
@@ -871,11 +865,7 @@ void Raft::handle_heartbeat_reply(const Message& m, const HeartbeatReply& rep, T
     p.acked_round = rep.round;
     // Only the newest quorum-acknowledged round and later ones can still
     // give a lease: forget older send times.
-    uint64_t qr = quorum_round();
-    size_t drop = 0;
-    while (drop < rounds_.size() && rounds_[drop].round < qr)
-      ++drop;
-    if (drop > 0) rounds_.erase(rounds_.begin(), rounds_.begin() + drop);
+    rounds_.drop_older_than(quorum_round());
   }
   if (p.match < last_index_ && !p.replicating) {
     // A probe may have been lost: retry once per heartbeat round.
@@ -1023,10 +1013,7 @@ TimePoint Raft::lease_until() const {
   // (followers' promises started at or after their receipt of it).
   uint64_t r = quorum_round();
   if (r == 0) return TimePoint{};
-  for (auto it = rounds_.rbegin(); it != rounds_.rend(); ++it) {
-    if (it->round == r) return it->sent + milliseconds(config_.lease_ms);
-    if (it->round < r) break;
-  }
+  if (const RoundSent* sent = rounds_.find(r)) return sent->sent + milliseconds(config_.lease_ms);
   return TimePoint{};  // too old to be remembered: too old to give a lease
 }
 

@@ -213,20 +213,23 @@ class Raft {
     uint32_t head_ = 0;
     uint32_t size_ = 0;
   };
+  // Fields touched by every heartbeat round come first (one cache line);
+  // the in-flight window, touched only under load, comes last.
   struct Progress {
     NodeId id = kNoNode;
     Index match = 0;
-    Index next = 1;
-    bool replicating = false;  // false: probing (one append until a reply)
-    bool probe_sent = false;
-    InflightRing inflight;  // bounded by inflight_msgs_max
-    uint64_t inflight_bytes = 0;
     Index match_at_round = 0;     // match when the last heartbeat round was sent
-    uint32_t stalled_rounds = 0;  // rounds with appends in flight and no progress
     uint64_t acked_round = 0;     // highest heartbeat round acknowledged this term
     TimePoint last_heard{};       // last message of this term from this peer
-    int8_t vote = -1;             // -1 none, 0 rejected, 1 granted (election)
+    uint32_t stalled_rounds = 0;  // rounds with appends in flight and no progress
+    bool replicating = false;     // false: probing (one append until a reply)
+    bool probe_sent = false;
+    int8_t vote = -1;  // -1 none, 0 rejected, 1 granted (election)
+    Index next = 1;
+    InflightRing inflight;  // bounded by inflight_msgs_max
+    uint64_t inflight_bytes = 0;
   };
+
   struct PendingProposal {
     uint64_t id = 0;
     Index index = 0;
@@ -245,6 +248,42 @@ class Raft {
   struct RoundSent {
     uint64_t round = 0;
     TimePoint sent{};
+  };
+  // Send times of the recent heartbeat rounds that can still give a lease:
+  // the newest quorum-acknowledged one and later ones (older ones are dropped
+  // as acknowledgements arrive). Inline, so idle groups allocate nothing. If
+  // more than kRoundsKept rounds are unacknowledged the oldest is forgotten,
+  // which can only cost a lease (reads fall back to read-index), never safety.
+  class RoundRing {
+   public:
+    static constexpr uint32_t kRoundsKept = 32;
+    void clear() { head_ = size_ = 0; }
+    void push(RoundSent r) {
+      if (size_ == kRoundsKept) pop();
+      buf_[(head_ + size_) % kRoundsKept] = r;
+      ++size_;
+    }
+    void drop_older_than(uint64_t round) {
+      while (size_ > 0 && buf_[head_].round < round)
+        pop();
+    }
+    const RoundSent* find(uint64_t round) const {
+      for (uint32_t i = size_; i-- > 0;) {
+        const RoundSent& r = buf_[(head_ + i) % kRoundsKept];
+        if (r.round == round) return &r;
+        if (r.round < round) return nullptr;
+      }
+      return nullptr;
+    }
+
+   private:
+    void pop() {
+      head_ = (head_ + 1) % kRoundsKept;
+      --size_;
+    }
+    std::array<RoundSent, kRoundsKept> buf_{};
+    uint32_t head_ = 0;
+    uint32_t size_ = 0;
   };
 
   // Roles.
@@ -372,9 +411,7 @@ class Raft {
   Index term_start_index_ = 0;  // index of this leader's no-op
   TimePoint leader_wait_until_{};
   uint64_t round_ = 0;  // last heartbeat round sent this term
-  // Send times of the rounds not older than the newest quorum-acknowledged
-  // one (trimmed as acks arrive; at most kRoundsKept).
-  std::vector<RoundSent> rounds_;
+  RoundRing rounds_;
   bool lease_ended_ = false;  // a transfer ended the lease for this term
   bool read_round_wanted_ = false;
   TimePoint earliest_deadline_ = TimePoint::max();
