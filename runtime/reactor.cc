@@ -447,6 +447,8 @@ void Reactor::idle() {
   // cfg_.idle_poll. Pending I/O still completes during the poll: the
   // TASKRUN flag (DEFER_TASKRUN) or a CQE ends it.
   if (cfg_.idle_poll.count() > 0) {
+    // SQEs (e.g. a wake-up for a peer) must not wait for the poll to end.
+    if (io_uring_sq_ready(&ring_) > 0) submit_and_get_events();
     const base::TimePoint until = base::BootClock::now() + cfg_.idle_poll;
     for (;;) {
       for (int i = 0; i < kPollSpinsPerClockRead; ++i) {
@@ -518,9 +520,18 @@ void Reactor::run() {
     //    and at most one wake-up per destination). Must precede 6 so MSG_RING
     //    wake SQEs go out in this round's submit.
     did |= flush_outgoing();
-    // 6. Submit this round's SQEs and reap completions (non-blocking); CQEs
-    //    only schedule coroutines, which run in the next round's step 4.
-    submit_and_get_events();
+    // 6. Submit this round's SQEs and collect completions (non-blocking);
+    //    CQEs only schedule coroutines, which run in the next round's step 4.
+    //    When the ready queue is empty the submit waits one round: if that
+    //    round is idle, the sleep's submit-and-wait carries the SQEs (one
+    //    syscall instead of two per cross-core wake-up); if it has work, it
+    //    submits. So an SQE is never held back for more than one round.
+    if (!ready_.empty() || submit_deferred_) {
+      submit_and_get_events();
+      submit_deferred_ = false;
+    } else {
+      submit_deferred_ = io_uring_sq_ready(&ring_) > 0 || ops_in_flight_ > 0;
+    }
     did |= reap_cqes();
 
     if (!stop_seen_ && rt_.stopping()) {

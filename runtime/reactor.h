@@ -58,9 +58,12 @@ struct RuntimeConfig {
   PinMode pin = PinMode::kAuto;
   WakeMode wake = WakeMode::kMsgRing;
   uint32_t ring_entries = 256;  // SQ size; the CQ gets 4x
-  // Bounded spin (memory-only checks of mailboxes and timers) after the loop
-  // runs out of work, before sleeping in the kernel. 0 disables it.
-  base::Duration idle_poll = std::chrono::microseconds(20);
+  // Bounded spin (memory-only checks of mailboxes, timers and the CQ) after
+  // the loop runs out of work, before sleeping in the kernel. Default 0: on
+  // the shared 2-core machines this runs on, polling steals the CPU the peer
+  // needs and made both round trips and throughput worse (docs/runtime.md);
+  // on dedicated cores ~20 us cuts a cross-core round trip to a few us.
+  base::Duration idle_poll = base::Duration(0);
   uint32_t mailbox_slots = 512;           // per ordered core pair, power of two
   uint32_t mailbox_batch_max = 256;       // messages drained per ring per loop round
   uint32_t mailbox_publish_batch = 32;    // staged messages made visible at once mid-round
@@ -225,6 +228,7 @@ class Reactor {
   io_uring ring_{};
   uint32_t ring_flags_ = 0;
   bool need_enter_for_events_ = false;  // DEFER_TASKRUN: CQEs appear only when we enter
+  bool submit_deferred_ = false;        // SQEs/completions left for the next round (run, step 6)
   uint64_t ops_in_flight_ = 0;  // IoOps awaiting a CQE (decides whether to enter the kernel)
 
   boost::intrusive::list<Schedulable, boost::intrusive::constant_time_size<false>> ready_;
