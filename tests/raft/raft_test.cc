@@ -621,6 +621,49 @@ TEST(RaftLease, RestartedVoterStartsWithFullPromise) {
   EXPECT_GE(c.raft(2).status().leader_wait_until, restart + w);
 }
 
+// Clocks at the drift bound, in the worst direction: the old leader's clock
+// slow (its lease lasts longest in real time), the others fast (their
+// promises and the new leader's wait are shortest in real time). Returns how
+// much later (real time) the new leader may first commit than the old lease
+// ends; negative means overlap.
+Duration drift_slack(uint32_t configured_ppm, int64_t actual_ppm) {
+  TestCluster c(3, [&](Config& cfg) {
+    cfg.check_quorum = false;
+    cfg.lease_margin_ms = 0;  // nothing but the drift widening protects the lease
+    cfg.max_clock_drift_ppm = configured_ppm;
+  });
+  c.set_drift_ppm(1, -actual_ppm);
+  c.set_drift_ppm(2, actual_ppm);
+  c.set_drift_ppm(3, actual_ppm);
+  c.elect(1);
+  c.advance(3s);
+  EXPECT_TRUE(c.raft(1).is_leader());
+  TimePoint lease_end = c.real_time_of(1, c.raft(1).status().lease_until);
+  c.isolate(1);
+  NodeId l = kNoNode;
+  for (int i = 0; i < 300 && l == kNoNode; ++i) {
+    c.advance(10ms);
+    for (NodeId id : {NodeId{2}, NodeId{3}}) {
+      if (c.raft(id).is_leader()) l = id;
+    }
+  }
+  EXPECT_NE(l, kNoNode);
+  if (l == kNoNode) return Duration(0);
+  TimePoint first_commit = c.real_time_of(l, c.raft(l).status().leader_wait_until);
+  return first_commit - lease_end;
+}
+
+TEST(RaftLease, NewLeaderWaitCoversOldLeaseAtMaximumDrift) {
+  Duration slack = drift_slack(1000, 1000);
+  EXPECT_GE(slack, Duration(-1000)) << "overlap of " << -slack.count() << " ns";  // 1 us rounding
+}
+
+TEST(RaftLease, IgnoringDriftWouldLetLeasesOverlap) {
+  // The same clocks with a core told there is no drift: the check above must
+  // be able to fail.
+  EXPECT_LT(drift_slack(0, 1000), Duration(0));
+}
+
 TEST(RaftLease, TransferEndsLeaseBeforeTimeoutNow) {
   TestCluster c(3);
   NodeId l = stable_leader(c, 1);

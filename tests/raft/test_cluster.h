@@ -54,11 +54,12 @@ class TestCluster {
     std::vector<Event> events;
     std::vector<Message> sent;  // every message that left, for assertions
     Ready ready;
+    int64_t drift_ppm = 0;
   };
 
   explicit TestCluster(size_t n, std::function<void(Config&)> tweak = {},
                        TimePoint start = base::time_from_ns(1'000'000'000'000))
-      : now_(start), tweak_(std::move(tweak)) {
+      : now_(start), start_(start), tweak_(std::move(tweak)) {
     for (NodeId id = 1; id <= n; ++id)
       voters_.push_back(id);
     for (NodeId id = 1; id <= n; ++id) {
@@ -71,6 +72,18 @@ class TestCluster {
   }
 
   TimePoint now() const { return now_; }
+
+  // Per-node clock rate: node `id`'s clock runs at (1 + ppm / 1e6) times real
+  // (cluster) time from the cluster's start. Every call into that node's
+  // Raft object gets its local time.
+  void set_drift_ppm(NodeId id, int64_t ppm) { node(id).drift_ppm = ppm; }
+  TimePoint local(NodeId id) { return to_local(node(id), now_); }
+  // Inverse: the real time at which node `id`'s clock shows `t`.
+  TimePoint real_time_of(NodeId id, TimePoint t) {
+    __int128 local_ns = base::to_ns(t - start_);
+    __int128 real_ns = local_ns * 1'000'000 / (1'000'000 + node(id).drift_ppm);
+    return start_ + Duration(static_cast<int64_t>(real_ns));
+  }
   Node& node(NodeId id) { return *nodes_.at(id); }
   Raft& raft(NodeId id) { return *nodes_.at(id)->raft; }
   const std::vector<NodeId>& ids() const { return voters_; }
@@ -90,7 +103,7 @@ class TestCluster {
     n.config.voters = voters_;
     n.config.random_seed = 42 + id;
     if (tweak_) tweak_(n.config);
-    n.raft = std::make_unique<Raft>(n.config, *n.disk, now_);
+    n.raft = std::make_unique<Raft>(n.config, *n.disk, to_local(n, now_));
     n.batches.clear();
     n.applied.clear();
     n.pending_apply = 0;
@@ -125,7 +138,7 @@ class TestCluster {
         wire_.pop_front();
         Node& to = node(m.to);
         if (!to.up) continue;
-        to.raft->step(std::move(m), now_);
+        to.raft->step(std::move(m), to_local(to, now_));
         any = true;
       }
       if (!any) return;
@@ -139,7 +152,7 @@ class TestCluster {
     while (now_ < end) {
       now_ = std::min(end, now_ + step);
       for (auto& [id, n] : nodes_) {
-        if (n->up) n->raft->tick(now_);
+        if (n->up) n->raft->tick(to_local(*n, now_));
       }
       settle();
     }
@@ -168,7 +181,7 @@ class TestCluster {
   }
   // Elects `id` by starting its campaign now.
   void elect(NodeId id) {
-    raft(id).campaign(now_);
+    raft(id).campaign(local(id));
     settle();
   }
 
@@ -178,7 +191,7 @@ class TestCluster {
     for (Batch& b : n.batches) {
       if (b.hard_state && !b.hard_state_done) {
         n.disk->set_hard_state(*b.hard_state);
-        n.raft->hard_state_persisted(*b.hard_state, now_);
+        n.raft->hard_state_persisted(*b.hard_state, to_local(n, now_));
         b.hard_state_done = true;
       }
       // kHardState messages of a batch may leave once its hard state is durable.
@@ -211,7 +224,7 @@ class TestCluster {
   // Manual apply: apply everything handed out.
   void apply_all(NodeId id) {
     Node& n = node(id);
-    if (n.pending_apply > 0) n.raft->applied(n.pending_apply, now_);
+    if (n.pending_apply > 0) n.raft->applied(n.pending_apply, to_local(n, now_));
   }
 
   // Messages of `type` in flight (sent, not yet delivered).
@@ -244,7 +257,7 @@ class TestCluster {
         }
         if (dice < 25) wire_.push_back(m);  // duplicated
         Node& to = node(m.to);
-        if (to.up) to.raft->step(std::move(m), now_);
+        if (to.up) to.raft->step(std::move(m), to_local(to, now_));
       }
     }
     drain_all();
@@ -261,9 +274,11 @@ class TestCluster {
     if (b.hard_state && !b.hard_state_done) n.disk->set_hard_state(*b.hard_state);
     if (b.truncate_from) n.disk->truncate_from(*b.truncate_from);
     n.disk->append(b.entries);
-    if (b.hard_state && !b.hard_state_done) n.raft->hard_state_persisted(*b.hard_state, now_);
+    if (b.hard_state && !b.hard_state_done) {
+      n.raft->hard_state_persisted(*b.hard_state, to_local(n, now_));
+    }
     if (!b.entries.empty()) {
-      n.raft->entries_persisted(b.entries.back().index, b.entries.back().term, now_);
+      n.raft->entries_persisted(b.entries.back().index, b.entries.back().term, to_local(n, now_));
     }
     for (OutMessage& m : b.held)
       send(n, std::move(m.msg));
@@ -298,10 +313,17 @@ class TestCluster {
       n.proposals.push_back(std::move(x));
     for (auto& x : r.events)
       n.events.push_back(x);
-    if (n.auto_apply && !r.committed.empty()) n.raft->applied(n.pending_apply, now_);
+    if (n.auto_apply && !r.committed.empty()) n.raft->applied(n.pending_apply, to_local(n, now_));
+  }
+
+  TimePoint to_local(const Node& n, TimePoint real) const {
+    if (n.drift_ppm == 0) return real;
+    __int128 ns = base::to_ns(real - start_);
+    return start_ + Duration(static_cast<int64_t>(ns * (1'000'000 + n.drift_ppm) / 1'000'000));
   }
 
   TimePoint now_;
+  TimePoint start_;
   std::function<void(Config&)> tweak_;
   std::vector<NodeId> voters_;
   std::map<NodeId, std::unique_ptr<Node>> nodes_;
