@@ -25,8 +25,8 @@ base::Status RaftConfig::validate() const {
     if (!ids.insert(p.id).second) return invalid(fmt::format("peer {} listed twice", p.id));
     if (p.host.empty()) return invalid(fmt::format("peer {} has no host", p.id));
     if (p.port == 0 || uint32_t{p.port} + cores - 1 > 65535) {
-      return invalid(fmt::format("peer {} port {} (+{} cores) is not a usable port", p.id, p.port,
-                                 cores));
+      return invalid(
+          fmt::format("peer {} port {} (+{} cores) is not a usable port", p.id, p.port, cores));
     }
   }
   if (!ids.contains(node_id)) {
@@ -44,8 +44,9 @@ base::Status RaftConfig::validate() const {
         election_timeout_min_ms, heartbeat_ms));
   }
   if (election_timeout_max_ms <= election_timeout_min_ms) {
-    return invalid(fmt::format("election_timeout_max_ms ({}) must be > election_timeout_min_ms ({})",
-                               election_timeout_max_ms, election_timeout_min_ms));
+    return invalid(
+        fmt::format("election_timeout_max_ms ({}) must be > election_timeout_min_ms ({})",
+                    election_timeout_max_ms, election_timeout_min_ms));
   }
   if (tick_granularity_ms == 0 || tick_granularity_ms * 4 > heartbeat_ms) {
     return invalid(fmt::format("tick_granularity_ms ({}) must be in 1..heartbeat_ms/4 ({})",

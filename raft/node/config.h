@@ -42,9 +42,9 @@ struct PeerAddress {
 
 struct RaftConfig {
   // --- identity -----------------------------------------------------------------
-  NodeId node_id = kNoNode;  // non-zero, listed in peers
-  uint64_t cluster_id = 1;   // every node of a cluster has the same one
-  std::string cluster_secret;  // MAC key of the peer handshake; at least 8 bytes
+  NodeId node_id = kNoNode;        // non-zero, listed in peers
+  uint64_t cluster_id = 1;         // every node of a cluster has the same one
+  std::string cluster_secret;      // MAC key of the peer handshake; at least 8 bytes
   std::vector<PeerAddress> peers;  // bootstrap voters, this node included
   std::string data_dir;            // one WAL per core below it, plus node.meta
   unsigned cores = 1;              // reactors; the same on every node
@@ -71,12 +71,12 @@ struct RaftConfig {
   uint64_t snapshot_entries = 1'000'000;
 
   // --- batching and backpressure ------------------------------------------------
-  uint32_t inflight_msgs_max = 64;                   // appends in flight per follower
-  uint64_t inflight_bytes_max = uint64_t{8} << 20;   // bytes in flight per follower
-  uint64_t append_bytes_max = uint64_t{1} << 20;     // one Append message
+  uint32_t inflight_msgs_max = 64;                      // appends in flight per follower
+  uint64_t inflight_bytes_max = uint64_t{8} << 20;      // bytes in flight per follower
+  uint64_t append_bytes_max = uint64_t{1} << 20;        // one Append message
   uint64_t uncommitted_bytes_max = uint64_t{64} << 20;  // per group; beyond: kBusy
-  uint32_t proposals_pending_max = 1 << 16;          // per group; beyond: kBusy
-  uint32_t reads_pending_max = 1 << 14;              // per group; beyond: kBusy
+  uint32_t proposals_pending_max = 1 << 16;             // per group; beyond: kBusy
+  uint32_t reads_pending_max = 1 << 14;                 // per group; beyond: kBusy
   // In-memory entry cache per group (the core's log cache); per core the bound
   // is groups on that core x this. Older entries are read back from the WAL.
   uint64_t log_cache_bytes_max = uint64_t{4} << 20;

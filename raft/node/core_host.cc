@@ -82,7 +82,8 @@ CoreHost::CoreHost(Node& node, const RaftConfig& cfg, unsigned core, uint64_t in
                                       "Messages the transport refused for space (retransmitted)")),
       messages_lost_(registry_.counter("raft_messages_lost_total",
                                        "Groups told that messages to a peer were lost")),
-      apply_queue_(registry_.gauge("raft_apply_queue", "Committed entries in the last apply batch")),
+      apply_queue_(
+          registry_.gauge("raft_apply_queue", "Committed entries in the last apply batch")),
       groups_gauge_(registry_.gauge("raft_groups", "Groups hosted")),
       wal_writes_(registry_.gauge("wal_durable_writes", "Durable WAL writes (syncs) so far")),
       wal_entries_(registry_.gauge("wal_entries", "Entries appended to the WAL so far")),
@@ -91,8 +92,8 @@ CoreHost::CoreHost(Node& node, const RaftConfig& cfg, unsigned core, uint64_t in
       net_frames_sent_(registry_.gauge("net_frames_sent", "Frames sent to peers so far")),
       net_refused_conns_(registry_.gauge("net_refused_connections", "Handshakes refused so far")),
       net_queue_bytes_(registry_.gauge("net_queue_bytes", "Bytes queued toward peers")),
-      storage_disk_reads_(registry_.gauge("raft_storage_disk_reads",
-                                          "Entries read back from segment files")) {}
+      storage_disk_reads_(
+          registry_.gauge("raft_storage_disk_reads", "Entries read back from segment files")) {}
 
 CoreHost::~CoreHost() = default;
 
@@ -124,8 +125,7 @@ Task<base::Status> CoreHost::start(std::vector<GroupId> initial_groups) {
   transport_->set_members(members);
   for (const PeerAddress& p : cfg_.peers) {
     if (p.id == cfg_.node_id) continue;
-    NORI_CO_TRY(
-        transport_->set_peer_address(p.id, p.host, static_cast<uint16_t>(p.port + core_)));
+    NORI_CO_TRY(transport_->set_peer_address(p.id, p.host, static_cast<uint16_t>(p.port + core_)));
   }
 
   tick_timer_ = std::make_unique<runtime::Timer>([this] { on_tick(); });
@@ -140,8 +140,8 @@ Task<base::Status> CoreHost::start(std::vector<GroupId> initial_groups) {
   for (GroupId g : ids)
     NORI_CO_TRY(add_group(g));
 
-  for (auto* loop : {&CoreHost::driver_loop, &CoreHost::durability_loop}) {
-    Task<void> task = (this->*loop)();
+  for (int k = 0; k < 2; ++k) {
+    Task<void> task = k == 0 ? driver_loop() : durability_loop();
     task.set_scope(&loops_scope_);
     NORI_ASSERT(loops_gate_.enter());
     runtime::spawn(std::move(task));
@@ -265,9 +265,9 @@ Task<base::Status> CoreHost::read(GroupId id, ReadMode mode, TimePoint called) {
   runtime::Timer deadline([this, id, req, &waiter] {
     Group* grp = find(id);
     if (grp != nullptr && grp->reads.erase(req) > 0) {
-      waiter.resolve(ReadResult{req, ReadMode::kLease, 0, false,
-                                base::err(ErrorKind::kTimedOut, "read not granted within {} ms",
-                                          cfg_.read_timeout_ms)});
+      waiter.resolve(ReadResult{
+          req, ReadMode::kLease, 0, false,
+          base::err(ErrorKind::kTimedOut, "read not granted within {} ms", cfg_.read_timeout_ms)});
     }
   });
   deadline.arm_in(std::chrono::milliseconds(cfg_.read_timeout_ms));
@@ -355,8 +355,9 @@ Task<std::optional<wal::Position>> CoreHost::wal_append(F append) {
       continue;
     }
     if (r.error().kind() == ErrorKind::kNoSpace) {
-      if (!told) fmt::print(stderr, "nori: core {}: WAL disk full, retrying: {}\n", core_,
-                            r.error().to_string());
+      if (!told)
+        fmt::print(stderr, "nori: core {}: WAL disk full, retrying: {}\n", core_,
+                   r.error().to_string());
       told = true;
       base::Status st = co_await runtime::sleep_for(std::chrono::milliseconds(10));
       if (!st.ok()) co_return std::nullopt;
@@ -402,9 +403,8 @@ Task<void> CoreHost::handle_ready(Group* g) {
                                   offsets_scratch_[k + 1] - offsets_scratch_[k]);
     }
     const Index first = rd.entries.front().index;
-    auto p = co_await wal_append([&] {
-      return wal_->append_entries(id, first, terms_scratch_, views_scratch_);
-    });
+    auto p = co_await wal_append(
+        [&] { return wal_->append_entries(id, first, terms_scratch_, views_scratch_); });
     if (!p) co_return;
   }
 
@@ -448,8 +448,8 @@ Task<void> CoreHost::handle_ready(Group* g) {
     w->resolve(std::move(rr));
   }
   for (const Event& e : rd.events) {
-    node_.publish_event(NodeEvent{event_kind(e.kind), e.group, e.term, e.node, e.time,
-                                  unix_ms_now()});
+    node_.publish_event(
+        NodeEvent{event_kind(e.kind), e.group, e.term, e.node, e.time, unix_ms_now()});
   }
 }
 
@@ -519,8 +519,7 @@ void CoreHost::send(Message&& m) {
       break;
   }
   const bool urgent = m.type() == MessageType::kVoteRequest ||
-                      m.type() == MessageType::kVoteReply ||
-                      m.type() == MessageType::kTimeoutNow;
+                      m.type() == MessageType::kVoteReply || m.type() == MessageType::kTimeoutNow;
   std::string buf;
   buf.reserve(encoded_size(m));
   encode_message(m, buf);

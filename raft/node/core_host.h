@@ -131,15 +131,15 @@ class CoreHost final : public net::TransportHandler {
     GroupTimer timer;
     std::unordered_map<uint64_t, OneShot<ProposalResult>*> proposals;
     std::unordered_map<uint64_t, OneShot<ReadResult>*> reads;
-    std::deque<Stage> stages;  // accepted proposals of this node, by index
+    std::deque<Stage> stages;    // accepted proposals of this node, by index
     size_t stages_wal_done = 0;  // prefix of `stages` already durable locally
     // Applied stream.
     ApplyFn apply_fn;
     bool manual_ack = false;
-    Index delivered = 0;        // highest index handed to the application (or skipped)
-    Index last_normal = 0;      // highest kNormal index handed to the application
-    Index acked = 0;            // ack_applied
-    Index raft_applied = 0;     // reported to Raft::applied
+    Index delivered = 0;     // highest index handed to the application (or skipped)
+    Index last_normal = 0;   // highest kNormal index handed to the application
+    Index acked = 0;         // ack_applied
+    Index raft_applied = 0;  // reported to Raft::applied
     wal::Position last_hs_pos = 0;
     Role last_role = Role::kFollower;
     std::shared_ptr<GroupStatusCell> cell;

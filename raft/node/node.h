@@ -54,12 +54,12 @@
 #include <functional>
 #include <istream>
 #include <map>
-#include <mutex>
-#include <thread>
 #include <memory>
+#include <mutex>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "raft/node/config.h"
@@ -78,8 +78,8 @@ class CoreHost;
 using ApplyFn = std::function<void(Index index, std::string_view data)>;
 
 struct GroupHooks {
-  ApplyFn apply;           // empty: entries count as applied at once
-  Index applied = 0;       // the state machine has applied up to here (durably)
+  ApplyFn apply;            // empty: entries count as applied at once
+  Index applied = 0;        // the state machine has applied up to here (durably)
   bool manual_ack = false;  // applied only once ack_applied says so
 };
 
@@ -153,7 +153,7 @@ class Node {
   NodeId leader(GroupId g) const;  // kNoNode if unknown
   bool has_group(GroupId g) const;
   std::vector<GroupId> groups() const;
-  std::string metrics_text() const;  // Prometheus text, every core merged
+  std::string metrics_text() const;        // Prometheus text, every core merged
   NodeMetricsSnapshot metrics_snapshot();  // alien thread (visits every core)
 
   NodeId id() const { return cfg_.node_id; }

@@ -19,7 +19,8 @@ void encode_payload(const Entry& e, std::string& out) {
 
 namespace {
 base::Status decode_into(std::string_view payload, Index index, Term term, Entry& e) {
-  if (payload.empty() || static_cast<uint8_t>(payload[0]) > static_cast<uint8_t>(EntryType::kConfig)) {
+  if (payload.empty() ||
+      static_cast<uint8_t>(payload[0]) > static_cast<uint8_t>(EntryType::kConfig)) {
     return base::err(ErrorKind::kCorruption, "WAL entry {} has no valid type byte", index);
   }
   e.index = index;
@@ -55,7 +56,8 @@ base::Status SegmentReader::read(uint64_t seq, uint64_t offset, uint32_t len, st
   out.resize(len);
   size_t done = 0;
   while (done < len) {
-    ssize_t n = ::pread(it->second, out.data() + done, len - done, static_cast<off_t>(offset + done));
+    ssize_t n =
+        ::pread(it->second, out.data() + done, len - done, static_cast<off_t>(offset + done));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       return base::err(ErrorKind::kIo, "read of segment {} at {}: {}", seq, offset + done,
