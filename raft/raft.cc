@@ -39,6 +39,9 @@ Raft::Raft(Config config, LogStorage& storage, TimePoint now)
     : rng_state_(config.random_seed ^ (config.id * 0x9e3779b97f4a7c15ull) ^
                  (config.group * 0xbf58476d1ce4e5b9ull)),
       promise_window_(config.promise_window()),
+      election_min_(milliseconds(config.election_timeout_min_ms)),
+      election_span_(milliseconds(config.election_timeout_max_ms - config.election_timeout_min_ms)),
+      heartbeat_(milliseconds(config.heartbeat_ms)),
       check_quorum_window_(config.check_quorum_window()),
       config_(std::move(config)),
       storage_(storage),
@@ -215,9 +218,8 @@ void Raft::send_with_term(NodeId to, Term term, MessageBody body, SendAfter afte
 // --- timers ----------------------------------------------------------------------
 
 void Raft::reset_election_deadline(TimePoint now) {
-  int64_t lo = milliseconds(config_.election_timeout_min_ms).count() * 1'000'000;
-  int64_t hi = milliseconds(config_.election_timeout_max_ms).count() * 1'000'000;
-  election_deadline_ = now + ns(lo + static_cast<int64_t>(random_next() % uint64_t(hi - lo)));
+  election_deadline_ = now + election_min_ +
+                       ns(static_cast<int64_t>(random_next() % uint64_t(election_span_.count())));
 }
 
 void Raft::tick(TimePoint now) {
@@ -819,7 +821,7 @@ void Raft::handle_append_reply(const Message& m, const AppendReply& rep, TimePoi
 void Raft::send_heartbeat_round(TimePoint now) {
   ++round_;
   rounds_.push(RoundSent{round_, now});
-  next_heartbeat_ = now + milliseconds(config_.heartbeat_ms);
+  next_heartbeat_ = now + heartbeat_;
   for (Progress& p : peers_) {
     send(p.id, Heartbeat{.commit = std::min(commit_, p.match), .round = round_}, SendAfter::kNow);
     // Retransmission: appends in flight and no progress over two whole

@@ -372,6 +372,9 @@ class Raft {
   NodeId promise_leader_ = kNoNode;
   Term promise_term_ = 0;
   Duration promise_window_;
+  Duration election_min_;   // config durations, converted once
+  Duration election_span_;  // max - min
+  Duration heartbeat_;
   Duration check_quorum_window_;
   TimePoint quorum_heard_{};  // leader: a quorum was heard from at or after this
   // Peer ids, inline, for the membership check on every message.
