@@ -220,7 +220,7 @@ void Reactor::send(unsigned to, Message* m) {
     const bool credit = m->credit_on_push;  // read before the consumer can own m
     if (ob.ring->try_push(m)) {
       if (credit) return_credit(to);
-      if (++ob.staged >= cfg_.mailbox_publish_batch) publish(to);
+      if (++ob.staged >= cfg_.mailbox_publish_batch) publish(to, /*mid_round=*/true);
       return;
     }
   }
@@ -232,10 +232,10 @@ void Reactor::send(unsigned to, Message* m) {
   ob.pending_tail = m;
 }
 
-void Reactor::publish(unsigned to) {
+void Reactor::publish(unsigned to, bool mid_round) {
   Outbox& ob = outboxes_[to];
   ob.staged = 0;
-  if (ob.ring->publish()) maybe_wake_consumer(*peers_[to]);
+  if (ob.ring->publish()) maybe_wake_consumer(*peers_[to], mid_round);
 }
 
 bool Reactor::try_take_credit(unsigned to) {
@@ -328,14 +328,14 @@ bool Reactor::flush_outgoing() {
       ob.ring->producer_waiting().store(false, std::memory_order_relaxed);
     }
     if (ob.staged > 0) {
-      publish(static_cast<unsigned>(to));
+      publish(static_cast<unsigned>(to), /*mid_round=*/false);
       any = true;
     }
   }
   return any;
 }
 
-void Reactor::maybe_wake_consumer(Reactor& peer) {
+void Reactor::maybe_wake_consumer(Reactor& peer, bool now) {
   // Dekker with the consumer's sleep protocol ("store sleeping; fence; check
   // rings"): our publish (release store of tail), this fence, then the
   // sleeping load. Either we see it asleep and wake it, or it sees our tail.
@@ -343,11 +343,11 @@ void Reactor::maybe_wake_consumer(Reactor& peer) {
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (peer.sleeping_.load(std::memory_order_relaxed) &&
       peer.sleeping_.exchange(false, std::memory_order_acq_rel)) {
-    wake_peer(peer);
+    wake_peer(peer, now);
   }
 }
 
-void Reactor::wake_peer(Reactor& peer) {
+void Reactor::wake_peer(Reactor& peer, bool now) {
   stats_.bump(stats_.wakeups_sent);
   if (cfg_.wake == WakeMode::kMsgRing) {
     // Posts a CQE (user_data kWakeUserData) on the peer's ring, which ends its
@@ -356,6 +356,13 @@ void Reactor::wake_peer(Reactor& peer) {
     io_uring_prep_msg_ring(sqe, peer.ring_.ring_fd, 0, kWakeUserData, 0);
     sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
     io_uring_sqe_set_data64(sqe, kIgnoreUserData);
+    // Mid-round (a full publish batch while this core keeps producing): send
+    // it now so the consumer starts in parallel, instead of after our round.
+    if (now) {
+      int rc = io_uring_submit(&ring_);
+      NORI_ASSERT(rc >= 0 || rc == -EBUSY || rc == -EAGAIN || rc == -EINTR, "submit: {}",
+                  std::strerror(-rc));
+    }
   } else {
     peer.wake_from_any_thread();
   }

@@ -160,7 +160,7 @@ class Reactor {
     Outbox& ob = outboxes_[to];
     if (ob.pending_head != nullptr || !ob.waiters.empty()) return false;
     if (!ob.ring->try_push_inline(fn)) return false;
-    if (++ob.staged >= cfg_.mailbox_publish_batch) publish(to);
+    if (++ob.staged >= cfg_.mailbox_publish_batch) publish(to, /*mid_round=*/true);
     return true;
   }
   // Credits bound what a core has in flight towards one destination
@@ -206,9 +206,9 @@ class Reactor {
   bool fire_timers();
   bool reap_cqes();
   void submit_and_get_events();
-  void wake_peer(Reactor& peer);
-  void maybe_wake_consumer(Reactor& peer);
-  void publish(unsigned to);
+  void wake_peer(Reactor& peer, bool now = false);
+  void maybe_wake_consumer(Reactor& peer, bool now = false);
+  void publish(unsigned to, bool mid_round);
   bool has_remote_work_after_fence();
   void idle();
   bool locally_quiescent();
