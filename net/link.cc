@@ -74,6 +74,7 @@ base::Status Link::admit(MessageType type, size_t payload_bytes) {
     ++stats_.queue_resets;
     lose(pending_groups_);
     pending_.clear();
+    space_.notify_all();
   }
   return {};
 }
@@ -150,6 +151,7 @@ void Link::collect(Connection* c) {
   NORI_ASSERT(c->out.empty() && c->out_groups.empty());
   std::swap(c->out, pending_);
   std::swap(c->out_groups, pending_groups_);
+  space_.notify_all();  // the queue is empty again
   if (!heartbeats_.empty()) {
     sort_dedupe_latest(heartbeats_);
     std::span<const HeartbeatEntry> all(heartbeats_);

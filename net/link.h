@@ -58,6 +58,11 @@ class Link {
   base::Status send(MessageType type, GroupId group, std::string_view payload);
   base::Status send(MessageType type, GroupId group, std::string&& payload);
 
+  // Completes once the writer has taken the queue (room for a full queue's
+  // worth again) or the queue was dropped; kCancelled if the caller's scope is
+  // cancelled. For senders that got kBusy and want to wait rather than drop.
+  WaitList::Wait wait_for_space() { return space_.wait(); }
+
   // Stages heartbeat entries for the next flush (priority lane). Entries for
   // the same group staged before a flush collapse to the last one. Discarded
   // (counted) when the link is down: by the next tick they would be stale.
@@ -110,6 +115,7 @@ class Link {
 
   Connection* conn_ = nullptr;
   Signal down_;
+  WaitList space_;  // senders waiting for queue space
   LinkStats stats_;
 };
 

@@ -5,7 +5,13 @@
 //
 // Waiting is cancellable through the waiter's CancelScope (the wait then
 // yields kCancelled). Single reactor, single waiter at a time.
+//
+// WaitList: any number of coroutines wait until the next notify_all() (no
+// memory of past notifications): senders blocked on a full queue wait here
+// for the writer to take the queue.
 #pragma once
+
+#include <boost/intrusive/list.hpp>
 
 #include "runtime/base/result.h"
 #include "runtime/cancel.h"
@@ -82,6 +88,69 @@ class Signal {
  private:
   Wait* waiter_ = nullptr;
   bool pending_ = false;
+};
+
+class WaitList {
+ public:
+  class Wait final : private runtime::Cancellable {
+   public:
+    explicit Wait(WaitList* l) : list_(l) {}
+    Wait(const Wait&) = delete;
+    Wait& operator=(const Wait&) = delete;
+
+    bool await_ready() const noexcept { return false; }
+    template <typename P>
+    bool await_suspend(std::coroutine_handle<P> h) {
+      if constexpr (runtime::detail::ScopedPromise<P>) {
+        runtime::CancelScope* s = h.promise().scope_;
+        if (s != nullptr && !s->add(*this)) {
+          cancelled_ = true;
+          return false;
+        }
+      }
+      entry_.handle = h;
+      list_->waiters_.push_back(node_);
+      return true;
+    }
+    base::Status await_resume() {
+      Cancellable::unlink();
+      if (cancelled_) return base::Error(base::ErrorKind::kCancelled, "wait cancelled");
+      return {};
+    }
+
+   private:
+    friend class WaitList;
+    struct Node : boost::intrusive::list_base_hook<
+                      boost::intrusive::link_mode<boost::intrusive::auto_unlink>> {
+      Wait* self;
+    };
+    void wake() {
+      Cancellable::unlink();
+      runtime::Reactor::here().schedule(entry_);
+    }
+    void cancel() override {
+      cancelled_ = true;
+      node_.unlink();
+      runtime::Reactor::here().schedule(entry_);
+    }
+    WaitList* list_;
+    Node node_{{}, this};
+    runtime::Schedulable entry_;
+    bool cancelled_ = false;
+  };
+
+  void notify_all() {
+    while (!waiters_.empty()) {
+      Wait::Node& n = waiters_.front();
+      waiters_.pop_front();
+      n.self->wake();
+    }
+  }
+  Wait wait() { return Wait(this); }
+  bool empty() const { return waiters_.empty(); }
+
+ private:
+  boost::intrusive::list<Wait::Node, boost::intrusive::constant_time_size<false>> waiters_;
 };
 
 }  // namespace nori::net

@@ -72,6 +72,10 @@ class Transport {
   // Queues a group message (lane chosen by type). See Link::send.
   base::Status send(NodeId to, GroupId group, MessageType type, std::string_view payload);
   base::Status send(NodeId to, GroupId group, MessageType type, std::string&& payload);
+  // After kBusy: completes when the lane's queue to `to` has room again.
+  WaitList::Wait wait_for_space(NodeId to, Lane lane) {
+    return peer(to).links[static_cast<size_t>(lane)]->wait_for_space();
+  }
   void stage_heartbeat(NodeId to, const HeartbeatEntry& e);
   void stage_heartbeat_reply(NodeId to, const HeartbeatReply& r);
 
