@@ -160,6 +160,10 @@ auto raw(const char* what, Prep prep) {
   return make_op<AsRaw>(what, std::move(prep));
 }
 
+// The largest single read/write (the SQE's length field is 32 bits; Linux
+// caps one transfer at 0x7ffff000 bytes anyway).
+inline constexpr size_t kIoBytesMax = 0x7ffff000;
+
 // ---- files ----
 inline auto openat(int dirfd, const char* path, int flags, mode_t mode) {
   return make_op<AsFd>("openat", [=](io_uring_sqe* s) {
@@ -171,12 +175,14 @@ inline auto close(int fd) {
 }
 // rw_flags: RWF_DSYNC, RWF_HIPRI, ... (0 = none). offset -1 = current position.
 inline auto read(int fd, void* buf, size_t len, uint64_t offset, int rw_flags = 0) {
+  NORI_ASSERT(len <= kIoBytesMax, "read of {} bytes", len);
   return make_op<AsBytes>("read", [=](io_uring_sqe* s) {
     io_uring_prep_read(s, fd, buf, static_cast<unsigned>(len), offset);
     s->rw_flags = rw_flags;
   });
 }
 inline auto write(int fd, const void* buf, size_t len, uint64_t offset, int rw_flags = 0) {
+  NORI_ASSERT(len <= kIoBytesMax, "write of {} bytes", len);
   return make_op<AsBytes>("write", [=](io_uring_sqe* s) {
     io_uring_prep_write(s, fd, buf, static_cast<unsigned>(len), offset);
     s->rw_flags = rw_flags;

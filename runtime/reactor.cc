@@ -149,6 +149,7 @@ void Reactor::cancel_op(Completion* c) {
 }
 
 void Reactor::cancel_and_wait(Completion* c, const bool& done) {
+  NORI_ASSERT(current_ == this, "an in-flight operation destroyed off its reactor's thread");
   cancel_op(c);
   while (!done) {
     int rc = io_uring_submit_and_wait(&ring_, 1);

@@ -1,5 +1,7 @@
 #include "runtime/runtime.h"
 
+#include "runtime/metrics.h"
+
 #include <pthread.h>
 #include <sched.h>
 
@@ -103,6 +105,25 @@ void Runtime::stop() {
   for (auto& t : threads_)
     t.join();
   joined_ = true;
+}
+
+std::string Runtime::prometheus_stats() const {
+  metrics::Registry reg;
+  for (const Reactor* r : reactors_) {
+    const ReactorStats& st = r->stats();
+    const metrics::Labels core = {{"core", std::to_string(r->core())}};
+    auto set = [&](const char* name, const char* help, const std::atomic<uint64_t>& v) {
+      reg.counter(name, help, core).inc(v.load(std::memory_order_relaxed));
+    };
+    set("runtime_loop_rounds_total", "Reactor loop rounds", st.loops);
+    set("runtime_sleeps_total", "Times the reactor slept in the kernel", st.sleeps);
+    set("runtime_wakeups_sent_total", "Wake-ups sent to sleeping reactors", st.wakeups_sent);
+    set("runtime_mailbox_messages_total", "Cross-core messages run", st.messages_in);
+    set("runtime_cqes_total", "io_uring completions reaped", st.cqes);
+    set("runtime_tasks_resumed_total", "Coroutine resumptions from the ready queue",
+        st.tasks_resumed);
+  }
+  return metrics::render_prometheus({&reg});
 }
 
 }  // namespace nori::runtime

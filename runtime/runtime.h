@@ -32,6 +32,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -94,6 +95,11 @@ class Runtime {
 
   // Graceful shutdown (see header comment); idempotent. Alien threads only.
   void stop();
+
+  // The reactors' own counters (loop rounds, sleeps, wake-ups sent, mailbox
+  // messages, CQEs, task resumptions), one series per core, in Prometheus
+  // text format. Any thread, any time before destruction.
+  std::string prometheus_stats() const;
 
   // Internal (Reactor): quiescence accounting for shutdown.
   std::atomic<unsigned>& quiescent() { return quiescent_; }

@@ -111,6 +111,9 @@ TEST_P(Wake, SleepingReactorIsWokenByAMailboxMessageAlone) {
     EXPECT_EQ(core, 1u);
   }
   EXPECT_GT(rt.reactor(0).stats().wakeups_sent.load(), 0u);
+  const std::string text = rt.prometheus_stats();
+  EXPECT_NE(text.find("# TYPE runtime_wakeups_sent_total counter"), std::string::npos) << text;
+  EXPECT_NE(text.find("runtime_mailbox_messages_total{core=\"1\"}"), std::string::npos) << text;
 }
 
 INSTANTIATE_TEST_SUITE_P(WakeModes, Wake,
