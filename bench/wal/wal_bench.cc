@@ -8,14 +8,17 @@
 //                  appends `batch` entries then waits for durability; 512 KiB
 //                  entries for the large-entry bandwidth case):
 //                  entries/s, MB/s, p50/p99/p99.9 append->durable, entries/write
-//   WalMode/*      the same WAL with write + fdatasync instead of RWF_DSYNC
+//   WalRwfDsync/*  the same WAL with RWF_DSYNC writes instead of write + fdatasync
+//   WalSyncAB      RWF_DSYNC vs write + fdatasync, interleaved rounds, medians
 //   Recovery       reads a log of ~256 MiB cold (pages dropped): MB/s
 //
 // Data lives in $NORI_WAL_BENCH_DIR or ./wal-bench-data (O_DIRECT: not tmpfs).
-// Each case runs for NORI_WAL_BENCH_SECONDS (default 1) of wall time.
+// Each WAL case runs for NORI_WAL_BENCH_SECONDS (default 0.6) of wall time;
+// WalSyncAB alternates the two sync modes for 5 rounds each.
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <liburing.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -45,7 +48,7 @@ std::string bench_dir() {
 
 double run_seconds() {
   const char* s = std::getenv("NORI_WAL_BENCH_SECONDS");
-  return s ? std::atof(s) : 1.0;
+  return s ? std::atof(s) : 0.6;
 }
 
 struct Percentiles {
@@ -68,39 +71,74 @@ Percentiles percentiles(std::vector<int64_t>& ns) {
 // ---- the device floor ---------------------------------------------------------
 
 enum class Sync { kRwfDsync, kODsync, kFdatasync };
+constexpr uint64_t kFloorFileBytes = uint64_t{64} << 20;
+
+// One zero-filled file shared by every floor case (created once, then left
+// to settle): a freshly written 256 MiB would keep the device busy flushing
+// its cache and make the first cases look slow.
+const std::string& floor_file() {
+  static const std::string path = [] {
+    const std::string p = bench_dir() + "/floor.dat";
+    fs::remove(p);
+    int fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_DIRECT, 0644);
+    NORI_ASSERT(fd >= 0, "open {}: {}", p, std::strerror(errno));
+    NORI_ASSERT(::fallocate(fd, 0, 0, kFloorFileBytes) == 0);
+    char* z = static_cast<char*>(std::aligned_alloc(4096, 1 << 20));
+    std::memset(z, 0, 1 << 20);
+    for (uint64_t off = 0; off < kFloorFileBytes; off += 1 << 20) {
+      NORI_ASSERT(::pwrite(fd, z, 1 << 20, static_cast<off_t>(off)) == 1 << 20);
+    }
+    ::fdatasync(fd);
+    ::close(fd);
+    std::free(z);
+    ::usleep(500'000);
+    return p;
+  }();
+  return path;
+}
 
 void BM_Floor(benchmark::State& state) {
   const size_t bytes = static_cast<size_t>(state.range(0));
   const Sync mode = static_cast<Sync>(state.range(1));
-  const std::string path = bench_dir() + "/floor.dat";
-  const uint64_t file_bytes = uint64_t{256} << 20;
-  fs::remove(path);
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_DIRECT | (mode == Sync::kODsync ? O_DSYNC : 0),
-                  0644);
+  const std::string& path = floor_file();
+  const uint64_t file_bytes = kFloorFileBytes;
+  int fd = ::open(path.c_str(), O_RDWR | O_DIRECT | (mode == Sync::kODsync ? O_DSYNC : 0));
   NORI_ASSERT(fd >= 0, "open {}: {}", path, std::strerror(errno));
-  NORI_ASSERT(::fallocate(fd, 0, 0, file_bytes) == 0);
-  char* buf = static_cast<char*>(std::aligned_alloc(4096, std::max<size_t>(bytes, 1 << 20)));
-  std::memset(buf, 0, std::max<size_t>(bytes, 1 << 20));
-  // Zero-fill first, like a prepared WAL segment (written space, not unwritten extents).
-  for (uint64_t off = 0; off < file_bytes; off += 1 << 20) {
-    NORI_ASSERT(::pwrite(fd, buf, 1 << 20, static_cast<off_t>(off)) == 1 << 20);
-  }
-  ::fdatasync(fd);
+  char* buf = static_cast<char*>(std::aligned_alloc(4096, bytes));
   std::memset(buf, 0x5a, bytes);
+  // Through io_uring like the WAL (a private ring, queue depth 1): the same
+  // submission and completion path, not blocking syscalls.
+  io_uring ring;
+  NORI_ASSERT(io_uring_queue_init(8, &ring, 0) == 0);
+  auto run_op = [&](auto prep) {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+    prep(sqe);
+    io_uring_submit_and_wait(&ring, 1);
+    io_uring_cqe* cqe = nullptr;
+    NORI_ASSERT(io_uring_wait_cqe(&ring, &cqe) == 0);
+    const int res = cqe->res;
+    io_uring_cqe_seen(&ring, cqe);
+    return res;
+  };
   std::vector<int64_t> lat;
   uint64_t off = 0, n = 0;
   const auto t_start = base::BootClock::now();
   for (auto _ : state) {
     const auto t0 = base::BootClock::now();
-    iovec iov{buf, bytes};
-    ssize_t w =
-        ::pwritev2(fd, &iov, 1, static_cast<off_t>(off), mode == Sync::kRwfDsync ? RWF_DSYNC : 0);
-    NORI_ASSERT(w == static_cast<ssize_t>(bytes), "pwritev2: {}", std::strerror(errno));
-    if (mode == Sync::kFdatasync) NORI_ASSERT(::fdatasync(fd) == 0);
+    const int w = run_op([&](io_uring_sqe* s) {
+      io_uring_prep_write(s, fd, buf, static_cast<unsigned>(bytes), off);
+      s->rw_flags = mode == Sync::kRwfDsync ? RWF_DSYNC : 0;
+    });
+    NORI_ASSERT(w == static_cast<int>(bytes), "write: {}", w);
+    if (mode == Sync::kFdatasync) {
+      NORI_ASSERT(
+          run_op([&](io_uring_sqe* s) { io_uring_prep_fsync(s, fd, IORING_FSYNC_DATASYNC); }) == 0);
+    }
     lat.push_back(base::to_ns(base::BootClock::now() - t0));
     off = (off + bytes) % file_bytes;
     ++n;
   }
+  io_uring_queue_exit(&ring);
   const double secs = base::to_ns(base::BootClock::now() - t_start) / 1e9;
   auto p = percentiles(lat);
   state.counters["writes/s"] = n / secs;
@@ -110,7 +148,6 @@ void BM_Floor(benchmark::State& state) {
   state.counters["p99.9_us"] = p.p999_us;
   std::free(buf);
   ::close(fd);
-  fs::remove(path);
 }
 
 // ---- the WAL -------------------------------------------------------------------
@@ -199,18 +236,44 @@ void BM_Wal(benchmark::State& state) {
   WalRun run;
   for (auto _ : state) {
     run = run_wal(static_cast<size_t>(state.range(0)), static_cast<int>(state.range(1)),
+                  static_cast<int>(state.range(2)), wal::WalOptions{}.use_rwf_dsync);
+  }
+  report(state, run);
+}
+
+void BM_WalRwfDsync(benchmark::State& state) {
+  WalRun run;
+  for (auto _ : state) {
+    run = run_wal(static_cast<size_t>(state.range(0)), static_cast<int>(state.range(1)),
                   static_cast<int>(state.range(2)), true);
   }
   report(state, run);
 }
 
-void BM_WalFdatasync(benchmark::State& state) {
-  WalRun run;
+// RWF_DSYNC against write + fdatasync, interleaved (A, B, A, B, ...) so that
+// both see the same disk weather; medians of the rounds.
+// range(0) = entry bytes, range(1) = groups
+void BM_WalSyncAB(benchmark::State& state) {
+  constexpr int kRounds = 5;
+  std::vector<double> p50[2], mbs[2];
   for (auto _ : state) {
-    run = run_wal(static_cast<size_t>(state.range(0)), static_cast<int>(state.range(1)),
-                  static_cast<int>(state.range(2)), false);
+    for (int r = 0; r < kRounds; ++r) {
+      for (int mode = 0; mode < 2; ++mode) {
+        WalRun run = run_wal(static_cast<size_t>(state.range(0)), static_cast<int>(state.range(1)),
+                             1, mode == 0);
+        p50[mode].push_back(percentiles(run.lat).p50_us);
+        mbs[mode].push_back(run.bytes / run.secs / 1e6);
+      }
+    }
   }
-  report(state, run);
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0.0 : v[v.size() / 2];
+  };
+  state.counters["rwf_p50_us"] = median(p50[0]);
+  state.counters["fdsync_p50_us"] = median(p50[1]);
+  state.counters["rwf_MB/s"] = median(mbs[0]);
+  state.counters["fdsync_MB/s"] = median(mbs[1]);
 }
 
 // ---- recovery ------------------------------------------------------------------
@@ -298,12 +361,19 @@ BENCHMARK(BM_Wal)
     ->Iterations(1)
     ->Unit(benchmark::kMillisecond);
 
-BENCHMARK(BM_WalFdatasync)
+BENCHMARK(BM_WalRwfDsync)
     ->ArgNames({"entry", "groups", "batch"})
     ->Args({16, 1, 1})
     ->Args({1024, 64, 1})
     ->Args({16384, 64, 1})
     ->Args({512 << 10, 4, 1})
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond);
+
+BENCHMARK(BM_WalSyncAB)
+    ->ArgNames({"entry", "groups"})
+    ->Args({16, 1})
+    ->Args({65536, 8})
     ->Iterations(1)
     ->Unit(benchmark::kMillisecond);
 
