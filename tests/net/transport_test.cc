@@ -436,6 +436,36 @@ TEST_F(BadInputTest, EachBadCredentialIsRefusedAndCounted) {
   expect_link_unaffected();
 }
 
+TEST(TransportTest, SenderWaitingForSpaceResumesWhenTheWriterTakesTheQueue) {
+  std::atomic<uint64_t> waits{0};  // outlives the cluster and its sender task
+  Cluster c(2, [](TransportConfig& cfg) { cfg.queue_bytes_max = 64 * 1024; });
+  ASSERT_TRUE(c.wait_connected(1, 2));
+  constexpr uint64_t kMessages = 2000;  // ~2 MB: the 64 KiB queue fills many times
+  c.on(1, [&](Node& n) {
+    runtime::spawn([](Transport* t, std::atomic<uint64_t>* waits) -> Task<void> {
+      for (uint64_t seq = 0; seq < kMessages; ++seq) {
+        while (true) {
+          auto st = t->send(2, 1, MessageType::kGroup, make_payload(1, seq, 1000));
+          if (st) break;
+          EXPECT_EQ(st.error().kind(), base::ErrorKind::kBusy);
+          waits->fetch_add(1);
+          EXPECT_TRUE((co_await t->wait_for_space(2, Lane::kPriority)).ok());
+        }
+      }
+    }(n.t.get(), &waits));
+  });
+  ASSERT_TRUE(c.wait_until(2, [](Node& n) { return n.rec.message_count == kMessages; }));
+  EXPECT_GT(waits.load(), 0u);
+  c.on(2, [](Node& n) {
+    auto& got = n.rec.messages[{1, 1}];
+    for (size_t i = 0; i < got.size(); ++i) {
+      uint64_t seq;
+      EXPECT_TRUE(check_payload(got[i], 1, &seq));
+      EXPECT_EQ(seq, i);
+    }
+  });
+}
+
 TEST(TransportTest, DialToTheWrongCoreIsRefusedAndCounted) {
   // A node whose transport is core 1 of 2; the raw peer dials it as core 0.
   Cluster c(1, [](TransportConfig& cfg) {
