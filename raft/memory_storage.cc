@@ -6,6 +6,7 @@ namespace nori::raft {
 
 base::Result<Term> MemoryStorage::term(Index index) const {
   if (index == 0) return Term{0};
+  if (fail_reads_) return base::err(base::ErrorKind::kIo, "injected read failure");
   if (index > entries_.size()) {
     return base::err(base::ErrorKind::kNotFound, "index {} beyond last {}", index, entries_.size());
   }
@@ -14,6 +15,7 @@ base::Result<Term> MemoryStorage::term(Index index) const {
 
 base::Status MemoryStorage::entries(Index lo, Index hi, uint64_t bytes_max,
                                     std::vector<Entry>& out) const {
+  if (fail_reads_) return base::err(base::ErrorKind::kIo, "injected read failure");
   if (lo < 1 || hi > entries_.size() + 1 || lo > hi) {
     return base::err(base::ErrorKind::kNotFound, "entries [{}, {}) outside [1, {}]", lo, hi,
                      entries_.size() + 1);

@@ -43,9 +43,14 @@ class MemoryStorage final : public LogStorage {
   // For checkers: the whole durable log.
   const std::vector<Entry>& log() const { return entries_; }
 
+  // Fault injection: while set, term() (except term(0)) and entries() fail
+  // with kIo, as an unreadable disk would.
+  void set_fail_reads(bool fail) { fail_reads_ = fail; }
+
  private:
   HardState hard_state_;
   std::vector<Entry> entries_;  // entries_[i] has index i + 1
+  bool fail_reads_ = false;
 };
 
 }  // namespace nori::raft

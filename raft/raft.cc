@@ -223,6 +223,7 @@ void Raft::reset_election_deadline(TimePoint now) {
 }
 
 void Raft::tick(TimePoint now) {
+  apply_blocked_ = false;
   if (role_ != Role::kLeader) {
     if (is_voter_ && now >= election_deadline_) campaign(now);
     return;
@@ -633,7 +634,9 @@ void Raft::handle_append(Message& m, Append& app, TimePoint now) {
       rep.conflict_index = last_index_ + 1;
       rep.conflict_term = 0;
     } else {
-      Term ct = term_at(app.prev_index);
+      auto t_prev = try_term_at(app.prev_index);
+      if (!t_prev) return;  // storage unreadable: no reply; the leader retries
+      Term ct = *t_prev;
       Index ci = app.prev_index;
       // Everything up to commit_ matches the leader, so the scan stops there.
       while (ci > commit_ + 1) {
@@ -649,14 +652,23 @@ void Raft::handle_append(Message& m, Append& app, TimePoint now) {
   }
 
   Index last_new = app.prev_index + app.entries.size();
+  Term before = app.prev_term;  // term of the entry before `e`, which matches the leader's
   for (Entry& e : app.entries) {
-    if (e.index <= commit_) continue;
-    if (e.index <= last_index_) {
-      if (term_at(e.index) == e.term) continue;
-      // Conflict: drop our suffix from here (never a committed entry).
-      truncate_from(e.index);
+    Term term = e.term;
+    if (e.index > commit_) {
+      if (e.index <= last_index_) {
+        auto t = try_term_at(e.index);
+        if (!t) return;  // storage unreadable: no reply; the leader retries
+        if (*t == e.term) {
+          before = term;
+          continue;
+        }
+        // Conflict: drop our suffix from here (never a committed entry).
+        truncate_from(e.index, before);
+      }
+      append_local(std::move(e));
     }
-    append_local(std::move(e));
+    before = term;
   }
   if (app.commit > commit_) commit_ = std::max(commit_, std::min(app.commit, last_new));
   // Durability rule 3: acknowledged only once everything up to last_new (and
@@ -706,7 +718,11 @@ void Raft::emit_committed() {
   uint64_t before = ready_.committed.size();
   if (!fetch_entries(apply_sent_ + 1, limit + 1, config_.apply_batch_bytes_max, UINT32_MAX,
                      ready_.committed)) {
-    return;  // storage read failed; retried at the next take_ready
+    // Storage read failed: stop reporting apply work (a driver would spin on
+    // has_ready()) until the next tick retries.
+    ready_.committed.resize(before);
+    apply_blocked_ = true;
+    return;
   }
   apply_sent_ += ready_.committed.size() - before;
 }
@@ -902,7 +918,9 @@ void Raft::maybe_commit(TimePoint now) {
   });
   // Commitment only by counting replicas of current-term entries; earlier
   // entries commit with them.
-  if (c <= commit_ || term_at(c) != term_) return;
+  if (c <= commit_) return;
+  auto t = try_term_at(c);
+  if (!t || *t != term_) return;  // (unreadable: retried on the next ack or tick)
   Index old = commit_;
   commit_ = c;
   // This term's proposals (after its no-op, which was never counted) leave
@@ -1153,7 +1171,7 @@ void Raft::append_local(Entry e) {
   mem_.push_back(std::move(e));
 }
 
-void Raft::truncate_from(Index index) {
+void Raft::truncate_from(Index index, Term term_before) {
   NORI_ASSERT(index > commit_, "truncating committed entry {} (commit {})", index, commit_);
   NORI_ASSERT(index <= last_index_);
   if (index >= mem_first_) {
@@ -1167,7 +1185,10 @@ void Raft::truncate_from(Index index) {
     mem_first_ = index;
   }
   last_index_ = index - 1;
-  last_term_ = term_at(last_index_);
+  auto known = try_term_at(last_index_);
+  NORI_ASSERT(!known || *known == term_before, "term before {} is {}, caller says {}", index,
+              known ? *known : 0, term_before);
+  last_term_ = term_before;
   durable_index_ = std::min(durable_index_, last_index_);
   // Entries of this Ready at or beyond the cut never reach the disk.
   while (!ready_.entries.empty() && ready_.entries.back().index >= index)

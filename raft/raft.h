@@ -159,7 +159,7 @@ class Raft {
 
   bool has_ready() const {
     return !ready_.empty() || need_hard_state_ || appends_dirty_ ||
-           apply_sent_ < std::min(commit_, durable_index_);
+           (!apply_blocked_ && apply_sent_ < std::min(commit_, durable_index_));
   }
   // Moves the accumulated outputs into `out` (cleared first; its buffers are
   // recycled, so a driver that keeps one Ready per group allocates nothing in
@@ -340,7 +340,8 @@ class Raft {
   Term term_at(Index index) const;  // asserts availability
   std::optional<Term> try_term_at(Index index) const;
   void append_local(Entry e);
-  void truncate_from(Index index);
+  // Drops entries >= index; term_before is the term of entry index - 1.
+  void truncate_from(Index index, Term term_before);
   bool fetch_entries(Index lo, Index hi, uint64_t bytes_max, uint32_t count_max,
                      std::vector<Entry>& out) const;
   void emit_committed();
@@ -358,6 +359,7 @@ class Raft {
   bool appends_dirty_ = false;    // new entries to send at the next take_ready
   bool leader_waiting_ = false;   // commit held back until leader_wait_until_
   bool is_voter_ = false;
+  bool apply_blocked_ = false;  // reading committed entries failed; retried at tick()
   Index commit_ = 0;
   Index durable_index_ = 0;
   Index apply_sent_ = 0;  // highest index handed out in Ready::committed

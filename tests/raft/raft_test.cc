@@ -482,6 +482,24 @@ TEST(RaftReplication, LostAppendIsRetransmitted) {
   EXPECT_GE(c.raft(l).commit_index(), x);
 }
 
+TEST(RaftReplication, UnreadableStorageStallsApplyWithoutCrashingOrSpinning) {
+  TestCluster c(3);
+  NodeId l = stable_leader(c);
+  c.crash(3);
+  for (int i = 0; i < 10; ++i)
+    propose_ok(c, l, "v" + std::to_string(i));
+  c.advance(100ms);
+  c.start_node(3);  // its log is on "disk" only; reading it fails
+  c.node(3).disk->set_fail_reads(true);
+  c.advance(1s);  // must neither crash nor spin on has_ready()
+  // Replaying the committed log to the state machine needs the disk.
+  EXPECT_TRUE(c.node(3).applied.empty());
+  c.node(3).disk->set_fail_reads(false);
+  c.advance(1s);
+  EXPECT_EQ(c.node(3).disk->log(), c.node(l).disk->log());
+  EXPECT_EQ(c.node(3).applied.size(), c.raft(l).commit_index());
+}
+
 // --- leases ----------------------------------------------------------------------------
 
 TEST(RaftLease, LeaseReadIsServedWithoutRoundTrip) {
