@@ -885,10 +885,16 @@ void Raft::handle_heartbeat_reply(const Message& m, const HeartbeatReply& rep, T
     // give a lease: forget older send times.
     rounds_.drop_older_than(quorum_round());
   }
-  if (p.match < last_index_ && !p.replicating) {
-    // A probe may have been lost: retry once per heartbeat round.
-    p.probe_sent = false;
-    send_append(p, true);
+  if (p.match < last_index_) {
+    if (!p.replicating) {
+      // A probe may have been lost: retry once per heartbeat round.
+      p.probe_sent = false;
+      send_append(p, true);
+    } else if (p.next <= last_index_) {
+      // Entries not yet sent (a failed storage read, a full window that has
+      // since drained): send what the window allows.
+      send_append(p, false);
+    }
   }
   if (!reads_.empty()) {
     advance_reads(now);
