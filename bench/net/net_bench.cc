@@ -9,7 +9,9 @@
 //   BaselinePingPong              32 B blocking send()/recv() ping-pong
 //
 // The machine is shared: absolute numbers are noisy, the ratio to the
-// baseline of the same run is what docs/net.md reports.
+// baseline of the same run is what docs/net.md reports. Knobs for
+// experiments: NET_BENCH_QUEUE_BYTES (queue_bytes_max), NET_BENCH_IDLE_POLL_US
+// (the runtime's idle poll).
 #include <arpa/inet.h>
 #include <benchmark/benchmark.h>
 #include <netinet/in.h>
@@ -69,9 +71,16 @@ struct Sink : TransportHandler {
   void on_dropped(NodeId, std::span<const GroupId>) override {}
 };
 
+runtime::RuntimeConfig bench_runtime_config() {
+  runtime::RuntimeConfig c{.cores = 2};
+  if (const char* p = getenv("NET_BENCH_IDLE_POLL_US"))
+    c.idle_poll = std::chrono::microseconds(atol(p));
+  return c;
+}
+
 class Pair {
  public:
-  Pair() : rt_(runtime::RuntimeConfig{.cores = 2}) {
+  Pair() : rt_(bench_runtime_config()) {
     for (unsigned i = 0; i < 2; ++i) {
       TransportConfig cfg;
       cfg.self = {1, i + 1, 100 + i, 0, 1};
