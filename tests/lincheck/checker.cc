@@ -51,8 +51,11 @@ constexpr int64_t kInfinitelyLate = std::numeric_limits<int64_t>::max();
 // return entry 2i+1; the list head is a sentinel at index 2n.
 class KeySearch {
  public:
-  KeySearch(std::vector<const Operation*> ops, const CheckOptions& options)
-      : ops_(std::move(ops)), options_(options) {
+  // `info_return` gives, per operation, a finite return time to assume for
+  // an info write (empty: all info returns are infinitely late).
+  KeySearch(std::vector<const Operation*> ops, const CheckOptions& options,
+            std::vector<int64_t> info_return = {})
+      : ops_(std::move(ops)), options_(options), info_return_(std::move(info_return)) {
     const int n = static_cast<int>(ops_.size());
     head_ = 2 * n;
     next_.assign(2 * n + 1, kNil);
@@ -92,8 +95,19 @@ class KeySearch {
     KeyResult result;
     result.ops = ops_.size();
     int state = intern("");
+    // The candidates at each point are the calls before the first return in
+    // the list. They are tried in two passes: operations that completed (ok)
+    // first, unknown-outcome ones second. Any order is complete; this one
+    // postpones info writes until a get needs their value, instead of trying
+    // them (and failing) at every step from their call on.
     int entry = next_[head_];
-    std::vector<std::pair<int, int>> calls;  // (call entry, state before it)
+    int pass = 0;
+    struct Choice {
+      int call;    // the call entry linearized
+      int before;  // the model state before it
+      int pass;    // the pass it was chosen in
+    };
+    std::vector<Choice> calls;
     size_t best_depth = 0;
     int stuck_op = -1;
     int best_state = state;
@@ -109,14 +123,21 @@ class KeySearch {
       NORI_ASSERT(entry != kNil, "scan ran off the list end");
       if ((entry & 1) == 0) {
         const int op = entry / 2;
+        const bool info = ops_[op]->status == OpStatus::kInfo;
+        if (info != (pass == 1)) {
+          entry = next_[entry];
+          continue;
+        }
         std::optional<int> after = step(state, op);
+        if (after && ops_[op]->kind != OpKind::kGet && !viable(*after, op)) after.reset();
         if (after) {
           flip(op);
           if (remember(*after)) {
-            calls.emplace_back(entry, state);
+            calls.push_back(Choice{entry, state, pass});
             state = *after;
             lift(entry);
             entry = next_[head_];
+            pass = 0;
             continue;
           }
           flip(op);
@@ -125,20 +146,27 @@ class KeySearch {
         continue;
       }
       // A return entry: its operation is still unlinearized, so nothing
-      // further along may go first. Record the deepest dead end for the
-      // report, then backtrack.
+      // further along may go first. After the first pass, rescan for info
+      // candidates; after the second, record the deepest dead end for the
+      // report and backtrack.
+      if (pass == 0) {
+        pass = 1;
+        entry = next_[head_];
+        continue;
+      }
       if (calls.size() >= best_depth) {
         best_depth = calls.size();
         stuck_op = entry / 2;
         best_state = state;
       }
       if (calls.empty()) break;
-      auto [call_entry, before] = calls.back();
+      Choice last = calls.back();
       calls.pop_back();
-      state = before;
-      flip(call_entry / 2);
-      unlift(call_entry);
-      entry = next_[call_entry];
+      state = last.before;
+      flip(last.call / 2);
+      unlift(last.call);
+      entry = next_[last.call];
+      pass = last.pass;
     }
 
     if (next_[head_] == kNil) {
@@ -159,13 +187,34 @@ class KeySearch {
   int64_t time_of(int entry) const {
     const Operation& op = *ops_[entry / 2];
     if ((entry & 1) == 0) return op.call_ns;
-    return op.status == OpStatus::kInfo ? kInfinitelyLate : op.return_ns;
+    if (op.status != OpStatus::kInfo) return op.return_ns;
+    return info_return_.empty() ? kInfinitelyLate : info_return_[entry / 2];
   }
 
   int intern(const std::string& s) {
     auto [it, inserted] = state_ids_.try_emplace(s, static_cast<int>(states_.size()));
     if (inserted) states_.push_back(s);
     return it->second;
+  }
+
+  // Pruning for the append model: after a write by `op` leads to `state`,
+  // look at the first get whose return is next in time order. Everything
+  // linearized before it was called before that return; if none of those is
+  // a put, the value can only grow by appends until the get, so the get's
+  // output must start with `state`, or this branch is dead. (A burst of
+  // unknown-outcome appends that all took effect otherwise makes the search
+  // try every order of them.)
+  bool viable(int state, int op) const {
+    for (int e = next_[head_]; e != kNil; e = next_[e]) {
+      const Operation& o = *ops_[e / 2];
+      if (e / 2 == op) continue;
+      if ((e & 1) == 0) {
+        if (o.kind == OpKind::kPut) return true;  // a put may intervene: no verdict
+        continue;
+      }
+      if (o.kind == OpKind::kGet) return o.output.starts_with(states_[state]);
+    }
+    return true;
   }
 
   // The model: the state after `op` from `state`, or nullopt if `op` cannot
@@ -232,6 +281,7 @@ class KeySearch {
 
   std::vector<const Operation*> ops_;
   const CheckOptions& options_;
+  std::vector<int64_t> info_return_;
   int head_ = 0;
   std::vector<int> next_, prev_;
   size_t words_ = 0;
@@ -245,6 +295,54 @@ class KeySearch {
   std::unordered_map<uint64_t, std::vector<size_t>> visited_;
   std::vector<uint64_t> arena_;
 };
+
+// An info put or append whose value no successful get of the key ever
+// contains can be dropped: the history is linearizable with it iff it is
+// without it. (Placed at the end, it changes nothing observed; placed
+// anywhere else, every get until the next put would contain its value, so
+// there is none, and the next put erases it.) This matters: unknown-outcome
+// writes never return, so each one stays a candidate at every step of the
+// search, and a few dozen of them make the search space explode. Empty values
+// are kept (the empty string is in every output).
+size_t drop_unobserved_info_writes(std::vector<const Operation*>& ops) {
+  std::vector<const std::string*> outputs;
+  for (const Operation* op : ops) {
+    if (op->kind == OpKind::kGet && op->status == OpStatus::kOk) outputs.push_back(&op->output);
+  }
+  auto observed = [&](const std::string& v) {
+    if (v.empty()) return true;
+    for (const std::string* out : outputs) {
+      if (out->find(v) != std::string::npos) return true;
+    }
+    return false;
+  };
+  const size_t before = ops.size();
+  std::erase_if(ops, [&](const Operation* op) {
+    return op->status == OpStatus::kInfo && op->kind != OpKind::kGet && !observed(op->value);
+  });
+  return before - ops.size();
+}
+
+// For the quick search: per operation, the earliest return among ok gets
+// whose output contains the info write's value (infinitely late when none
+// does, or for other operations). Empty if there is no info write to bound.
+std::vector<int64_t> early_info_returns(const std::vector<const Operation*>& ops) {
+  std::vector<int64_t> out(ops.size(), kInfinitelyLate);
+  bool any = false;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const Operation& w = *ops[i];
+    if (w.status != OpStatus::kInfo || w.kind == OpKind::kGet || w.value.empty()) continue;
+    for (const Operation* g : ops) {
+      if (g->kind == OpKind::kGet && g->status == OpStatus::kOk && g->return_ns < out[i] &&
+          g->output.find(w.value) != std::string::npos) {
+        out[i] = std::max(g->return_ns, w.call_ns);
+        any = true;
+      }
+    }
+  }
+  if (!any) out.clear();
+  return out;
+}
 
 }  // namespace
 
@@ -262,7 +360,20 @@ CheckResult check_kv_history(const History& history, const CheckOptions& options
     by_key[op.key].push_back(&op);
   }
   for (auto& [key, ops] : by_key) {
-    KeyResult k = KeySearch(std::move(ops), options).run();
+    result.ops_dropped += drop_unobserved_info_writes(ops);
+    // First a quick search where each observed info write must take effect
+    // before the first get that shows its value returns. Its windows are
+    // subsets of the real ones, so a linearization it finds is one of the
+    // real history; only if it finds none does the full search decide.
+    KeyResult k;
+    std::vector<int64_t> early = early_info_returns(ops);
+    if (!early.empty()) {
+      k = KeySearch(ops, options, std::move(early)).run();
+    }
+    if (early.empty() || k.verdict != Verdict::kLinearizable) {
+      result.steps += k.steps;
+      k = KeySearch(std::move(ops), options).run();
+    }
     k.key = key;
     result.steps += k.steps;
     if (k.verdict == Verdict::kNotLinearizable) {

@@ -20,6 +20,9 @@
 //     sorts before a return at the same instant, so touching operations count
 //     as concurrent). Linearizing an operation unlinks its call and return
 //     ("lift"); backtracking relinks them in reverse order ("unlift").
+//   - An info put/append whose value no successful get contains is dropped
+//     before the search (it cannot matter; see checker.cc); the others stay
+//     candidates from their call to the end.
 //   - Every (set of linearized operations, model state) pair reached is
 //     memoised; reaching one again cannot lead anywhere new, so that branch is
 //     cut. Sets are bitsets hashed incrementally (one random word per
@@ -62,7 +65,7 @@ struct KeyResult {
 struct CheckResult {
   Verdict verdict = Verdict::kLinearizable;
   size_t ops_total = 0;
-  size_t ops_dropped = 0;  // fail operations and info gets
+  size_t ops_dropped = 0;  // fail operations, info gets, unobserved info writes
   uint64_t steps = 0;
   std::vector<KeyResult> keys;  // one per key, in key order
 

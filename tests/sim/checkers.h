@@ -1,0 +1,91 @@
+// The simulator's safety checkers, fed by the simulation as things happen
+// and run on every seed:
+//
+//   - at most one leader per term (per group);
+//   - log matching: two logs with an entry of the same index and term agree on
+//     every entry up to it (checked over written and durable logs);
+//   - leader completeness: a new leader's log holds every entry any replica
+//     has applied so far, with the same term;
+//   - state machine safety: every replica applies the same entry at each
+//     index, in index order, from index 1 after every restart;
+//   - lease exclusion: no two nodes of one group grant lease reads at
+//     overlapping simulated real time (per (node, term), the span from its
+//     first to its last lease grant; spans of different nodes must not
+//     overlap).
+// Linearizability of client histories is checked by the simulation with
+// tests/lincheck after the run.
+//
+// A violation is recorded (with simulated time and enough context to start
+// reading the trace) and never aborts: the run finishes and prints its seed.
+// Single-threaded.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "raft/types.h"
+#include "tests/sim/scheduler.h"
+
+namespace nori::sim {
+
+class SafetyChecker {
+ public:
+  static constexpr size_t kViolationsKeptMax = 32;
+
+  // A node of `group` believes it leads `term` (learned at simulated `now`).
+  void on_leader(raft::GroupId group, raft::Term term, raft::NodeId node, SimTime now);
+
+  // `node` applied `e`. Each replica applies 1, 2, 3... (again from 1 after
+  // on_restart); every replica must apply the same entry at each index.
+  void on_apply(raft::GroupId group, raft::NodeId node, const raft::Entry& e, SimTime now);
+  void on_restart(raft::GroupId group, raft::NodeId node);
+
+  // `node` just became leader of `term` with `log` (its written log).
+  void check_leader_completeness(raft::GroupId group, raft::NodeId node, raft::Term term,
+                                 const std::vector<raft::Entry>& log, SimTime now);
+
+  // Log matching across every pair of `logs` of one group.
+  void check_log_matching(
+      raft::GroupId group,
+      const std::vector<std::pair<raft::NodeId, const std::vector<raft::Entry>*>>& logs,
+      const char* which, SimTime now);
+
+  // `node` granted a read from its lease, as leader of `term`.
+  void on_lease_read(raft::GroupId group, raft::NodeId node, raft::Term term, SimTime now);
+
+  // End-of-run checks (lease exclusion).
+  void finish();
+
+  void violation(std::string what);
+  const std::vector<std::string>& violations() const { return violations_; }
+  size_t violation_count() const { return violation_count_; }
+
+  // Statistics for reports.
+  size_t terms_with_leader() const;
+  size_t applied_entries(raft::GroupId group) const;
+  size_t lease_reads() const { return lease_reads_; }
+
+ private:
+  struct Digest {
+    raft::Term term = 0;
+    uint64_t hash = 0;
+    bool operator==(const Digest&) const = default;
+  };
+  struct LeaseSpan {
+    SimTime first = 0, last = 0;
+  };
+  static Digest digest(const raft::Entry& e);
+
+  std::map<std::pair<raft::GroupId, raft::Term>, raft::NodeId> leaders_;
+  std::map<raft::GroupId, std::vector<Digest>> applied_;  // index i at [i - 1]
+  std::map<std::pair<raft::GroupId, raft::NodeId>, raft::Index> applied_cursor_;
+  // (group, node, term) -> span of lease grants.
+  std::map<std::tuple<raft::GroupId, raft::NodeId, raft::Term>, LeaseSpan> lease_spans_;
+  size_t lease_reads_ = 0;
+  std::vector<std::string> violations_;
+  size_t violation_count_ = 0;
+};
+
+}  // namespace nori::sim

@@ -1,0 +1,1137 @@
+#include "tests/sim/simulation.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <map>
+#include <set>
+
+#include "raft/raft.h"
+#include "tests/lincheck/checker.h"
+#include "tests/sim/clock.h"
+#include "tests/sim/kv.h"
+#include "tests/sim/rng.h"
+#include "tests/sim/storage.h"
+#include "tests/sim/trace.h"
+
+namespace nori::sim {
+
+using raft::GroupId;
+using raft::Index;
+using raft::NodeId;
+using raft::Term;
+
+// ---------------------------------------------------------------------------
+// Options, reports.
+
+SimOptions SimOptions::lease_hazard_for_seed(uint64_t seed) {
+  SimOptions o = for_seed(seed);
+  o.lease_hazard = true;
+  o.fault_interval_mean = 2500 * kMillisecond;
+  o.read_fraction = 0.6;
+  o.stale_read_fraction = 0;
+  o.lease_read_fraction = 0.9;
+  o.op_timeout = 400 * kMillisecond;
+  return o;
+}
+
+SimOptions SimOptions::for_seed(uint64_t seed) {
+  SimOptions o;
+  o.seed = seed;
+  Rng r(seed * 0x2545f4914f6cdd1dULL + 17);
+  o.nodes = r.chance(0.5) ? 3 : 5;
+  o.groups = static_cast<int>(r.uniform(1, 2));
+  o.loss = r.unit() * 0.05;
+  o.duplicate = r.unit() * 0.03;
+  o.latency_mean = r.uniform(300'000, 3'000'000);
+  o.latency_tail_chance = r.unit() * 0.05;
+  o.fault_interval_mean = r.uniform(400, 2500) * kMillisecond;
+  o.clients = static_cast<int>(r.uniform(3, 6));
+  o.keys = static_cast<int>(r.uniform(1, 4));
+  o.lease_read_fraction = r.unit();
+  o.op_timeout = r.uniform(300, 1500) * kMillisecond;
+  return o;
+}
+
+std::string SimOptions::replay_command() const {
+  SimOptions base = lease_hazard ? lease_hazard_for_seed(seed) : for_seed(seed);
+  std::string cmd = fmt::format("nori-sim --seed {}", seed);
+  if (storm) cmd += fmt::format(" --storm --storm-rounds {}", storm_rounds);
+  if (lease_hazard) cmd += " --lease-hazard";
+  if (duration != base.duration) cmd += fmt::format(" --duration-ms {}", duration / kMillisecond);
+  if (clock_drift_ppm != base.clock_drift_ppm) {
+    cmd += fmt::format(" --drift-ppm {}", clock_drift_ppm);
+  }
+  if (raft.unsafe_skip_new_leader_lease_wait_for_testing) cmd += " --unsafe-skip-lease-wait";
+  if (raft.unsafe_lease_read_skips_clock_check_for_testing) cmd += " --unsafe-lease-no-clock";
+  cmd += fmt::format(" --trace /tmp/nori-sim-{}.jsonl", seed);
+  return cmd;
+}
+
+std::string Distribution::summary() const {
+  if (samples_ms.empty()) return "n=0";
+  std::vector<double> s = samples_ms;
+  std::sort(s.begin(), s.end());
+  auto pct = [&](double p) {
+    size_t i = static_cast<size_t>(p * static_cast<double>(s.size() - 1) + 0.5);
+    return s[std::min(i, s.size() - 1)];
+  };
+  return fmt::format("n={} min {:.0f} p50 {:.0f} p90 {:.0f} p99 {:.0f} max {:.0f} ms", s.size(),
+                     s.front(), pct(0.5), pct(0.9), pct(0.99), s.back());
+}
+
+std::string SimReport::summary() const {
+  std::string s = fmt::format(
+      "seed {}: {} | {} events, {} client ops ({} ok, {} fail, {} info, {} stale reads not "
+      "checked), {} lease reads, {} read-index reads, {} entries committed, {} leader terms, "
+      "{} crashes, {} pauses, {} partitions, {} writes lost in crashes",
+      seed, ok ? "ok" : "FAILED", events, client_ops, ok_ops, failed_ops, info_ops, stale_reads,
+      lease_reads, read_index_reads, committed_entries, leaders, crashes, pauses, partitions,
+      lost_writes);
+  if (!time_to_leader.samples_ms.empty() || !time_to_write.samples_ms.empty()) {
+    s += fmt::format("\n  time to new leader: {}\n  time to first committed write: {}",
+                     time_to_leader.summary(), time_to_write.summary());
+  }
+  for (const std::string& v : violations)
+    s += "\n  VIOLATION: " + v;
+  if (violation_count > violations.size()) {
+    s += fmt::format("\n  ... and {} more", violation_count - violations.size());
+  }
+  if (!ok) s += "\n  replay: " + replay;
+  return s;
+}
+
+namespace {
+
+char g_abort_context[512];
+
+void on_abort(int) {
+  const char prefix[] = "\n[nori-sim] aborted during a simulation; replay: ";
+  ssize_t unused = ::write(2, prefix, sizeof prefix - 1);
+  unused = ::write(2, g_abort_context, std::strlen(g_abort_context));
+  unused = ::write(2, "\n", 1);
+  (void)unused;
+}
+
+}  // namespace
+
+void set_abort_context(const std::string& replay) {
+  size_t n = std::min(replay.size(), sizeof g_abort_context - 1);
+  std::memcpy(g_abort_context, replay.data(), n);
+  g_abort_context[n] = '\0';
+  static bool installed = false;
+  if (!installed) {
+    std::signal(SIGABRT, on_abort);
+    installed = true;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The simulation.
+
+namespace {
+
+double ms(SimTime t) {
+  return static_cast<double>(t) / kMillisecond;
+}
+
+// Search steps per key before the linearizability check gives up (an
+// undecided history counts as a failure). Histories of a correct core need a
+// few thousand; non-linearizable ones with many unknown-outcome appends can
+// need exponentially many.
+constexpr uint64_t kLincheckStepsMax = 5'000'000;
+
+enum class Outcome : uint8_t { kOk, kFailCertain, kUnknown };
+
+// One attempt of a client operation, as it travels to a node: everything the
+// node needs is copied in, since the client may have moved on (timed out and
+// started another operation) by the time a delayed request is handled.
+struct ClientRequest {
+  size_t client = 0;
+  uint64_t op_seq = 0;   // which operation of the client
+  uint64_t attempt = 0;  // which attempt of that operation
+  lincheck::OpKind kind = lincheck::OpKind::kGet;
+  raft::ReadMode mode = raft::ReadMode::kLease;
+  std::string key, value;
+  uint64_t client_id = 0, command_seq = 0;
+  SimTime deadline = 0;
+};
+
+struct HeldMessage {
+  raft::Message msg;
+  uint64_t hs_seq = 0;       // hard-state lane must reach this
+  uint64_t entries_seq = 0;  // entry lane must reach this
+};
+
+struct Replica {
+  GroupId group = 0;
+  SimStorage storage;
+  std::unique_ptr<raft::Raft> raft;
+  raft::Ready ready;
+  KvStore kv;
+  Index applied = 0;
+  std::vector<HeldMessage> held;
+  SimTime tick_at = -1;  // real time of the pending tick; -1: none
+  SimTime hs_lane_free = 0, entries_lane_free = 0;
+  std::map<uint64_t, ClientRequest> proposals;
+  std::map<uint64_t, ClientRequest> reads;
+  std::vector<std::pair<Index, ClientRequest>> reads_waiting_apply;
+};
+
+struct Node {
+  NodeId id = 0;
+  SimClock clock{0, 0};
+  bool up = true;
+  uint64_t incarnation = 0;
+  SimTime paused_until = 0;
+  std::deque<std::function<void()>> deferred;  // work that arrived during a pause
+  std::vector<std::unique_ptr<Replica>> replicas;
+};
+
+struct Client {
+  size_t index = 0;
+  GroupId group = 0;
+  uint64_t id = 0;
+  bool busy = false;
+  lincheck::Operation op;
+  raft::ReadMode mode = raft::ReadMode::kLease;
+  uint64_t attempt = 0;
+  uint64_t seq = 0;
+  SimTime deadline = 0;
+  NodeId leader_hint = 0;
+};
+
+class Simulation {
+ public:
+  explicit Simulation(const SimOptions& o)
+      : o_(o), rng_(o.seed), net_rng_(rng_.fork()), trace_(o.trace_path) {
+    drift_ppm_ = o_.clock_drift_ppm >= 0 ? o_.clock_drift_ppm
+                                         : 0.9 * static_cast<double>(o_.raft.max_clock_drift_ppm);
+    blocked_.assign(o_.nodes + 1, std::vector<int>(o_.nodes + 1, 0));
+    for (int i = 1; i <= o_.nodes; ++i) {
+      auto n = std::make_unique<Node>();
+      n->id = static_cast<NodeId>(i);
+      const int64_t offset = rng_.uniform(-o_.clock_offset_max_ms, o_.clock_offset_max_ms);
+      n->clock = SimClock(offset * kMillisecond, draw_drift());
+      for (int g = 0; g < o_.groups; ++g) {
+        auto r = std::make_unique<Replica>();
+        r->group = static_cast<GroupId>(g + 1);
+        n->replicas.push_back(std::move(r));
+      }
+      trace("node", {{"node", i}, {"offset_ms", offset}, {"drift_ppm", n->clock.drift_ppm()}});
+      nodes_.push_back(std::move(n));
+    }
+    for (auto& n : nodes_)
+      start_node(*n);
+    for (int g = 0; g < o_.groups; ++g) {
+      for (int c = 0; c < o_.clients; ++c) {
+        Client cl;
+        cl.index = clients_.size();
+        cl.group = static_cast<GroupId>(g + 1);
+        cl.id = clients_.size();
+        clients_.push_back(cl);
+      }
+    }
+    histories_.resize(o_.groups);
+  }
+
+  SimReport run() {
+    const SimTime end_faults = o_.duration;
+    const SimTime end_clients = o_.duration + o_.quiet - o_.op_timeout - 200 * kMillisecond;
+    const SimTime end = o_.duration + o_.quiet;
+    clients_until_ = std::max<SimTime>(end_clients, kSecond);
+    for (Client& c : clients_) {
+      sched_.after(rng_.uniform(0, 50) * kMillisecond, [this, &c] { next_op(c); });
+    }
+    schedule_drift_change();
+    if (o_.storm) {
+      sched_.after(500 * kMillisecond, [this] { storm_poll(); });
+    } else if (o_.fault_interval_mean > 0) {
+      schedule_fault(end_faults);
+    }
+    sched_.after(kSecond, [this] { periodic_check(); });
+    sched_.at(end_faults, [this] { heal_everything(); });
+    sched_.run_until(end);
+
+    // Operations still waiting for a reply: writes become info, reads drop.
+    for (Client& c : clients_) {
+      if (c.busy) finish(c, Outcome::kUnknown, "");
+    }
+    final_checks();
+    return report();
+  }
+
+ private:
+  // --- helpers ----------------------------------------------------------------
+  SimTime now() const { return sched_.now(); }
+  base::TimePoint local(const Node& n) const { return n.clock.local(now()); }
+  Node& node(NodeId id) { return *nodes_[id - 1]; }
+  Replica& replica(Node& n, GroupId g) { return *n.replicas[g - 1]; }
+
+  void trace(const char* ev, nlohmann::json fields) {
+    if (trace_.enabled()) trace_.write(now(), ev, std::move(fields));
+  }
+
+  double draw_drift() { return (rng_.unit() * 2 - 1) * drift_ppm_; }
+
+  SimTime net_latency() {
+    SimTime d = o_.latency_min +
+                static_cast<SimTime>(net_rng_.exponential(static_cast<double>(o_.latency_mean)));
+    if (net_rng_.chance(o_.latency_tail_chance)) {
+      d += static_cast<SimTime>(net_rng_.exponential(static_cast<double>(o_.latency_tail_mean)));
+    }
+    return d;
+  }
+
+  SimTime disk_latency() {
+    return o_.disk_min + static_cast<SimTime>(rng_.exponential(static_cast<double>(o_.disk_mean)));
+  }
+
+  // Runs `fn` as node `n` (incarnation `inc`): dropped if the node crashed
+  // since, deferred while it is paused.
+  void on_node(Node& n, uint64_t inc, std::function<void()> fn) {
+    if (!n.up || n.incarnation != inc) return;
+    if (n.paused_until > now()) {
+      n.deferred.push_back(std::move(fn));
+      return;
+    }
+    fn();
+  }
+
+  raft::Config config_for(const Node& n, GroupId g) {
+    raft::Config c = o_.raft;
+    c.id = n.id;
+    c.group = g;
+    c.voters.clear();
+    for (int i = 1; i <= o_.nodes; ++i)
+      c.voters.push_back(static_cast<NodeId>(i));
+    c.random_seed = rng_.next() | 1;
+    c.applied = 0;  // the KV store is in memory: replay the log after a restart
+    return c;
+  }
+
+  // --- node lifecycle ------------------------------------------------------------
+  void start_node(Node& n) {
+    n.up = true;
+    for (auto& rp : n.replicas) {
+      Replica& r = *rp;
+      checker_.on_restart(r.group, n.id);
+      r.raft = std::make_unique<raft::Raft>(config_for(n, r.group), r.storage, local(n));
+      r.kv = KvStore();
+      r.applied = 0;
+      drain(n, r);
+    }
+  }
+
+  void crash(Node& n, SimTime down_for) {
+    ++crashes_;
+    n.up = false;
+    ++n.incarnation;
+    n.paused_until = 0;
+    n.deferred.clear();
+    size_t lost = 0;
+    for (auto& rp : n.replicas) {
+      Replica& r = *rp;
+      lost += r.storage.crash();
+      r.raft.reset();
+      r.held.clear();
+      r.tick_at = -1;
+      r.hs_lane_free = r.entries_lane_free = 0;
+      r.proposals.clear();
+      r.reads.clear();
+      r.reads_waiting_apply.clear();
+    }
+    lost_writes_ += lost;
+    trace("crash", {{"node", n.id}, {"lost_writes", lost}, {"down_ms", ms(down_for)}});
+    const uint64_t inc = n.incarnation;
+    sched_.after(down_for, [this, &n, inc] {
+      if (n.up || n.incarnation != inc) return;
+      trace("restart", {{"node", n.id}});
+      start_node(n);
+    });
+  }
+
+  void pause(Node& n, SimTime d) {
+    if (!n.up || n.paused_until > now()) return;
+    ++pauses_;
+    n.paused_until = now() + d;
+    trace("pause", {{"node", n.id}, {"ms", ms(d)}});
+    const uint64_t inc = n.incarnation;
+    sched_.at(n.paused_until, [this, &n, inc] {
+      if (!n.up || n.incarnation != inc) return;
+      trace("resume", {{"node", n.id}, {"deferred", n.deferred.size()}});
+      n.paused_until = 0;
+      // Work that queued up while paused runs in arrival order; a tick too,
+      // since timers fired while the process was stopped.
+      std::deque<std::function<void()>> work;
+      work.swap(n.deferred);
+      for (auto& fn : work) {
+        if (!n.up || n.incarnation != inc) return;
+        fn();
+      }
+      for (auto& rp : n.replicas) {
+        rp->tick_at = -1;
+        schedule_tick(n, *rp, now());
+      }
+    });
+  }
+
+  // --- the driver loop for one replica ------------------------------------------
+  void drain(Node& n, Replica& r) {
+    while (r.raft && r.raft->has_ready()) {
+      r.raft->take_ready(r.ready);
+      raft::Ready& rd = r.ready;
+      // 1. Persistence: hard state on its own lane, entries on theirs.
+      if (rd.hard_state) {
+        r.storage.write_hard_state(*rd.hard_state);
+        r.hs_lane_free = std::max(r.hs_lane_free, now()) + disk_latency();
+        const uint64_t inc = n.incarnation;
+        sched_.at(r.hs_lane_free, [this, &n, &r, inc] {
+          on_node(n, inc, [this, &n, &r] {
+            raft::HardState hs = r.storage.complete_hard_state();
+            r.raft->hard_state_persisted(hs, local(n));
+            release_held(n, r);
+            drain(n, r);
+          });
+        });
+      }
+      if (rd.truncate_from || !rd.entries.empty()) {
+        r.storage.write_entries(rd.truncate_from, rd.entries);
+        r.entries_lane_free = std::max(r.entries_lane_free, now()) + disk_latency();
+        const uint64_t inc = n.incarnation;
+        sched_.at(r.entries_lane_free, [this, &n, &r, inc] {
+          on_node(n, inc, [this, &n, &r] {
+            auto [index, term] = r.storage.complete_entries();
+            if (index > 0) r.raft->entries_persisted(index, term, local(n));
+            release_held(n, r);
+            drain(n, r);
+          });
+        });
+      }
+      // 2. Messages: now, or once the writes they depend on are durable.
+      for (raft::OutMessage& om : rd.messages) {
+        switch (om.after) {
+          case raft::SendAfter::kNow:
+            send(n, std::move(om.msg));
+            break;
+          case raft::SendAfter::kHardState:
+            r.held.push_back({std::move(om.msg), r.storage.issued_hard_state_seq(), 0});
+            break;
+          case raft::SendAfter::kEntries:
+            r.held.push_back({std::move(om.msg), r.storage.issued_hard_state_seq(),
+                              r.storage.issued_entries_seq()});
+            break;
+        }
+      }
+      release_held(n, r);
+      // 3. Events (before applying: a leader's completeness is judged on the
+      // log it was elected with).
+      for (const raft::Event& ev : rd.events) {
+        trace("raft_event", {{"node", n.id},
+                             {"group", r.group},
+                             {"kind", raft::to_string(ev.kind)},
+                             {"term", ev.term},
+                             {"about", ev.node}});
+        if (ev.kind == raft::EventKind::kLeaderElected) {
+          checker_.on_leader(r.group, ev.term, ev.node, now());
+          if (ev.node == n.id) {
+            checker_.check_leader_completeness(r.group, n.id, ev.term, r.storage.written_log(),
+                                               now());
+            on_new_leader(r.group, ev.term);
+          }
+        }
+      }
+      // 4. Apply committed entries, then acknowledge.
+      if (!rd.committed.empty()) {
+        for (const raft::Entry& e : rd.committed)
+          apply(n, r, e);
+        r.raft->applied(r.applied, local(n));
+        serve_waiting_reads(n, r);
+      }
+      // 5. Reads and proposals.
+      for (raft::ReadResult& rr : rd.reads)
+        on_read_result(n, r, rr);
+      for (raft::ProposalResult& pr : rd.proposals)
+        on_proposal_result(n, r, pr);
+    }
+    if (r.raft && r.raft->is_leader()) checker_.on_leader(r.group, r.raft->term(), n.id, now());
+    if (r.raft) schedule_tick(n, r, now());
+  }
+
+  void release_held(Node& n, Replica& r) {
+    if (r.held.empty()) return;
+    const uint64_t hs = r.storage.durable_hard_state_seq();
+    const uint64_t es = r.storage.durable_entries_seq();
+    // Stable: messages keep their order.
+    std::vector<HeldMessage> keep;
+    for (HeldMessage& h : r.held) {
+      if (h.hs_seq <= hs && h.entries_seq <= es) {
+        send(n, std::move(h.msg));
+      } else {
+        keep.push_back(std::move(h));
+      }
+    }
+    r.held.swap(keep);
+  }
+
+  void schedule_tick(Node& n, Replica& r, SimTime not_before) {
+    // At least 50 us ahead: a core asking for a tick "now" again and again
+    // must not stall simulated time.
+    SimTime at = std::max(n.clock.real_at(r.raft->next_tick(), not_before), not_before + 50'000);
+    if (r.tick_at >= 0 && r.tick_at <= at) return;
+    r.tick_at = at;
+    const uint64_t inc = n.incarnation;
+    sched_.at(at, [this, &n, &r, inc, at] {
+      if (!n.up || n.incarnation != inc || r.tick_at != at) return;
+      r.tick_at = -1;
+      on_node(n, inc, [this, &n, &r] {
+        r.raft->tick(local(n));
+        drain(n, r);
+      });
+    });
+  }
+
+  void apply(Node& n, Replica& r, const raft::Entry& e) {
+    checker_.on_apply(r.group, n.id, e, now());
+    if (e.type == raft::EntryType::kNormal && !e.data.empty()) {
+      auto cmd = decode_command(e.data);
+      if (!cmd) {
+        checker_.violation(fmt::format("group {} node {} applied undecodable entry {}: {}", r.group,
+                                       n.id, e.index, cmd.error().to_string()));
+      } else {
+        r.kv.apply(*cmd);
+        if (trace_.enabled()) {
+          trace("apply", {{"node", n.id},
+                          {"group", r.group},
+                          {"index", e.index},
+                          {"term", e.term},
+                          {"client", cmd->client},
+                          {"seq", cmd->seq}});
+        }
+      }
+    }
+    r.applied = e.index;
+    committed_max_[r.group] = std::max(committed_max_[r.group], e.index);
+  }
+
+  // --- network -----------------------------------------------------------------------
+  bool link_blocked(NodeId from, NodeId to) const { return blocked_[from][to] > 0; }
+
+  void send(Node& from, raft::Message m) {
+    const NodeId to = m.to;
+    if (to < 1 || to > static_cast<NodeId>(o_.nodes) || to == from.id) {
+      checker_.violation(fmt::format("node {} sent a message to invalid node {}", from.id, to));
+      return;
+    }
+    const bool trace_on = trace_.enabled();
+    if (link_blocked(from.id, to) || net_rng_.chance(o_.loss)) {
+      if (trace_on) trace("drop", msg_json(m));
+      return;
+    }
+    const int copies = net_rng_.chance(o_.duplicate) ? 2 : 1;
+    for (int i = 0; i < copies; ++i) {
+      const SimTime d = net_latency();
+      if (trace_on) {
+        auto j = msg_json(m);
+        j["delay_ms"] = ms(d);
+        if (i) j["duplicate"] = true;
+        trace("send", std::move(j));
+      }
+      raft::Message copy = (i + 1 == copies) ? std::move(m) : m;
+      sched_.after(d, [this, msg = std::move(copy)]() mutable { deliver(std::move(msg)); });
+    }
+  }
+
+  void deliver(raft::Message m) {
+    Node& to = node(m.to);
+    if (!to.up || link_blocked(m.from, m.to)) {
+      if (trace_.enabled()) trace("drop", msg_json(m));
+      return;
+    }
+    on_node(to, to.incarnation, [this, &to, m = std::move(m)]() mutable {
+      if (trace_.enabled()) trace("deliver", msg_json(m));
+      Replica& r = replica(to, m.group);
+      r.raft->step(std::move(m), local(to));
+      drain(to, r);
+    });
+  }
+
+  static nlohmann::json msg_json(const raft::Message& m) {
+    return {{"type", raft::to_string(m.type())},
+            {"group", m.group},
+            {"from", m.from},
+            {"to", m.to},
+            {"term", m.term}};
+  }
+
+  // --- faults ----------------------------------------------------------------------
+  void schedule_fault(SimTime until) {
+    SimTime d = static_cast<SimTime>(rng_.exponential(static_cast<double>(o_.fault_interval_mean)));
+    if (now() + d >= until) return;
+    sched_.after(d, [this, until] {
+      inject_fault();
+      schedule_fault(until);
+    });
+  }
+
+  Node* random_up_node() {
+    std::vector<Node*> up;
+    for (auto& n : nodes_) {
+      if (n->up) up.push_back(n.get());
+    }
+    if (up.empty()) return nullptr;
+    return up[rng_.uniform(0, static_cast<int64_t>(up.size()) - 1)];
+  }
+
+  NodeId leader_of(GroupId g) {
+    NodeId best = 0;
+    Term best_term = 0;
+    for (auto& n : nodes_) {
+      if (!n->up) continue;
+      Replica& r = replica(*n, g);
+      if (r.raft && r.raft->is_leader() && r.raft->term() >= best_term) {
+        best = n->id;
+        best_term = r.raft->term();
+      }
+    }
+    return best;
+  }
+
+  void inject_fault() {
+    const int kind = o_.lease_hazard ? 10 : static_cast<int>(rng_.uniform(0, 10));
+    switch (kind) {
+      case 0:
+      case 1: {  // crash a node (a leader half of the time)
+        Node* n = random_up_node();
+        if (kind == 1) {
+          NodeId l = leader_of(static_cast<GroupId>(rng_.uniform(1, o_.groups)));
+          if (l && node(l).up) n = &node(l);
+        }
+        if (n) crash(*n, rng_.uniform(50 * kMillisecond, o_.crash_down_max));
+        break;
+      }
+      case 2:
+      case 3: {  // pause a node (a leader half of the time)
+        Node* n = random_up_node();
+        if (kind == 3) {
+          NodeId l = leader_of(static_cast<GroupId>(rng_.uniform(1, o_.groups)));
+          if (l) n = &node(l);
+        }
+        if (n) pause(*n, rng_.uniform(10 * kMillisecond, o_.pause_max));
+        break;
+      }
+      case 4:
+      case 5: {  // symmetric split into two sides
+        std::vector<NodeId> side;
+        for (int i = 1; i <= o_.nodes; ++i) {
+          if (rng_.chance(0.4)) side.push_back(static_cast<NodeId>(i));
+        }
+        if (side.empty() || side.size() == static_cast<size_t>(o_.nodes)) break;
+        std::vector<std::pair<NodeId, NodeId>> links;
+        for (int a = 1; a <= o_.nodes; ++a) {
+          for (int b = 1; b <= o_.nodes; ++b) {
+            bool ina = std::find(side.begin(), side.end(), a) != side.end();
+            bool inb = std::find(side.begin(), side.end(), b) != side.end();
+            if (ina != inb) links.emplace_back(a, b);
+          }
+        }
+        partition(std::move(links), "split");
+        break;
+      }
+      case 6: {  // isolate a leader both ways (clients still reach it)
+        NodeId l = leader_of(static_cast<GroupId>(rng_.uniform(1, o_.groups)));
+        if (!l) break;
+        partition(isolate_links(l, true, true), "isolate-leader");
+        break;
+      }
+      case 7: {  // asymmetric: a node can send but not receive, or the reverse
+        NodeId x = static_cast<NodeId>(rng_.uniform(1, o_.nodes));
+        bool out = rng_.chance(0.5);
+        partition(isolate_links(x, out, !out), out ? "mute-outgoing" : "deaf-incoming");
+        break;
+      }
+      case 8: {  // a single one-way link
+        NodeId a = static_cast<NodeId>(rng_.uniform(1, o_.nodes));
+        NodeId b = static_cast<NodeId>(rng_.uniform(1, o_.nodes));
+        if (a != b) partition({{a, b}}, "one-way");
+        break;
+      }
+      case 9: {  // a clock's drift changes
+        Node* n = random_up_node();
+        if (n) set_drift(*n);
+        break;
+      }
+      case 10: {  // the classic lease hazard: a leader stops (GC pause, VM
+                  // migration) while cut off from its peers, then resumes with
+                  // client reads queued and its lease apparently still valid
+        NodeId l = leader_of(static_cast<GroupId>(rng_.uniform(1, o_.groups)));
+        if (!l || node(l).paused_until > now()) break;
+        // Up to well past the lease (2 s by default): a stop shorter than
+        // the lease tests the new leader's wait, a longer one the old
+        // leader's clock check.
+        const SimTime stop = rng_.uniform(300, 2 * o_.raft.lease_ms) * kMillisecond;
+        pause(node(l), stop);
+        partition(isolate_links(l, true, true), "isolate-and-pause-leader",
+                  stop + rng_.uniform(0, 1000) * kMillisecond);
+        break;
+      }
+    }
+  }
+
+  std::vector<std::pair<NodeId, NodeId>> isolate_links(NodeId x, bool outgoing, bool incoming) {
+    std::vector<std::pair<NodeId, NodeId>> links;
+    for (int i = 1; i <= o_.nodes; ++i) {
+      if (static_cast<NodeId>(i) == x) continue;
+      if (outgoing) links.emplace_back(x, i);
+      if (incoming) links.emplace_back(i, x);
+    }
+    return links;
+  }
+
+  void partition(std::vector<std::pair<NodeId, NodeId>> links, const char* what,
+                 SimTime heal_after = -1) {
+    ++partitions_;
+    if (heal_after < 0) heal_after = rng_.uniform(100 * kMillisecond, o_.partition_max);
+    nlohmann::json jl = nlohmann::json::array();
+    for (auto [a, b] : links) {
+      ++blocked_[a][b];
+      jl.push_back({a, b});
+    }
+    trace("partition", {{"kind", what}, {"links", jl}, {"heal_ms", ms(heal_after)}});
+    const uint64_t epoch = heal_epoch_;
+    sched_.after(heal_after, [this, links = std::move(links), epoch] {
+      if (epoch != heal_epoch_) return;  // already healed wholesale
+      for (auto [a, b] : links)
+        --blocked_[a][b];
+      trace("heal", {{"links", links.size()}});
+    });
+  }
+
+  void heal_everything() {
+    ++heal_epoch_;
+    for (auto& row : blocked_)
+      std::fill(row.begin(), row.end(), 0);
+    trace("heal", {{"all", true}});
+  }
+
+  void set_drift(Node& n) {
+    n.clock.set_drift(now(), draw_drift());
+    trace("drift", {{"node", n.id}, {"drift_ppm", n.clock.drift_ppm()}});
+  }
+
+  void schedule_drift_change() {
+    if (o_.drift_change_mean <= 0) return;
+    SimTime d = static_cast<SimTime>(rng_.exponential(static_cast<double>(o_.drift_change_mean)));
+    sched_.after(d, [this] {
+      set_drift(*nodes_[rng_.uniform(0, o_.nodes - 1)]);
+      schedule_drift_change();
+    });
+  }
+
+  void periodic_check() {
+    for (int g = 1; g <= o_.groups; ++g)
+      check_logs(static_cast<GroupId>(g));
+    sched_.after(kSecond, [this] { periodic_check(); });
+  }
+
+  void check_logs(GroupId g) {
+    std::vector<std::pair<NodeId, const std::vector<raft::Entry>*>> written, durable;
+    for (auto& n : nodes_) {
+      Replica& r = replica(*n, g);
+      written.emplace_back(n->id, &r.storage.written_log());
+      durable.emplace_back(n->id, &r.storage.durable_log());
+    }
+    checker_.check_log_matching(g, written, "written", now());
+    checker_.check_log_matching(g, durable, "durable", now());
+  }
+
+  // --- clients ---------------------------------------------------------------------
+  void next_op(Client& c) {
+    if (now() >= clients_until_) return;
+    c.busy = true;
+    c.attempt = 0;
+    c.deadline = now() + o_.op_timeout;
+    lincheck::Operation& op = c.op;
+    op = lincheck::Operation();
+    op.client = c.id;
+    op.key = fmt::format("k{}", rng_.uniform(0, o_.keys - 1));
+    op.call_ns = now();
+    if (rng_.chance(o_.read_fraction)) {
+      op.kind = lincheck::OpKind::kGet;
+      if (rng_.chance(o_.stale_read_fraction)) {
+        c.mode = raft::ReadMode::kStaleNoGuarantee;
+      } else {
+        c.mode = rng_.chance(o_.lease_read_fraction) ? raft::ReadMode::kLease
+                                                     : raft::ReadMode::kReadIndex;
+      }
+    } else {
+      op.kind = rng_.chance(0.5) ? lincheck::OpKind::kPut : lincheck::OpKind::kAppend;
+      // Unique, self-delimiting values: a value shows up in a read only if
+      // that very write took effect (the checker's pruning relies on it
+      // being precise, not for soundness but for speed).
+      op.value =
+          fmt::format("{}{}.{};", op.kind == lincheck::OpKind::kPut ? 'p' : 'a', c.id, ++c.seq);
+    }
+    if (trace_.enabled()) {
+      trace("call", {{"client", c.id},
+                     {"group", c.group},
+                     {"op", lincheck::to_string(op.kind)},
+                     {"key", op.key},
+                     {"value", op.value},
+                     {"mode", raft::to_string(c.mode)}});
+    }
+    const uint64_t seq = ++op_seq_;
+    c_op_seq_[c.index] = seq;
+    sched_.at(c.deadline, [this, &c, seq] {
+      if (!c.busy || c_op_seq_[c.index] != seq) return;
+      // A node that did not answer in time may be stopped or cut off: the
+      // next operation starts at a random node and follows its hint.
+      c.leader_hint = 0;
+      finish(c, Outcome::kUnknown, "");
+    });
+    attempt(c);
+  }
+
+  void attempt(Client& c) {
+    ++c.attempt;
+    NodeId target = c.leader_hint;
+    if (target == 0 || rng_.chance(0.1)) target = static_cast<NodeId>(rng_.uniform(1, o_.nodes));
+    ClientRequest req;
+    req.client = c.index;
+    req.op_seq = c_op_seq_[c.index];
+    req.attempt = c.attempt;
+    req.kind = c.op.kind;
+    req.mode = c.mode;
+    req.key = c.op.key;
+    req.value = c.op.value;
+    req.client_id = c.id;
+    req.command_seq = c.seq;
+    req.deadline = c.deadline;
+    if (trace_.enabled()) {
+      trace("attempt", {{"client", c.id}, {"attempt", req.attempt}, {"node", target}});
+    }
+    if (net_rng_.chance(o_.loss)) return;  // the request is lost: the client times out
+    sched_.after(net_latency(), [this, target, req = std::move(req)] {
+      Node& n = node(target);
+      on_node(n, n.incarnation, [this, &n, req] { handle_request(n, req); });
+    });
+  }
+
+  // At the node: start the operation in the core.
+  void handle_request(Node& n, const ClientRequest& req) {
+    Replica& r = replica(n, clients_[req.client].group);
+    const uint64_t id = ++request_ids_;
+    if (req.kind == lincheck::OpKind::kGet) {
+      base::Status s = r.raft->read(req.mode, id, local(n));
+      if (!s.ok()) {
+        reply(req, Outcome::kFailCertain, "", s.error().hint());
+      } else {
+        r.reads[id] = req;
+      }
+    } else {
+      KvCommand cmd{req.kind == lincheck::OpKind::kPut ? KvOp::kPut : KvOp::kAppend, req.client_id,
+                    req.command_seq, req.key, req.value};
+      // The core's deadline is the client's, carried over on this node's clock.
+      const SimTime left = std::max<SimTime>(req.deadline - now(), kMillisecond);
+      auto idx = r.raft->propose(encode(cmd), id, local(n), local(n) + base::Duration(left));
+      if (!idx.ok()) {
+        NORI_ASSERT(!idx.error().may_have_taken_effect(),
+                    "propose returned an outcome-unknown error synchronously");
+        reply(req, Outcome::kFailCertain, "", idx.error().hint());
+      } else {
+        r.proposals[id] = req;
+        if (trace_.enabled()) {
+          trace("propose", {{"client", req.client_id},
+                            {"attempt", req.attempt},
+                            {"node", n.id},
+                            {"index", *idx},
+                            {"term", r.raft->term()}});
+        }
+      }
+    }
+    drain(n, r);
+  }
+
+  void on_read_result(Node& n, Replica& r, const raft::ReadResult& rr) {
+    auto it = r.reads.find(rr.request_id);
+    if (it == r.reads.end()) return;
+    ClientRequest req = it->second;
+    r.reads.erase(it);
+    if (!rr.granted()) {
+      reply(req, Outcome::kFailCertain, "", rr.error->hint());
+      return;
+    }
+    if (rr.via_lease) {
+      NORI_ASSERT(rr.mode != raft::ReadMode::kStaleNoGuarantee);
+      checker_.on_lease_read(r.group, n.id, r.raft->term(), now());
+      trace("lease_read",
+            {{"node", n.id}, {"group", r.group}, {"term", r.raft->term()}, {"index", rr.index}});
+    }
+    if (rr.mode == raft::ReadMode::kLease) {
+      rr.via_lease ? ++lease_reads_ : ++read_index_reads_;
+    } else if (rr.mode == raft::ReadMode::kReadIndex) {
+      ++read_index_reads_;
+    }
+    if (r.applied >= rr.index) {
+      serve_read(r, req);
+    } else {
+      r.reads_waiting_apply.emplace_back(rr.index, req);
+    }
+  }
+
+  void serve_waiting_reads(Node& n, Replica& r) {
+    if (r.reads_waiting_apply.empty()) return;
+    std::vector<std::pair<Index, ClientRequest>> keep;
+    for (auto& [index, req] : r.reads_waiting_apply) {
+      if (r.applied >= index) {
+        serve_read(r, req);
+      } else {
+        keep.emplace_back(index, req);
+      }
+    }
+    r.reads_waiting_apply.swap(keep);
+  }
+
+  void serve_read(Replica& r, const ClientRequest& req) {
+    reply(req, Outcome::kOk, r.kv.get(req.key), 0);
+  }
+
+  void on_proposal_result(Node& n, Replica& r, const raft::ProposalResult& pr) {
+    auto it = r.proposals.find(pr.proposal_id);
+    if (it == r.proposals.end()) return;
+    ClientRequest req = it->second;
+    r.proposals.erase(it);
+    if (pr.ok()) {
+      on_write_committed(r.group, pr.term);
+      reply(req, Outcome::kOk, "", 0);
+    } else {
+      reply(req, pr.error->may_have_taken_effect() ? Outcome::kUnknown : Outcome::kFailCertain, "",
+            pr.error->hint());
+    }
+  }
+
+  // The node's reply travels back; the client acts on it only if it still
+  // waits for this very attempt of this very operation.
+  void reply(const ClientRequest& req, Outcome outcome, std::string value, uint64_t hint) {
+    if (trace_.enabled()) {
+      trace("reply", {{"client", req.client_id},
+                      {"attempt", req.attempt},
+                      {"outcome", static_cast<int>(outcome)},
+                      {"hint", hint}});
+    }
+    if (net_rng_.chance(o_.loss)) return;
+    Client& c = clients_[req.client];
+    const uint64_t seq = req.op_seq, att = req.attempt;
+    auto current = [this, &c, seq, att] {
+      return c.busy && c_op_seq_[c.index] == seq && c.attempt == att;
+    };
+    sched_.after(net_latency(), [this, &c, current, outcome, value = std::move(value), hint] {
+      if (!current()) return;
+      if (outcome == Outcome::kFailCertain) {
+        // Certainly no effect: safe to retry, at the hinted leader if any.
+        c.leader_hint = hint;
+        const SimTime backoff = rng_.uniform(5, 40) * kMillisecond;
+        if (now() + backoff < c.deadline) {
+          sched_.after(backoff, [this, &c, current] {
+            if (current()) attempt(c);
+          });
+        } else {
+          finish(c, Outcome::kFailCertain, "");
+        }
+        return;
+      }
+      finish(c, outcome, value);
+    });
+  }
+
+  void finish(Client& c, Outcome outcome, const std::string& value) {
+    c.busy = false;
+    lincheck::Operation op = c.op;
+    op.return_ns = now();
+    op.status = outcome == Outcome::kOk        ? lincheck::OpStatus::kOk
+                : outcome == Outcome::kUnknown ? lincheck::OpStatus::kInfo
+                                               : lincheck::OpStatus::kFail;
+    if (op.kind == lincheck::OpKind::kGet && op.status == lincheck::OpStatus::kOk) {
+      op.output = value;
+    }
+    if (trace_.enabled()) {
+      trace("return", {{"client", c.id},
+                       {"group", c.group},
+                       {"status", lincheck::to_string(op.status)},
+                       {"output", op.output}});
+    }
+    ++client_ops_;
+    if (op.status == lincheck::OpStatus::kOk) ++ok_ops_;
+    if (op.status == lincheck::OpStatus::kFail) ++failed_ops_;
+    if (op.status == lincheck::OpStatus::kInfo) ++info_ops_;
+    if (op.kind == lincheck::OpKind::kGet && c.mode == raft::ReadMode::kStaleNoGuarantee) {
+      ++stale_reads_;  // no guarantee: not part of the checked history
+    } else {
+      histories_[c.group - 1].push_back(std::move(op));
+    }
+    const uint64_t seq = c_op_seq_[c.index];
+    sched_.after(rng_.uniform(0, o_.think_max), [this, &c, seq] {
+      if (c_op_seq_[c.index] == seq && !c.busy) next_op(c);
+    });
+  }
+
+  // --- election storm ---------------------------------------------------------------
+  struct StormRound {
+    Term old_term = 0;
+    NodeId old_leader = 0;
+    SimTime started = 0;
+    bool leader_seen = false;
+    bool write_seen = false;
+  };
+
+  void storm_poll() {
+    if (now() >= o_.duration) return;
+    sched_.after(10 * kMillisecond, [this] { storm_poll(); });
+    if (storm_round_ && (!storm_round_->leader_seen || !storm_round_->write_seen)) {
+      if (now() - storm_round_->started > 8 * kSecond) {
+        checker_.violation(fmt::format(
+            "storm: no new leader with a committed write within 8 s of disrupting node {} "
+            "(term {}) at {:.3f} ms",
+            storm_round_->old_leader, storm_round_->old_term, ms(storm_round_->started)));
+        storm_round_.reset();
+      }
+      return;
+    }
+    if (storm_rounds_done_ >= o_.storm_rounds) return;
+    // Disrupt only a settled leader: one that has committed a client write.
+    const NodeId l = leader_of(1);
+    if (!l || !write_committed_in_term_.count(replica(node(l), 1).raft->term())) return;
+    if (storm_settle_until_ == 0) {
+      storm_settle_until_ = now() + rng_.uniform(100, 600) * kMillisecond;
+      return;
+    }
+    if (now() < storm_settle_until_) return;
+    storm_settle_until_ = 0;
+    Node& ln = node(l);
+    StormRound round;
+    round.old_term = replica(ln, 1).raft->term();
+    round.old_leader = l;
+    round.started = now();
+    storm_round_ = round;
+    ++storm_rounds_done_;
+    if (storm_rounds_done_ % 2 == 1) {
+      crash(ln, rng_.uniform(300, 2000) * kMillisecond);
+    } else {
+      partition(isolate_links(l, true, true), "storm-isolate",
+                rng_.uniform(1500, 3000) * kMillisecond);
+    }
+  }
+
+  void on_new_leader(GroupId g, Term t) {
+    if (!storm_round_ || g != 1 || storm_round_->leader_seen) return;
+    if (t > storm_round_->old_term) {
+      storm_round_->leader_seen = true;
+      time_to_leader_.samples_ms.push_back(ms(now() - storm_round_->started));
+    }
+  }
+
+  void on_write_committed(GroupId g, Term t) {
+    if (g == 1) write_committed_in_term_.insert(t);
+    if (!storm_round_ || g != 1 || storm_round_->write_seen) return;
+    if (t > storm_round_->old_term) {
+      storm_round_->write_seen = true;
+      time_to_write_.samples_ms.push_back(ms(now() - storm_round_->started));
+    }
+  }
+
+  // --- the end -----------------------------------------------------------------------
+  void final_checks() {
+    for (int g = 1; g <= o_.groups; ++g)
+      check_logs(static_cast<GroupId>(g));
+    checker_.finish();
+    for (int g = 0; g < o_.groups; ++g) {
+      lincheck::CheckResult r =
+          lincheck::check_kv_history(histories_[g], lincheck::CheckOptions{kLincheckStepsMax});
+      lincheck_steps_ += r.steps;
+      if (r.verdict != lincheck::Verdict::kLinearizable) {
+        checker_.violation(fmt::format("client history of group {} is {}", g + 1, r.summary()));
+      }
+    }
+    if (o_.storm && storm_rounds_done_ < o_.storm_rounds) {
+      checker_.violation(
+          fmt::format("storm: only {} of {} rounds ran", storm_rounds_done_, o_.storm_rounds));
+    }
+    if (!trace_.ok()) checker_.violation("could not write the trace file " + o_.trace_path);
+    for (const std::string& v : checker_.violations())
+      trace("violation", {{"what", v}});
+  }
+
+  SimReport report() {
+    SimReport rep;
+    rep.seed = o_.seed;
+    rep.violations = checker_.violations();
+    rep.violation_count = checker_.violation_count();
+    rep.ok = rep.violation_count == 0;
+    rep.replay = o_.replay_command();
+    rep.events = sched_.executed();
+    rep.client_ops = client_ops_;
+    rep.ok_ops = ok_ops_;
+    rep.failed_ops = failed_ops_;
+    rep.info_ops = info_ops_;
+    rep.stale_reads = stale_reads_;
+    rep.lease_reads = lease_reads_;
+    rep.read_index_reads = read_index_reads_;
+    for (auto& [g, idx] : committed_max_)
+      rep.committed_entries += idx;
+    rep.leaders = checker_.terms_with_leader();
+    rep.crashes = crashes_;
+    rep.pauses = pauses_;
+    rep.partitions = partitions_;
+    rep.lost_writes = lost_writes_;
+    rep.lincheck_steps = lincheck_steps_;
+    rep.time_to_leader = time_to_leader_;
+    rep.time_to_write = time_to_write_;
+    rep.histories = std::move(histories_);
+    return rep;
+  }
+
+  SimOptions o_;
+  Rng rng_;
+  Rng net_rng_;
+  TraceWriter trace_;
+  Scheduler sched_;
+  SafetyChecker checker_;
+  double drift_ppm_ = 0;
+  std::vector<std::unique_ptr<Node>> nodes_;
+  std::vector<std::vector<int>> blocked_;  // [from][to] -> partitions blocking the link
+  uint64_t heal_epoch_ = 0;
+  std::deque<Client> clients_;  // stable addresses
+  std::map<size_t, uint64_t> c_op_seq_;
+  uint64_t op_seq_ = 0;
+  uint64_t request_ids_ = 0;
+  SimTime clients_until_ = 0;
+  std::vector<lincheck::History> histories_;
+  std::map<GroupId, Index> committed_max_;
+
+  // Storm state.
+  std::optional<StormRound> storm_round_;
+  int storm_rounds_done_ = 0;
+  SimTime storm_settle_until_ = 0;
+  std::set<Term> write_committed_in_term_;
+  Distribution time_to_leader_, time_to_write_;
+
+  size_t client_ops_ = 0, ok_ops_ = 0, failed_ops_ = 0, info_ops_ = 0, stale_reads_ = 0;
+  size_t lease_reads_ = 0, read_index_reads_ = 0;
+  size_t crashes_ = 0, pauses_ = 0, partitions_ = 0, lost_writes_ = 0;
+  uint64_t lincheck_steps_ = 0;
+};
+
+}  // namespace
+
+SimReport run_simulation(const SimOptions& options) {
+  set_abort_context(options.replay_command());
+  Simulation sim(options);
+  return sim.run();
+}
+
+}  // namespace nori::sim

@@ -1,0 +1,146 @@
+// The deterministic simulator: many nodes, each hosting one replica of every
+// Raft group, with clients driving a key-value store on top, all in one
+// process and one thread, all randomness from one seed.
+//
+// What is simulated (and by whom, below):
+//   - network: latency (a floor plus an exponential body and a rare long
+//     tail), loss, duplication, reordering (independent latencies), symmetric
+//     and asymmetric partitions (checked when a message is sent and again when
+//     it would arrive);
+//   - clocks: per node, a fixed offset (up to +-clock_offset_max_ms) and a
+//     drift rate re-drawn from time to time within +-clock_drift_ppm (kept
+//     inside the core's max_clock_drift_ppm unless a test breaks it);
+//   - disks: two lanes per replica (tests/sim/storage.h), writes durable only
+//     after a latency; messages marked SendAfter::kHardState / kEntries leave
+//     only once the writes they depend on are durable;
+//   - processes: pauses (everything addressed to the node waits, its clock
+//     keeps running), crashes (every write not yet durable is lost, along with
+//     all volatile state), restarts from the durable state;
+//   - clients: get (lease, read-index or stale mode), put and append over a
+//     few keys per group; each operation is recorded with its outcome (ok,
+//     fail = certainly no effect, info = unknown) for the linearizability
+//     check. Stale reads are served but not checked.
+//
+// Checkers (tests/sim/checkers.h) run during and after every run; the run's
+// client histories are checked with tests/lincheck. A failing run's report
+// names its seed and the command that replays it.
+//
+// Single-threaded; one Simulation per run.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "raft/config.h"
+#include "tests/lincheck/history.h"
+#include "tests/sim/checkers.h"
+#include "tests/sim/scheduler.h"
+
+namespace nori::sim {
+
+struct SimOptions {
+  uint64_t seed = 1;
+  int nodes = 5;
+  int groups = 2;
+  SimTime duration = 12 * kSecond;  // faults and clients run this long
+  SimTime quiet = 4 * kSecond;      // then faults heal and clients go on this long
+
+  // Network.
+  SimTime latency_min = 200'000;      // 0.2 ms
+  SimTime latency_mean = 1'500'000;   // exponential body, added to the floor
+  double latency_tail_chance = 0.02;  // a message sometimes takes much longer
+  SimTime latency_tail_mean = 60 * kMillisecond;
+  double loss = 0.01;
+  double duplicate = 0.01;
+
+  // Disks: per-write latency floor plus an exponential body.
+  SimTime disk_min = 100'000;
+  SimTime disk_mean = 700'000;
+
+  // Clocks.
+  int64_t clock_offset_max_ms = 200;
+  // Drift is drawn in [-clock_drift_ppm, +clock_drift_ppm]; < 0 means 90% of
+  // the core's max_clock_drift_ppm (the bound the lease argument assumes).
+  double clock_drift_ppm = -1;
+  SimTime drift_change_mean = 3 * kSecond;
+
+  // Faults (mean time between fault injections; 0 = no faults).
+  SimTime fault_interval_mean = 800 * kMillisecond;
+  SimTime crash_down_max = 2500 * kMillisecond;
+  SimTime pause_max = 3000 * kMillisecond;
+  SimTime partition_max = 3000 * kMillisecond;
+
+  // Clients (per group).
+  int clients = 3;
+  int keys = 3;
+  SimTime think_max = 30 * kMillisecond;
+  SimTime op_timeout = 1500 * kMillisecond;
+  double read_fraction = 0.5;
+  double stale_read_fraction = 0.1;  // of reads
+  double lease_read_fraction = 0.6;  // of linearizable reads
+
+  // Election storm (nori-sim --storm): 1 group, no random faults; instead the
+  // leader is crashed or isolated again and again, and the time to a new
+  // leader and to the first committed write after it are measured.
+  bool storm = false;
+  int storm_rounds = 8;
+
+  // Lease hazard (nori-sim --lease-hazard): the only fault is a leader that
+  // stops (a long GC or VM pause) while cut off from its peers and resumes
+  // with client reads queued and its lease seemingly valid; clients give up
+  // quickly and move on to other nodes. A correct core passes it; one that
+  // lets a new leader skip its lease wait does not.
+  bool lease_hazard = false;
+
+  // The core's configuration (id, group, voters and seed are set per replica).
+  raft::Config raft;
+
+  std::string trace_path;  // JSON lines of every event; empty = no trace
+
+  // A scenario with knobs varied by the seed (node count, loss, latency,
+  // fault rates), as the CI seed sweep uses.
+  static SimOptions for_seed(uint64_t seed);
+  static SimOptions lease_hazard_for_seed(uint64_t seed);
+  // The shell command that reproduces this run (nori-sim ...).
+  std::string replay_command() const;
+};
+
+struct Distribution {
+  std::vector<double> samples_ms;
+  std::string summary() const;  // "n=.. min .. p50 .. p90 .. p99 .. max .. ms"
+};
+
+struct SimReport {
+  uint64_t seed = 0;
+  bool ok = true;
+  std::vector<std::string> violations;  // first ones, with context
+  size_t violation_count = 0;
+  std::string replay;
+
+  // Statistics.
+  uint64_t events = 0;
+  size_t client_ops = 0, ok_ops = 0, failed_ops = 0, info_ops = 0, stale_reads = 0;
+  size_t lease_reads = 0, read_index_reads = 0;
+  size_t committed_entries = 0;
+  size_t leaders = 0;  // (group, term) pairs with a leader
+  size_t crashes = 0, pauses = 0, partitions = 0, lost_writes = 0;
+  uint64_t lincheck_steps = 0;
+  // Storm only.
+  Distribution time_to_leader, time_to_write;
+
+  std::string summary() const;
+  // The per-group client histories (checked ones: stale reads excluded).
+  std::vector<lincheck::History> histories;
+};
+
+// Runs one simulation to completion.
+SimReport run_simulation(const SimOptions& options);
+
+// Installs a SIGABRT handler that prints `replay` (a failing core assertion
+// aborts the process; the seed must still be visible). Not reentrant.
+void set_abort_context(const std::string& replay);
+
+}  // namespace nori::sim
