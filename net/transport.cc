@@ -151,19 +151,33 @@ void Transport::forget_peer(NodeId id) {
   }
 }
 
+namespace {
+base::Status check_destination(NodeId to, NodeId self) {
+  if (to == 0 || to == self) {
+    return base::err(base::ErrorKind::kInvalidArgument, "cannot send to node {} from node {}", to,
+                     self);
+  }
+  return {};
+}
+}  // namespace
+
 base::Status Transport::send(NodeId to, GroupId group, MessageType type, std::string_view payload) {
+  NORI_TRY(check_destination(to, cfg_.self.node_id));
   return link(to, type).send(type, group, payload);
 }
 
 base::Status Transport::send(NodeId to, GroupId group, MessageType type, std::string&& payload) {
+  NORI_TRY(check_destination(to, cfg_.self.node_id));
   return link(to, type).send(type, group, std::move(payload));
 }
 
 void Transport::stage_heartbeat(NodeId to, const HeartbeatEntry& e) {
+  NORI_ASSERT(to != 0 && to != cfg_.self.node_id, "heartbeat to node {} from itself", to);
   link(to, MessageType::kHeartbeats).stage_heartbeat(e);
 }
 
 void Transport::stage_heartbeat_reply(NodeId to, const HeartbeatReply& r) {
+  NORI_ASSERT(to != 0 && to != cfg_.self.node_id, "heartbeat reply to node {} from itself", to);
   link(to, MessageType::kHeartbeatReplies).stage_heartbeat_reply(r);
 }
 

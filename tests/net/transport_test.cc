@@ -466,6 +466,18 @@ TEST(TransportTest, SenderWaitingForSpaceResumesWhenTheWriterTakesTheQueue) {
   });
 }
 
+TEST(TransportTest, SendingToItselfOrOversizedIsRefused) {
+  Cluster c(1);
+  c.on(1, [](Node& n) {
+    auto st = n.t->send(1, 1, MessageType::kGroup, std::string_view("loop"));
+    ASSERT_FALSE(st.ok());
+    EXPECT_EQ(st.error().kind(), base::ErrorKind::kInvalidArgument);
+    auto big = n.t->send(2, 1, MessageType::kGroup, std::string(kMessageBytesMax + 1, 'x'));
+    ASSERT_FALSE(big.ok());
+    EXPECT_EQ(big.error().kind(), base::ErrorKind::kInvalidArgument);
+  });
+}
+
 TEST(TransportTest, DialToTheWrongCoreIsRefusedAndCounted) {
   // A node whose transport is core 1 of 2; the raw peer dials it as core 0.
   Cluster c(1, [](TransportConfig& cfg) {
