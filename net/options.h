@@ -32,6 +32,10 @@ struct TransportConfig {
   size_t queue_messages_max = 65536;
   size_t queue_hard_bytes_max = size_t{16} << 20;
 
+  // Unauthenticated connections in their handshake at once; more are closed
+  // at accept (counted as handshakes_shed), so a connection flood costs
+  // bounded memory and file descriptors.
+  uint32_t handshakes_in_flight_max = 64;
   uint32_t connect_timeout_ms = 1000;
   uint32_t handshake_timeout_ms = 2000;
   // A connection that has sent nothing for keepalive_ms sends an empty frame;
@@ -95,9 +99,10 @@ struct TransportStats {
   uint64_t dials = 0;          // connection attempts
   uint64_t dial_failures = 0;  // connect or handshake failed
   uint64_t handshakes_ok = 0;
-  uint64_t idle_timeouts = 0;  // connections closed for silence
-  uint64_t replaced = 0;       // an established connection replaced by a newer one
-  uint64_t input_errors = 0;   // connections closed for bad input (sum of frame_errors)
+  uint64_t handshakes_shed = 0;  // accepted sockets closed at once: too many handshakes in flight
+  uint64_t idle_timeouts = 0;    // connections closed for silence
+  uint64_t replaced = 0;         // an established connection replaced by a newer one
+  uint64_t input_errors = 0;     // connections closed for bad input (sum of frame_errors)
   std::array<uint64_t, kRefusalCount> refused{};          // we refused the peer, by reason
   std::array<uint64_t, kRefusalCount> refused_by_peer{};  // the peer refused us, by reason
   std::array<uint64_t, kFrameErrorCount> frame_errors{};  // by FrameError

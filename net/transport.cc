@@ -243,7 +243,17 @@ runtime::Task<void> Transport::accept_loop() {
       if (!st) break;
       continue;
     }
+    if (scope_.cancelled()) {  // accepted just as shutdown began
+      ::close(*fd);
+      break;
+    }
     ++stats_.accepted;
+    if (handshakes_in_flight_ >= cfg_.handshakes_in_flight_max) {
+      ++stats_.handshakes_shed;
+      ::close(*fd);
+      continue;
+    }
+    ++handshakes_in_flight_;
     start(accept_one(*fd));
   }
 }
@@ -254,6 +264,7 @@ runtime::Task<void> Transport::accept_one(int raw_fd) {
   bool expired = false;
   auto r = co_await with_deadline(handshake_in(fd.get()), milliseconds(cfg_.handshake_timeout_ms),
                                   &expired);
+  --handshakes_in_flight_;
   if (!r) {
     // A peer that connects and sends nothing (or too little) ends here.
     if (expired) ++stats_.refused[static_cast<size_t>(Refusal::kTimeout)];

@@ -135,6 +135,7 @@ class Transport {
   runtime::Gate gate_;          // counts them
   std::mt19937_64 rng_;         // backoff jitter
   std::string last_handshake_error_;
+  uint32_t handshakes_in_flight_ = 0;  // accepted, handshake not finished
   bool shut_down_ = false;
 };
 

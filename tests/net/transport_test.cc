@@ -478,6 +478,22 @@ TEST(TransportTest, SendingToItselfOrOversizedIsRefused) {
   });
 }
 
+TEST(TransportTest, ConnectionFloodIsShedWithoutDisturbingEstablishedLinks) {
+  Cluster c(2, [](TransportConfig& cfg) { cfg.handshakes_in_flight_max = 4; });
+  ASSERT_TRUE(c.wait_connected(1, 2));
+  uint16_t port = c.on(2, [](Node& n) { return n.t->port(); });
+  std::vector<int> fds;
+  for (int i = 0; i < 12; ++i)
+    fds.push_back(raw_connect(port));  // silent: never send a byte
+  EXPECT_TRUE(c.wait_until(2, [](Node& n) { return n.t->stats().handshakes_shed >= 8; }));
+  c.on(1, [](Node& n) {
+    EXPECT_TRUE(n.t->send(2, 5, MessageType::kGroup, std::string_view("through the flood")).ok());
+  });
+  EXPECT_TRUE(c.wait_until(2, [](Node& n) { return n.rec.messages[{1, 5}].size() == 1; }));
+  for (int fd : fds)
+    ::close(fd);
+}
+
 TEST(TransportTest, DialToTheWrongCoreIsRefusedAndCounted) {
   // A node whose transport is core 1 of 2; the raw peer dials it as core 0.
   Cluster c(1, [](TransportConfig& cfg) {
