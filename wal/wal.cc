@@ -488,6 +488,29 @@ Task<base::Status> Wal::reclaim() {
 
 // ---- reads ---------------------------------------------------------------------------------
 
+base::Status Wal::read_cached(uint64_t group_id, uint64_t lo, uint64_t hi, uint64_t bytes_max,
+                              std::vector<Entry>& out) const {
+  const GroupLog* g = engine_.group(group_id);
+  if (g == nullptr || g->entry_count() == 0 || lo < g->first_index() || lo > g->last_index()) {
+    return base::err(ErrorKind::kNotFound, "group {}: entry {} not held", group_id, lo);
+  }
+  hi = std::min(hi, g->last_index() + 1);
+  const size_t start = out.size();
+  uint64_t bytes = 0;
+  for (uint64_t i = lo; i < hi; ++i) {
+    const EntryLoc* loc = g->entry(i);
+    if (out.size() > start && bytes + loc->len > bytes_max) break;
+    auto p = engine_.cached_payload(*loc);
+    if (!p) {
+      out.resize(start);
+      return base::err(ErrorKind::kUnavailable, "group {}: entry {} is on disk only", group_id, i);
+    }
+    bytes += loc->len;
+    out.push_back(Entry{i, loc->term, std::string(*p)});
+  }
+  return {};
+}
+
 Task<base::Result<std::vector<Entry>>> Wal::read_entries(uint64_t group_id, uint64_t lo,
                                                          uint64_t hi, uint64_t bytes_max) {
   const GroupLog* g = engine_.group(group_id);

@@ -94,6 +94,12 @@ class Wal {
   runtime::Task<base::Result<std::vector<Entry>>> read_entries(uint64_t group, uint64_t lo,
                                                                uint64_t hi, uint64_t bytes_max);
 
+  // Synchronous variant for LogStorage-style callers (raft/storage.h): the
+  // same entries if every one is in memory; kUnavailable (nothing appended)
+  // if one would need a disk read, then use read_entries.
+  base::Status read_cached(uint64_t group, uint64_t lo, uint64_t hi, uint64_t bytes_max,
+                           std::vector<Entry>& out) const;
+
   const GroupLog* group(uint64_t id) const { return engine_.group(id); }
   Position durable_position() const { return engine_.durable_position(); }
   Position append_position() const { return engine_.append_position(); }

@@ -93,6 +93,17 @@ TEST(WalTest, AppendsSurviveCloseAndReopenAndReadBackFromDisk) {
     }
     EXPECT_EQ((*w)->group(2)->hard_state(), (HardState{7, 3, 40}));
     EXPECT_GT((*w)->stats().disk_reads, 0u) << "recovered entries are read from disk";
+    std::vector<Entry> cached;
+    auto st = (*w)->read_cached(1, 1, 51, UINT64_MAX, cached);
+    EXPECT_EQ(st.ok() ? base::ErrorKind::kIo : st.error().kind(), base::ErrorKind::kUnavailable)
+        << "after a restart nothing is cached";
+    EXPECT_TRUE(cached.empty());
+    // A new append is served from memory.
+    EXPECT_TRUE((co_await append_n(**w, 1, 1, 300)).ok());
+    st = (*w)->read_cached(1, 51, 52, UINT64_MAX, cached);
+    EXPECT_TRUE(st.ok());
+    EXPECT_EQ(cached.size(), 1u);
+    if (!cached.empty()) EXPECT_EQ(cached[0].payload, payload_for(1, 51, 300));
     co_await (*w)->close();
   });
 }
