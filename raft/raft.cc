@@ -179,6 +179,7 @@ RaftStatus Raft::status() const {
   s.promise_leader = promise_leader_;
   s.promise_term = promise_term_;
   s.uncommitted_bytes = uncommitted_bytes_;
+  s.elections_started = elections_started_;
   return s;
 }
 
@@ -331,6 +332,7 @@ void Raft::become_candidate(TimePoint now, NodeId transfer_leader, Term transfer
   set_term(term_ + 1, now);
   vote_ = id_;
   role_ = Role::kCandidate;
+  ++elections_started_;
   leader_ = kNoNode;
   self_vote_durable_ = false;
   for (Progress& p : peers_)

@@ -84,6 +84,9 @@ struct RaftStatus {
   NodeId promise_leader = kNoNode;
   Term promise_term = 0;
   uint64_t uncommitted_bytes = 0;
+  // Elections this object started (real votes, not pre-votes), for
+  // raft_elections_total.
+  uint64_t elections_started = 0;
 };
 
 class Raft {
@@ -409,6 +412,7 @@ class Raft {
   std::vector<Progress> peers_;
   bool self_vote_durable_ = false;
   TimePoint candidate_wait_until_{};  // max over counted votes of widened promises
+  uint64_t elections_started_ = 0;
   NodeId campaign_transfer_leader_ = kNoNode;
   Term campaign_transfer_term_ = 0;
 

@@ -68,6 +68,7 @@ TEST(RaftElection, ElectsExactlyOneLeaderWithDefaultTimeouts) {
   EXPECT_EQ(leaders, 1);
   EXPECT_TRUE(has_event(c, l, EventKind::kLeaderElected));
   EXPECT_TRUE(has_event(c, l, EventKind::kVoteGranted));
+  EXPECT_GE(c.raft(l).status().elections_started, 1u);
   for (NodeId id : c.ids()) {
     if (id != l) {
       EXPECT_TRUE(has_event(c, id, EventKind::kVoteRequest));
