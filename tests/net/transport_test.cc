@@ -494,6 +494,34 @@ TEST(TransportTest, ConnectionFloodIsShedWithoutDisturbingEstablishedLinks) {
     ::close(fd);
 }
 
+TEST(TransportTest, SilentConnectionIsDetectedAndClosedWhileKeptAliveLinksStay) {
+  Cluster c(2, [](TransportConfig& cfg) {
+    // Generous against a starved reactor (TSan on a shared machine): the
+    // real link must survive on keep-alives alone.
+    cfg.keepalive_ms = 20;
+    cfg.idle_timeout_ms = 1000;
+  });
+  ASSERT_TRUE(c.wait_connected(1, 2));
+  uint16_t port = c.on(2, [](Node& n) { return n.t->port(); });
+  // An authenticated peer that then goes silent (a half-open connection
+  // looks the same from this side): closed after the idle timeout.
+  int fd = raw_connect(port);
+  AcceptPolicy policy(std::vector<Member>{{2, 20}});
+  RawResult r = raw_handshake(fd, {kCluster, kRawNode, kRawIncarnation, 0, 1},
+                              ClusterKey::from_secret(kSecret), 2, policy);
+  ASSERT_EQ(r.refusal, Refusal::kNone);
+  EXPECT_TRUE(raw_closed_by_peer(fd));
+  ::close(fd);
+  EXPECT_TRUE(c.wait_until(2, [](Node& n) { return n.t->stats().idle_timeouts >= 1; }));
+  // Meanwhile the real link, idle but kept alive by empty frames, was never replaced.
+  c.on(1, [](Node& n) {
+    const LinkStats* s = n.t->link_stats(2, Lane::kPriority);
+    EXPECT_EQ(s->connections, 1u);
+    EXPECT_EQ(s->disconnects, 0u);
+    EXPECT_GT(s->frames_sent, 0u);  // keep-alives
+  });
+}
+
 TEST(TransportTest, DialToTheWrongCoreIsRefusedAndCounted) {
   // A node whose transport is core 1 of 2; the raw peer dials it as core 0.
   Cluster c(1, [](TransportConfig& cfg) {
