@@ -64,7 +64,11 @@ struct RuntimeConfig {
   // needs and made both round trips and throughput worse (docs/runtime.md);
   // on dedicated cores ~20 us cuts a cross-core round trip to a few us.
   base::Duration idle_poll = base::Duration(0);
-  uint32_t mailbox_slots = 512;           // per ordered core pair, power of two
+  // Slots per ordered core pair (power of two; one 64-byte slot each). 0 =
+  // auto: 4096 up to 8 cores (256 KiB per ring; a ring that absorbs a
+  // sleeping consumer's wake-up latency tripled post throughput), else 1024,
+  // since memory grows with cores^2.
+  uint32_t mailbox_slots = 0;
   uint32_t mailbox_batch_max = 256;       // messages drained per ring per loop round
   uint32_t mailbox_publish_batch = 32;    // staged messages made visible at once mid-round
   uint32_t mailbox_in_flight_max = 1024;  // unanswered submit_to + unpushed posts per destination

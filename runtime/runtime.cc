@@ -28,6 +28,7 @@ std::vector<int> allowed_cpus() {
 RuntimeConfig normalized(RuntimeConfig cfg) {
   if (cfg.cores == 0) cfg.cores = static_cast<unsigned>(allowed_cpus().size());
   NORI_ASSERT(cfg.cores >= 1 && cfg.cores <= 256, "cores {}", cfg.cores);
+  if (cfg.mailbox_slots == 0) cfg.mailbox_slots = cfg.cores <= 8 ? 4096 : 1024;
   NORI_ASSERT(cfg.mailbox_batch_max >= 1 && cfg.mailbox_batch_max <= cfg.mailbox_slots,
               "mailbox_batch_max {} must be in [1, mailbox_slots]", cfg.mailbox_batch_max);
   NORI_ASSERT(cfg.mailbox_in_flight_max >= 1);

@@ -254,12 +254,13 @@ constexpr int kBatch = 10000;
 
 // Core 0 posts kBatch messages per iteration to core 1 (each bumps a counter
 // there); the iteration ends when a final round trip confirms all ran.
-// range(0): idle poll in microseconds.
+// range(0): idle poll in microseconds; range(1): mailbox slots per ring.
 void BM_PostThroughput(benchmark::State& state) {
   Runtime rt({.cores = 2,
               .pin = PinMode::kNone,
               .wake = WakeMode::kMsgRing,
-              .idle_poll = std::chrono::microseconds(state.range(0))});
+              .idle_poll = std::chrono::microseconds(state.range(0)),
+              .mailbox_slots = static_cast<uint32_t>(state.range(1))});
   CpuMeter cpu(state, kBatch);
   uint64_t received = 0;  // touched only on core 1
   rt.block_on(0, [&]() -> Task<void> {
@@ -272,7 +273,12 @@ void BM_PostThroughput(benchmark::State& state) {
   if (received != static_cast<uint64_t>(state.iterations()) * kBatch) state.SkipWithError("lost");
   state.SetItemsProcessed(state.iterations() * kBatch);
 }
-BENCHMARK(BM_PostThroughput)->ArgName("poll_us")->Arg(0)->Arg(20)->UseRealTime();
+BENCHMARK(BM_PostThroughput)
+    ->ArgNames({"poll_us", "slots"})
+    ->Args({0, 512})
+    ->Args({0, 4096})
+    ->Args({20, 512})
+    ->UseRealTime();
 
 // Baseline: a std::deque guarded by std::mutex, consumer waiting on a
 // std::condition_variable, one notify per push.
