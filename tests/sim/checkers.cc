@@ -40,7 +40,13 @@ void SafetyChecker::on_restart(raft::GroupId group, raft::NodeId node) {
 }
 
 void SafetyChecker::on_apply(raft::GroupId group, raft::NodeId node, const raft::Entry& e,
-                             SimTime now) {
+                             raft::Term leader_term, SimTime now) {
+  if (leader_term != 0 && e.index != 0) {
+    auto& ct = commit_term_[group];
+    if (ct.size() < e.index) ct.resize(e.index, 0);
+    raft::Term& t = ct[e.index - 1];
+    if (t == 0 || leader_term < t) t = leader_term;
+  }
   raft::Index& cursor = applied_cursor_[{group, node}];
   if (e.index != cursor + 1) {
     violation(
@@ -72,12 +78,15 @@ void SafetyChecker::check_leader_completeness(raft::GroupId group, raft::NodeId 
                                               raft::Term term, const std::vector<raft::Entry>& log,
                                               SimTime now) {
   const auto& seq = applied_[group];
+  const auto& ct = commit_term_[group];
   for (size_t i = 0; i < seq.size(); ++i) {
+    if (i >= ct.size() || ct[i] == 0 || ct[i] >= term) continue;
     if (i >= log.size() || !(digest(log[i]) == seq[i])) {
       violation(
           fmt::format("leader completeness: group {} node {} leads term {} but its log "
-                      "({} entries) lacks applied entry {} of term {} (t={:.3f} ms)",
-                      group, node, term, log.size(), i + 1, seq[i].term, ms(now)));
+                      "({} entries) lacks entry {} (of term {}) committed in term {} "
+                      "(t={:.3f} ms)",
+                      group, node, term, log.size(), i + 1, seq[i].term, ct[i], ms(now)));
       return;
     }
   }

@@ -37,12 +37,18 @@ class SafetyChecker {
   // A node of `group` believes it leads `term` (learned at simulated `now`).
   void on_leader(raft::GroupId group, raft::Term term, raft::NodeId node, SimTime now);
 
-  // `node` applied `e`. Each replica applies 1, 2, 3... (again from 1 after
-  // on_restart); every replica must apply the same entry at each index.
-  void on_apply(raft::GroupId group, raft::NodeId node, const raft::Entry& e, SimTime now);
+  // `node` applied `e`, as leader of `leader_term` (0 if not leader). Each
+  // replica applies 1, 2, 3... (again from 1 after on_restart); every replica
+  // must apply the same entry at each index. The lowest leader term seen
+  // applying an entry is the term that committed it.
+  void on_apply(raft::GroupId group, raft::NodeId node, const raft::Entry& e,
+                raft::Term leader_term, SimTime now);
   void on_restart(raft::GroupId group, raft::NodeId node);
 
-  // `node` just became leader of `term` with `log` (its written log).
+  // `node` just became leader of `term` with `log` (its written log): it
+  // must hold every entry committed so far in an earlier term. (A leader of
+  // an old term can still be elected late, by delayed votes: it need not
+  // hold entries later terms committed.)
   void check_leader_completeness(raft::GroupId group, raft::NodeId node, raft::Term term,
                                  const std::vector<raft::Entry>& log, SimTime now);
 
@@ -79,7 +85,8 @@ class SafetyChecker {
   static Digest digest(const raft::Entry& e);
 
   std::map<std::pair<raft::GroupId, raft::Term>, raft::NodeId> leaders_;
-  std::map<raft::GroupId, std::vector<Digest>> applied_;  // index i at [i - 1]
+  std::map<raft::GroupId, std::vector<Digest>> applied_;          // index i at [i - 1]
+  std::map<raft::GroupId, std::vector<raft::Term>> commit_term_;  // 0: not seen
   std::map<std::pair<raft::GroupId, raft::NodeId>, raft::Index> applied_cursor_;
   // (group, node, term) -> span of lease grants.
   std::map<std::tuple<raft::GroupId, raft::NodeId, raft::Term>, LeaseSpan> lease_spans_;

@@ -74,7 +74,11 @@ int main(int argc, char** argv) {
       o.duration = 40 * kSecond;
       if (storm_rounds > 0) o.storm_rounds = storm_rounds;
     }
-    if (long_mode) o.duration = 60 * kSecond;
+    if (long_mode) {
+      // Every fourth long run is a lease-hazard run.
+      if (s % 4 == 3 && !storm) o = SimOptions::lease_hazard_for_seed(s);
+      o.duration = 60 * kSecond;
+    }
     if (duration_ms > 0) o.duration = duration_ms * kMillisecond;
     if (drift_ppm >= -1) o.clock_drift_ppm = drift_ppm;
     o.raft.unsafe_skip_new_leader_lease_wait_for_testing = unsafe_skip_wait;

@@ -165,17 +165,17 @@ TEST(SafetyChecker, TwoLeadersInOneTermAreCaught) {
 
 TEST(SafetyChecker, DivergentAppliedEntriesAreCaught) {
   SafetyChecker c;
-  c.on_apply(1, 1, entry(1, 1, "a"), 0);
-  c.on_apply(1, 2, entry(1, 1, "a"), 0);
-  c.on_apply(1, 1, entry(2, 1, "b"), 0);
+  c.on_apply(1, 1, entry(1, 1, "a"), 0, 0);
+  c.on_apply(1, 2, entry(1, 1, "a"), 0, 0);
+  c.on_apply(1, 1, entry(2, 1, "b"), 0, 0);
   EXPECT_EQ(c.violation_count(), 0u);
-  c.on_apply(1, 2, entry(2, 1, "c"), 0);
+  c.on_apply(1, 2, entry(2, 1, "c"), 0, 0);
   EXPECT_EQ(c.violation_count(), 1u);
   // After a restart a replica replays from 1: fine; skipping ahead is not.
   c.on_restart(1, 1);
-  c.on_apply(1, 1, entry(1, 1, "a"), 0);
+  c.on_apply(1, 1, entry(1, 1, "a"), 0, 0);
   EXPECT_EQ(c.violation_count(), 1u);
-  c.on_apply(1, 1, entry(3, 1, "d"), 0);
+  c.on_apply(1, 1, entry(3, 1, "d"), 0, 0);
   EXPECT_EQ(c.violation_count(), 2u);
 }
 
@@ -190,16 +190,25 @@ TEST(SafetyChecker, LogMatchingViolationIsCaught) {
   EXPECT_EQ(c.violation_count(), 1u);  // same term at 3, different at 2
 }
 
-TEST(SafetyChecker, LeaderMissingAnAppliedEntryIsCaught) {
+TEST(SafetyChecker, LeaderMissingACommittedEntryIsCaught) {
   SafetyChecker c;
-  c.on_apply(1, 1, entry(1, 1, "a"), 0);
-  c.on_apply(1, 1, entry(2, 1, "b"), 0);
-  std::vector<raft::Entry> complete = {entry(1, 1, "a"), entry(2, 1, "b"), entry(3, 2)};
+  c.on_apply(1, 1, entry(1, 1, "a"), /*leader_term=*/1, 0);  // committed in term 1
+  c.on_apply(1, 1, entry(2, 1, "b"), /*leader_term=*/3, 0);  // committed in term 3
+  c.on_apply(1, 2, entry(1, 1, "a"), 0, 0);
+  std::vector<raft::Entry> complete = {entry(1, 1, "a"), entry(2, 1, "b"), entry(3, 4)};
   std::vector<raft::Entry> lacking = {entry(1, 1, "a")};
-  c.check_leader_completeness(1, 2, 2, complete, 0);
+  c.check_leader_completeness(1, 2, 4, complete, 0);
   EXPECT_EQ(c.violation_count(), 0u);
-  c.check_leader_completeness(1, 3, 3, lacking, 0);
+  // A late leader of term 2 (delayed votes) need not hold what term 3
+  // committed...
+  c.check_leader_completeness(1, 3, 2, lacking, 0);
+  EXPECT_EQ(c.violation_count(), 0u);
+  // ...but a leader of term 4 must.
+  c.check_leader_completeness(1, 3, 4, lacking, 0);
   EXPECT_EQ(c.violation_count(), 1u);
+  std::vector<raft::Entry> empty;
+  c.check_leader_completeness(1, 3, 2, empty, 0);  // lacks entry 1, committed in term 1
+  EXPECT_EQ(c.violation_count(), 2u);
 }
 
 TEST(SafetyChecker, OverlappingLeaseReadsOfTwoNodesAreCaught) {

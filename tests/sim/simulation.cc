@@ -45,7 +45,7 @@ SimOptions SimOptions::for_seed(uint64_t seed) {
   o.seed = seed;
   Rng r(seed * 0x2545f4914f6cdd1dULL + 17);
   o.nodes = r.chance(0.5) ? 3 : 5;
-  o.groups = static_cast<int>(r.uniform(1, 2));
+  o.groups = static_cast<int>(r.uniform(1, 3));
   o.loss = r.unit() * 0.05;
   o.duplicate = r.unit() * 0.03;
   o.latency_mean = r.uniform(300'000, 3'000'000);
@@ -55,12 +55,14 @@ SimOptions SimOptions::for_seed(uint64_t seed) {
   o.keys = static_cast<int>(r.uniform(1, 4));
   o.lease_read_fraction = r.unit();
   o.op_timeout = r.uniform(300, 1500) * kMillisecond;
+  // Sometimes a slow disk, so that crashes catch writes in flight.
+  o.disk_mean = r.chance(0.5) ? r.uniform(100'000, 1'000'000) : r.uniform(1, 15) * kMillisecond;
   return o;
 }
 
 std::string SimOptions::replay_command() const {
   SimOptions base = lease_hazard ? lease_hazard_for_seed(seed) : for_seed(seed);
-  std::string cmd = fmt::format("nori-sim --seed {}", seed);
+  std::string cmd = fmt::format("{} --seed {}", NORI_SIM_BINARY, seed);
   if (storm) cmd += fmt::format(" --storm --storm-rounds {}", storm_rounds);
   if (lease_hazard) cmd += " --lease-hazard";
   if (duration != base.duration) cmd += fmt::format(" --duration-ms {}", duration / kMillisecond);
@@ -160,6 +162,10 @@ struct ClientRequest {
   std::string key, value;
   uint64_t client_id = 0, command_seq = 0;
   SimTime deadline = 0;
+  // Set by the node when a read arrives: when the core decided whether its
+  // lease covers the read, and in which term.
+  SimTime arrived = 0;
+  Term arrival_term = 0;
 };
 
 struct HeldMessage {
@@ -497,7 +503,9 @@ class Simulation {
   }
 
   void apply(Node& n, Replica& r, const raft::Entry& e) {
-    checker_.on_apply(r.group, n.id, e, now());
+    // A leader applies what it committed before any follower learns of it,
+    // so the first apply by a leader names the term that committed an entry.
+    checker_.on_apply(r.group, n.id, e, r.raft->is_leader() ? r.raft->term() : 0, now());
     if (e.type == raft::EntryType::kNormal && !e.data.empty()) {
       auto cmd = decode_command(e.data);
       if (!cmd) {
@@ -831,7 +839,9 @@ class Simulation {
       if (!s.ok()) {
         reply(req, Outcome::kFailCertain, "", s.error().hint());
       } else {
-        r.reads[id] = req;
+        ClientRequest& stored = r.reads[id] = req;
+        stored.arrived = now();
+        stored.arrival_term = r.raft->term();
       }
     } else {
       KvCommand cmd{req.kind == lincheck::OpKind::kPut ? KvOp::kPut : KvOp::kAppend, req.client_id,
@@ -868,7 +878,10 @@ class Simulation {
     }
     if (rr.via_lease) {
       NORI_ASSERT(rr.mode != raft::ReadMode::kStaleNoGuarantee);
-      checker_.on_lease_read(r.group, n.id, r.raft->term(), now());
+      // The core checks the lease when the read arrives (Raft::read); the
+      // grant may come later, once the state machine caught up. Exclusion is
+      // about the moment the lease was relied on.
+      checker_.on_lease_read(r.group, n.id, req.arrival_term, req.arrived);
       trace("lease_read",
             {{"node", n.id}, {"group", r.group}, {"term", r.raft->term()}, {"index", rr.index}});
     }
