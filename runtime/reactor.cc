@@ -164,6 +164,7 @@ bool Reactor::reap_cqes() {
   unsigned head;
   io_uring_cqe* cqe;
   unsigned n = 0;
+  unsigned handled = 0;
   io_uring_for_each_cqe(&ring_, head, cqe) {
     ++n;
     const uint64_t ud = cqe->user_data;
@@ -172,11 +173,13 @@ bool Reactor::reap_cqes() {
     // Handlers only record the result and schedule coroutines; none is
     // resumed here, so no handler can re-enter the ring mid-iteration.
     c->on_cqe(c, cqe->res, cqe->flags);
+    ++handled;
   }
   if (n == 0) return false;
   io_uring_cq_advance(&ring_, n);
   stats_.bump(stats_.cqes, n);
-  return true;
+  // A wake-up or cancel acknowledgement alone is not work for another round.
+  return handled > 0;
 }
 
 void Reactor::submit_and_get_events() {
@@ -533,8 +536,9 @@ void Reactor::run() {
     //    When the ready queue is empty the submit waits one round: if that
     //    round is idle, the sleep's submit-and-wait carries the SQEs (one
     //    syscall instead of two per cross-core wake-up); if it has work, it
-    //    submits. So an SQE is never held back for more than one round.
-    if (!ready_.empty() || submit_deferred_) {
+    //    submits. So an SQE is never held back for more than one round
+    //    that did anything.
+    if (!ready_.empty() || (submit_deferred_ && did)) {
       submit_and_get_events();
       submit_deferred_ = false;
     } else {
