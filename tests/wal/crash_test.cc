@@ -182,6 +182,9 @@ void run_and_kill(const std::string& dir, uint64_t term, std::mt19937_64& rng, A
   if (last_nl != std::string::npos) parse_acks(buf.substr(0, last_nl + 1), acked, &lines, error);
   ::close(fds[0]);
   if (WIFEXITED(status)) *error += fmt::format(" writer exited with {}", WEXITSTATUS(status));
+  if (WIFSIGNALED(status) && WTERMSIG(status) != SIGKILL) {
+    *error += fmt::format(" writer died of signal {}", WTERMSIG(status));
+  }
 }
 
 void verify(const std::string& dir, const Acked& acked, int kill) {
@@ -218,7 +221,8 @@ void verify(const std::string& dir, const Acked& acked, int kill) {
 TEST(WalCrashTest, SigkillNeverLosesAnAcknowledgedEntry) {
   const char* env = std::getenv("NORI_WAL_CRASH_KILLS");
   const int kills = env ? std::atoi(env) : 20;
-  const std::string dir = std::string(NORI_WAL_TEST_DIR) + "/crash";
+  // Per kill count: the default test and the soak may run at the same time.
+  const std::string dir = fmt::format("{}/crash-{}", NORI_WAL_TEST_DIR, kills);
   fs::remove_all(dir);
   fs::create_directories(NORI_WAL_TEST_DIR);
   std::mt19937_64 rng(0xc0ffee);
