@@ -58,6 +58,7 @@ void Reactor::setup_ring() {
   };
   int rc = -EINVAL;
   for (uint32_t flags : attempts) {
+    if (!cfg_.ring_defer_taskrun && (flags & IORING_SETUP_DEFER_TASKRUN)) continue;
     io_uring_params p{};
     p.flags = flags;
     p.cq_entries = cfg_.ring_entries * 4;

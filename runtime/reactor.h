@@ -57,6 +57,10 @@ struct RuntimeConfig {
   unsigned cores = 0;  // reactors; 0 = every online CPU
   PinMode pin = PinMode::kAuto;
   WakeMode wake = WakeMode::kMsgRing;
+  // false: skip the SINGLE_ISSUER | DEFER_TASKRUN ring set-up and use the
+  // first fallback (COOP_TASKRUN), as on kernels older than 6.1. Tests use it
+  // to exercise the fallback path.
+  bool ring_defer_taskrun = true;
   uint32_t ring_entries = 256;  // SQ size; the CQ gets 4x
   // Bounded spin (memory-only checks of mailboxes, timers and the CQ) after
   // the loop runs out of work, before sleeping in the kernel. Default 0: on

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -159,6 +160,47 @@ TEST(SubmitTo, InFlightRequestsNeverExceedTheCreditBound) {
     EXPECT_EQ(results.size(), 12u);
   });
   EXPECT_EQ(max_active, 2);
+}
+
+TEST(RingSetup, DeferTaskrunIsUsedWhereTheKernelHasIt) {
+  Runtime rt({.cores = 1});
+  // This project targets kernels >= 6.1 (DEFER_TASKRUN); on an older kernel
+  // this test documents the fallback instead of failing the build.
+  if ((rt.reactor(0).ring_flags() & IORING_SETUP_DEFER_TASKRUN) == 0) {
+    GTEST_SKIP() << "kernel refused DEFER_TASKRUN; running on the fallback ring";
+  }
+  EXPECT_TRUE(rt.reactor(0).ring_flags() & IORING_SETUP_SINGLE_ISSUER);
+}
+
+TEST(RingSetup, FallbackRingRunsIoTimersAndCrossCoreCalls) {
+  Runtime rt({.cores = 2, .ring_defer_taskrun = false});
+  EXPECT_EQ(rt.reactor(0).ring_flags() & IORING_SETUP_DEFER_TASKRUN, 0u);
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  auto got = rt.block_on(0, [&]() -> Task<std::string> {
+    EXPECT_TRUE((co_await sleep_for(1ms)).ok());
+    auto [sent, received] =
+        co_await when_all(submit_to(1,
+                                    [&]() -> Task<size_t> {
+                                      auto n = co_await io::send(sv[1], "ping", 4);
+                                      co_return n.ok() ? *n : 0;
+                                    }),
+                          [&]() -> Task<std::string> {
+                            char buf[8];
+                            auto n = co_await io::recv(sv[0], buf, sizeof buf);
+                            co_return n.ok() ? std::string(buf, *n) : std::string();
+                          }());
+    EXPECT_EQ(sent, 4u);
+    auto timed = co_await with_timeout(1ms, [&]() -> Task<base::Result<size_t>> {
+      char buf[8];
+      co_return co_await io::recv(sv[0], buf, sizeof buf);
+    }());
+    EXPECT_FALSE(timed.ok());
+    co_return received;
+  });
+  EXPECT_EQ(got, "ping");
+  ::close(sv[0]);
+  ::close(sv[1]);
 }
 
 double cpu_seconds() {
