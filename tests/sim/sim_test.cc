@@ -18,7 +18,8 @@ std::string history_text(const SimReport& r) {
 }
 
 struct SweepTotals {
-  size_t failed = 0, ops = 0, lease_reads = 0, read_index_reads = 0, crashes = 0, pauses = 0;
+  size_t failed = 0, ops = 0, lease_reads = 0, read_index_reads = 0, crashes = 0, pauses = 0,
+         transfers = 0;
 };
 
 void sweep(uint64_t seeds, SimOptions (*options_for)(uint64_t), SweepTotals& t) {
@@ -29,6 +30,7 @@ void sweep(uint64_t seeds, SimOptions (*options_for)(uint64_t), SweepTotals& t) 
     t.read_index_reads += r.read_index_reads;
     t.crashes += r.crashes;
     t.pauses += r.pauses;
+    t.transfers += r.transfers;
     if (!r.ok) {
       ++t.failed;
       ADD_FAILURE() << r.summary();
@@ -47,6 +49,7 @@ TEST(Simulation, EverySeedOfTheSweepPassesEveryChecker) {
   EXPECT_GT(t.read_index_reads, seeds * 10);
   EXPECT_GT(t.crashes, seeds);
   EXPECT_GT(t.pauses, seeds);
+  EXPECT_GT(t.transfers, seeds / 4);
 }
 
 TEST(Simulation, LeaseHazardSeedsPassWithTheRealCore) {

@@ -91,10 +91,10 @@ std::string SimReport::summary() const {
   std::string s = fmt::format(
       "seed {}: {} | {} events, {} client ops ({} ok, {} fail, {} info, {} stale reads not "
       "checked), {} lease reads, {} read-index reads, {} entries committed, {} leader terms, "
-      "{} crashes, {} pauses, {} partitions, {} writes lost in crashes",
+      "{} crashes, {} pauses, {} partitions, {} transfers, {} writes lost in crashes",
       seed, ok ? "ok" : "FAILED", events, client_ops, ok_ops, failed_ops, info_ops, stale_reads,
       lease_reads, read_index_reads, committed_entries, leaders, crashes, pauses, partitions,
-      lost_writes);
+      transfers, lost_writes);
   if (!time_to_leader.samples_ms.empty() || !time_to_write.samples_ms.empty()) {
     s += fmt::format("\n  time to new leader: {}\n  time to first committed write: {}",
                      time_to_leader.summary(), time_to_write.summary());
@@ -611,7 +611,7 @@ class Simulation {
   }
 
   void inject_fault() {
-    const int kind = o_.lease_hazard ? 10 : static_cast<int>(rng_.uniform(0, 10));
+    const int kind = o_.lease_hazard ? 10 : static_cast<int>(rng_.uniform(0, 11));
     switch (kind) {
       case 0:
       case 1: {  // crash a node (a leader half of the time)
@@ -672,6 +672,21 @@ class Simulation {
       case 9: {  // a clock's drift changes
         Node* n = random_up_node();
         if (n) set_drift(*n);
+        break;
+      }
+      case 11: {  // a planned leadership transfer (its TimeoutNow may be
+                  // delayed, duplicated or lost like any message)
+        const GroupId g = static_cast<GroupId>(rng_.uniform(1, o_.groups));
+        const NodeId l = leader_of(g);
+        if (!l || node(l).paused_until > now()) break;
+        NodeId target = static_cast<NodeId>(rng_.uniform(1, o_.nodes - 1));
+        if (target >= l) ++target;
+        Node& ln = node(l);
+        Replica& r = replica(ln, g);
+        base::Status st = r.raft->transfer_leadership(target, local(ln));
+        ++transfers_;
+        trace("transfer", {{"group", g}, {"from", l}, {"to", target}, {"ok", st.ok()}});
+        drain(ln, r);
         break;
       }
       case 10: {  // the classic lease hazard: a leader stops (GC pause, VM
@@ -1101,6 +1116,7 @@ class Simulation {
     rep.pauses = pauses_;
     rep.partitions = partitions_;
     rep.lost_writes = lost_writes_;
+    rep.transfers = transfers_;
     rep.lincheck_steps = lincheck_steps_;
     rep.time_to_leader = time_to_leader_;
     rep.time_to_write = time_to_write_;
@@ -1135,7 +1151,7 @@ class Simulation {
 
   size_t client_ops_ = 0, ok_ops_ = 0, failed_ops_ = 0, info_ops_ = 0, stale_reads_ = 0;
   size_t lease_reads_ = 0, read_index_reads_ = 0;
-  size_t crashes_ = 0, pauses_ = 0, partitions_ = 0, lost_writes_ = 0;
+  size_t crashes_ = 0, pauses_ = 0, partitions_ = 0, lost_writes_ = 0, transfers_ = 0;
   uint64_t lincheck_steps_ = 0;
 };
 

@@ -126,7 +126,7 @@ struct SimReport {
   size_t lease_reads = 0, read_index_reads = 0;
   size_t committed_entries = 0;
   size_t leaders = 0;  // (group, term) pairs with a leader
-  size_t crashes = 0, pauses = 0, partitions = 0, lost_writes = 0;
+  size_t crashes = 0, pauses = 0, partitions = 0, lost_writes = 0, transfers = 0;
   uint64_t lincheck_steps = 0;
   // Storm only.
   Distribution time_to_leader, time_to_write;
