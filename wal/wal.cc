@@ -298,7 +298,8 @@ Task<void> Wal::flusher() {
 
 Task<void> Wal::write_one(WriteRequest req) {
   const int fd = fd_of(req.seq);
-  const bool dsync = engine_.options().use_rwf_dsync;
+  const WalOptions& o = engine_.options();
+  const bool dsync = o.use_rwf_dsync || req.bytes >= o.rwf_dsync_min_bytes;
   uint32_t done = 0;
   while (done < req.bytes) {
     auto r = co_await io::write(fd, req.data + done, req.bytes - done, req.file_offset + done,
