@@ -105,9 +105,9 @@ void Raft::take_ready(Ready& out) {
   if (appends_dirty_) flush_appends();
   emit_committed();
   if (need_hard_state_) {
-    ready_.hard_state = HardState{term_, vote_, commit_hint()};
+    out.hard_state = HardState{term_, vote_, commit_hint()};
     need_hard_state_ = false;
-  } else if (!ready_.hard_state) {
+  } else if (out_mask_ & kOutMessages) {
     // A message gated on the hard state needs one in this Ready to wait for:
     // re-issue the current one if an earlier record is still in flight, or
     // release the message if the acknowledgement already came.
@@ -117,22 +117,24 @@ void Raft::take_ready(Ready& out) {
       if (durable) {
         m.after = SendAfter::kNow;
       } else {
-        ready_.hard_state = HardState{term_, vote_, commit_hint()};
+        out.hard_state = HardState{term_, vote_, commit_hint()};
         break;
       }
     }
   }
-  ready_.commit = commit_hint();
-  // Member-wise swaps: `out` was cleared, so ready_ gets back its buffers.
-  std::swap(out.hard_state, ready_.hard_state);
-  std::swap(out.truncate_from, ready_.truncate_from);
-  out.entries.swap(ready_.entries);
-  out.commit = ready_.commit;
-  out.messages.swap(ready_.messages);
-  out.committed.swap(ready_.committed);
-  out.reads.swap(ready_.reads);
-  out.proposals.swap(ready_.proposals);
-  out.events.swap(ready_.events);
+  out.commit = commit_hint();
+  // Swap only what was produced (out_mask_): `out` was cleared, so ready_
+  // gets back empty buffers, and untouched vectors cost no cache misses.
+  if (out_mask_ & kOutEntries) {
+    out.entries.swap(ready_.entries);
+    std::swap(out.truncate_from, ready_.truncate_from);
+  }
+  if (out_mask_ & kOutMessages) out.messages.swap(ready_.messages);
+  if (out_mask_ & kOutCommitted) out.committed.swap(ready_.committed);
+  if (out_mask_ & kOutReads) out.reads.swap(ready_.reads);
+  if (out_mask_ & kOutProposals) out.proposals.swap(ready_.proposals);
+  if (out_mask_ & kOutEvents) out.events.swap(ready_.events);
+  out_mask_ = 0;
 }
 
 Index Raft::commit_hint() const {
@@ -185,6 +187,7 @@ RaftStatus Raft::status() const {
 
 void Raft::event(EventKind kind, NodeId node, TimePoint now) {
   ready_.events.push_back(Event{kind, group_, term_, node, now});
+  out_mask_ |= kOutEvents;
 }
 
 uint64_t Raft::random_next() {
@@ -214,6 +217,7 @@ void Raft::send_with_term(NodeId to, Term term, MessageBody body, SendAfter afte
     after = SendAfter::kHardState;
   }
   ready_.messages.push_back(OutMessage{Message{group_, id_, to, term, std::move(body)}, after});
+  out_mask_ |= kOutMessages;
 }
 
 // --- timers ----------------------------------------------------------------------
@@ -727,6 +731,7 @@ void Raft::emit_committed() {
     return;
   }
   apply_sent_ += ready_.committed.size() - before;
+  if (!ready_.committed.empty()) out_mask_ |= kOutCommitted;
 }
 
 // --- replication, leader side ---------------------------------------------------------
@@ -944,6 +949,7 @@ void Raft::on_commit_advanced(TimePoint now) {
   while (!proposals_.empty() && proposals_.front().index <= commit_) {
     const PendingProposal& pp = proposals_.front();
     ready_.proposals.push_back(ProposalResult{pp.id, pp.index, pp.term, std::nullopt});
+    out_mask_ |= kOutProposals;
     proposals_.pop_front();
   }
   if (!reads_.empty()) advance_reads(now);
@@ -991,6 +997,7 @@ void Raft::expire_proposals(TimePoint now) {
   for (auto it = proposals_.begin(); it != proposals_.end(); ++it) {
     if (it->deadline <= now) {
       // Appended, so it may still commit later: outcome unknown.
+      out_mask_ |= kOutProposals;
       ready_.proposals.push_back(ProposalResult{
           it->id, it->index, it->term,
           base::err(base::ErrorKind::kOutcomeUnknown,
@@ -1006,6 +1013,7 @@ void Raft::expire_proposals(TimePoint now) {
 
 void Raft::fail_pending(TimePoint now, NodeId leader_hint) {
   for (const PendingProposal& pp : proposals_) {
+    out_mask_ |= kOutProposals;
     ready_.proposals.push_back(ProposalResult{
         pp.id, pp.index, pp.term,
         base::Error(base::ErrorKind::kOutcomeUnknown,
@@ -1015,6 +1023,7 @@ void Raft::fail_pending(TimePoint now, NodeId leader_hint) {
   proposals_.clear();
   earliest_deadline_ = TimePoint::max();
   for (const PendingRead& r : reads_) {
+    out_mask_ |= kOutReads;
     ready_.reads.push_back(ReadResult{
         r.id, r.mode, 0, false,
         base::Error(base::ErrorKind::kNotLeader, "leadership lost before the read", leader_hint)});
@@ -1056,6 +1065,7 @@ base::Status Raft::read(ReadMode mode, uint64_t request_id, TimePoint now) {
   if (mode == ReadMode::kStaleNoGuarantee) {
     // No guarantee at all: whatever this replica has applied.
     ready_.reads.push_back(ReadResult{request_id, mode, applied_, false, std::nullopt});
+    out_mask_ |= kOutReads;
     return {};
   }
   if (role_ != Role::kLeader) {
@@ -1092,6 +1102,7 @@ void Raft::advance_reads(TimePoint now) {
     // start) and the state machine has applied the read index.
     if (it->confirmed && commit_ >= it->index && applied_ >= it->index) {
       ready_.reads.push_back(ReadResult{it->id, it->mode, it->index, it->via_lease, std::nullopt});
+      out_mask_ |= kOutReads;
     } else {
       *out++ = *it;
     }
@@ -1176,6 +1187,7 @@ void Raft::append_local(Entry e) {
   last_term_ = e.term;
   mem_bytes_ += entry_bytes(e);
   ready_.entries.push_back(e);
+  out_mask_ |= kOutEntries;
   mem_.push_back(std::move(e));
 }
 
@@ -1202,6 +1214,7 @@ void Raft::truncate_from(Index index, Term term_before) {
   while (!ready_.entries.empty() && ready_.entries.back().index >= index)
     ready_.entries.pop_back();
   ready_.truncate_from = ready_.truncate_from ? std::min(*ready_.truncate_from, index) : index;
+  out_mask_ |= kOutEntries;
 }
 
 bool Raft::fetch_entries(Index lo, Index hi, uint64_t bytes_max, uint32_t count_max,

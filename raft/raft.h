@@ -161,7 +161,7 @@ class Raft {
   // --- outputs -----------------------------------------------------------------
 
   bool has_ready() const {
-    return !ready_.empty() || need_hard_state_ || appends_dirty_ ||
+    return out_mask_ != 0 || need_hard_state_ || appends_dirty_ ||
            (!apply_blocked_ && apply_sent_ < std::min(commit_, durable_index_));
   }
   // Moves the accumulated outputs into `out` (cleared first; its buffers are
@@ -356,12 +356,23 @@ class Raft {
 
   // Hot fields first: has_ready() and the heartbeat path touch these in
   // every driver round of every group, so they share a few cache lines.
+  // ready_ accumulates output between take_ready() calls; its hard_state and
+  // commit fields are unused (take_ready fills them in the caller's Ready).
   Ready ready_;
   Role role_ = Role::kFollower;
   bool need_hard_state_ = false;  // term/vote changed since last take_ready
   bool appends_dirty_ = false;    // new entries to send at the next take_ready
   bool leader_waiting_ = false;   // commit held back until leader_wait_until_
   bool is_voter_ = false;
+  // Which vectors of ready_ hold output (kOut* bits): has_ready() and
+  // take_ready() look at this byte instead of every vector.
+  uint8_t out_mask_ = 0;
+  static constexpr uint8_t kOutMessages = 1;
+  static constexpr uint8_t kOutEntries = 2;  // entries and/or truncate_from
+  static constexpr uint8_t kOutCommitted = 4;
+  static constexpr uint8_t kOutReads = 8;
+  static constexpr uint8_t kOutProposals = 16;
+  static constexpr uint8_t kOutEvents = 32;
   bool apply_blocked_ = false;  // reading committed entries failed; retried at tick()
   Index commit_ = 0;
   Index durable_index_ = 0;
