@@ -28,7 +28,8 @@
 //
 // Crash: the core holds no state that must survive; a restarted replica is
 // constructed from LogStorage (hard state + durable log) and starts with a
-// full lease promise outstanding (docs/lease.md).
+// full lease promise outstanding, unless its durable term is 0 (it never
+// answered anyone; docs/lease.md).
 //
 // Reads (docs/lease.md for the lease argument):
 //   kLease: granted with no round trip while the leader holds its lease, its
