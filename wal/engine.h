@@ -111,7 +111,9 @@ class LogEngine {
   // kInvalidArgument: not contiguous, or an entry larger than record_body_max.
   // kBusy: no free chunk (writes in flight) or next segment not prepared yet.
   // kNoSpace: the next segment could not be created (disk full).
-  // On error nothing was appended.
+  // On error nothing was appended, except that entries too many for one
+  // record go in several records: a kBusy/kNoSpace on a later record leaves
+  // the earlier ones appended (group(g)->last_index() says how far).
   base::Result<Position> append_entries(uint64_t group, uint64_t first_index,
                                         std::span<const uint64_t> terms,
                                         std::span<const std::string_view> payloads);
