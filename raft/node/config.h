@@ -87,7 +87,7 @@ struct RaftConfig {
   uint64_t wal_segment_bytes = uint64_t{64} << 20;
   uint64_t wal_log_bytes_max = uint64_t{1} << 30;
   uint32_t wal_batch_delay_us = 0;
-  bool wal_use_rwf_dsync = true;
+  bool wal_use_rwf_dsync = wal::WalOptions{}.use_rwf_dsync;  // docs/wal.md
 
   // --- transport ---------------------------------------------------------------------
   size_t send_queue_bytes_max = size_t{8} << 20;  // per peer and lane
