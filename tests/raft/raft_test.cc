@@ -748,6 +748,35 @@ TEST(RaftRead, ReadIndexBatchesReadsThatArriveDuringARound) {
   EXPECT_EQ(count_sent(c, l, MessageType::kHeartbeat) - hb, 4u) << "expected exactly two rounds";
 }
 
+TEST(RaftRead, ReadIndexIgnoresARoundSentBeforeTheReadArrived) {
+  TestCluster c(3);
+  NodeId l = stable_leader(c);
+  c.set_now(c.now() + 200ms);
+  Ready before, after, out;
+  c.raft(l).tick(c.now());  // a heartbeat round leaves...
+  c.raft(l).take_ready(before);
+  ASSERT_TRUE(c.raft(l).read(ReadMode::kReadIndex, 7, c.now()).ok());  // ...then the read arrives
+  c.raft(l).take_ready(after);
+  auto deliver = [&](Ready& from) {
+    for (OutMessage& m : from.messages) {
+      if (m.msg.type() != MessageType::kHeartbeat) continue;
+      NodeId f = m.msg.to;
+      c.raft(f).step(m.msg, c.now());
+      Ready fr;
+      c.raft(f).take_ready(fr);
+      for (OutMessage& reply : fr.messages)
+        c.raft(l).step(reply.msg, c.now());
+    }
+    c.raft(l).take_ready(out);
+    for (const ReadResult& r : out.reads) {
+      if (r.request_id == 7) return r.granted();
+    }
+    return false;
+  };
+  EXPECT_FALSE(deliver(before)) << "confirmed by a round sent before the read arrived";
+  EXPECT_TRUE(deliver(after));
+}
+
 TEST(RaftRead, ReadIndexWaitsForCurrentTermCommit) {
   TestCluster c(3);
   NodeId old = stable_leader(c, 1);
