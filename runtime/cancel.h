@@ -44,9 +44,12 @@ class CancelScope {
   }
   CancelScope(const CancelScope&) = delete;
   CancelScope& operator=(const CancelScope&) = delete;
-  // Members unlink themselves when they finish; a scope outlives its waits
-  // because the tasks that register in it are awaited inside its lifetime.
-  ~CancelScope() = default;
+  // Normally every member has finished (and unlinked itself) by now. When a
+  // frame is torn down out of order (a coroutine destroyed mid-await destroys
+  // its locals before its parameters, e.g. with_timeout's scope before the
+  // task it runs), members may outlive the scope: detach them so their own
+  // destruction later touches nothing of ours.
+  ~CancelScope() { members_.clear(); }
 
   bool cancelled() const { return cancelled_; }
 

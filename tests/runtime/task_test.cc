@@ -153,6 +153,28 @@ TEST(Task, CancellingAParentScopeCancelsNestedTimeouts) {
   EXPECT_EQ(kind, base::ErrorKind::kCancelled);
 }
 
+TEST(Task, DestroyingAWithTimeoutMidFlightNeverResumesIt) {
+  Runtime rt({.cores = 1});
+  bool resumed = false;
+  rt.block_on(0, [&]() -> Task<void> {
+    auto outer = [&]() -> Task<void> {
+      auto st = co_await with_timeout(
+          1h, [&]() -> Task<base::Status> { co_return co_await sleep_for(1h); }());
+      (void)st;
+      resumed = true;
+    };
+    Task<void> t = outer();
+    detail::start_child(t, nullptr);
+    co_await yield();
+    CO_ASSERT_FALSE(t.done());
+    // Tears down with_timeout's frame (scope and timer first, then the inner
+    // task whose sleep is still registered in that scope).
+    t = Task<void>();
+    EXPECT_TRUE((co_await sleep_for(1ms)).ok());
+  });
+  EXPECT_FALSE(resumed);
+}
+
 // ---- timers ----
 
 TEST(Timers, FireInDeadlineOrderNotArmingOrder) {
