@@ -425,6 +425,9 @@ void Raft::become_leader(TimePoint now) {
   // current term, and older entries commit only through it.
   term_start_index_ = last_index_ + 1;
   append_local(Entry{term_, term_start_index_, EntryType::kNoop, {}});
+  // Probes carrying the no-op find each follower's match; the heartbeat
+  // round right after starts the first lease (its send time is the lease
+  // start once a quorum acknowledges it) and confirms reads queued later.
   for (Progress& p : peers_)
     send_append(p, true);
   send_heartbeat_round(now);
