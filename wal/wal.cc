@@ -205,9 +205,11 @@ void Wal::after_append() {
     last_active_seq_ = engine_.active_seq();
     raise(prepare_signal_);
     if (!reclaiming_ && !closing_) {
+      ++background_;  // close() waits for it: it may be suspended on this Wal
       runtime::spawn([](Wal* w) -> Task<void> {
         auto st = co_await w->reclaim();
         (void)st;  // kBusy: retried at the next rotation
+        w->background_done();
       }(this));
     }
   }

@@ -155,7 +155,7 @@ class Wal {
   bool flush_scheduled_ = false;
   bool reclaiming_ = false;
   bool closing_ = false;
-  uint32_t background_ = 0;  // flusher + preparer + writes running
+  uint32_t background_ = 0;  // flusher, preparer, writes and reclaims running
   uint64_t last_active_seq_ = 0;
 
   using WaiterHook =
