@@ -139,9 +139,13 @@ int main(int argc, char** argv) {
     std::sort(ids.begin(), ids.end());
     for (uint64_t id : ids) {
       const GroupLog& g = rec->groups.at(id);
-      fmt::print("group {}: entries {}..{} compacted {}@{} hard state term={} vote={} commit={}\n",
-                 id, g.first_index(), g.last_index(), g.compact_index(), g.compact_term(),
-                 g.hard_state().term, g.hard_state().vote, g.hard_state().commit);
+      const std::string held = g.entry_count() == 0
+                                   ? std::string("none")
+                                   : fmt::format("{}..{}", g.first_index(), g.last_index());
+      fmt::print(
+          "group {}: entries {} last {} compacted {}@{} hard state term={} vote={} commit={}\n", id,
+          held, g.last_index(), g.compact_index(), g.compact_term(), g.hard_state().term,
+          g.hard_state().vote, g.hard_state().commit);
     }
   }
   return 0;
