@@ -31,6 +31,12 @@
 // full lease promise outstanding, unless its durable term is 0 (it never
 // answered anyone; docs/lease.md).
 //
+// Replication: proposals made between two take_ready() calls leave as one
+// append per follower (batching); the leader's own write runs in parallel
+// and it counts itself once durable. Followers learn a new commit index with
+// the next append or heartbeat (no extra message per commit), so a follower
+// applies up to one heartbeat interval after the leader when idle.
+//
 // Reads (docs/lease.md for the lease argument):
 //   kLease: granted with no round trip while the leader holds its lease, its
 //     term has a committed entry, its post-election wait is over and the state
