@@ -96,13 +96,17 @@ void Runtime::thread_main(unsigned core) {
   exited_.arrive_and_wait();
 }
 
+void Runtime::request_stop() {
+  stopping_.store(true, std::memory_order_seq_cst);
+  for (Reactor* r : reactors_)
+    r->wake_from_any_thread();
+}
+
 void Runtime::stop() {
   std::lock_guard lk(stop_mu_);
   if (joined_) return;
   NORI_ASSERT(Reactor::current() == nullptr, "Runtime::stop from a reactor thread");
-  stopping_.store(true, std::memory_order_seq_cst);
-  for (Reactor* r : reactors_)
-    r->wake_from_any_thread();
+  request_stop();
   for (auto& t : threads_)
     t.join();
   joined_ = true;

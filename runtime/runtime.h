@@ -95,6 +95,9 @@ class Runtime {
 
   // Graceful shutdown (see header comment); idempotent. Alien threads only.
   void stop();
+  // Starts the shutdown without waiting: any thread, reactors included (a
+  // task handling SIGTERM). An alien thread then calls stop() to join.
+  void request_stop();
 
   // The reactors' own counters (loop rounds, sleeps, wake-ups sent, mailbox
   // messages, CQEs, task resumptions), one series per core, in Prometheus
