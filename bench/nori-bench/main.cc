@@ -31,12 +31,16 @@
 #include <vector>
 
 #include "bench/nori-bench/floor.h"
-#include "bench/nori-bench/node_process.h"
-#include "bench/nori-bench/stats.h"
+#include "raft/node/tools/hist_util.h"
+#include "raft/node/tools/node_process.h"
 #include "runtime/base/clock.h"
 
 namespace nori::bench {
 namespace {
+
+using raft::tools::diff;
+using raft::tools::HistogramSnapshot;
+using raft::tools::merge_json;
 
 using json = nlohmann::json;
 using namespace std::chrono_literals;
@@ -799,7 +803,7 @@ int bench_main(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "node") {
-    return nori::bench::node_process_main(argc - 1, argv + 1);
+    return nori::raft::tools::node_process_main(argc - 1, argv + 1);
   }
   return nori::bench::bench_main(argc, argv);
 }

@@ -240,7 +240,20 @@ Task<base::Result<Index>> CoreHost::propose(GroupId id, std::string data, TimePo
   stage_queued_.record(now - called);
   auto r = g->raft->propose(std::move(data), req, now,
                             now + std::chrono::milliseconds(cfg_.propose_timeout_ms));
-  if (!r.ok()) co_return std::move(r).error();  // certainly not appended
+  if (!r.ok()) {
+    // Certainly not appended. A replica that knows no leader while it cannot
+    // even reach a quorum of voters says so: the caller should not retry
+    // elsewhere on this side of the partition.
+    if (r.error().kind() == ErrorKind::kNotLeader && r.error().hint() == kNoNode) {
+      const size_t reachable = connected_voters();
+      if (reachable < cfg_.peers.size() / 2 + 1) {
+        co_return base::err(ErrorKind::kNoQuorum,
+                            "group {}: no leader and only {} of {} voters reachable", id, reachable,
+                            cfg_.peers.size());
+      }
+    }
+    co_return std::move(r).error();
+  }
   OneShot<ProposalResult> waiter;
   g->proposals.emplace(req, &waiter);
   g->stages.push_back({*r, called});
@@ -277,6 +290,14 @@ Task<base::Status> CoreHost::read(GroupId id, ReadMode mode, TimePoint called) {
   if (!rr.granted()) co_return std::move(*rr.error);
   if (mode != ReadMode::kStaleNoGuarantee) read_index_ms_.record(BootClock::now() - called);
   co_return base::Status{};
+}
+
+size_t CoreHost::connected_voters() const {
+  size_t n = 0;
+  for (const PeerAddress& p : cfg_.peers) {
+    if (p.id == cfg_.node_id || transport_->connected(p.id)) ++n;
+  }
+  return n;
 }
 
 base::Status CoreHost::transfer_leader(GroupId id, NodeId target) {

@@ -123,9 +123,8 @@ TEST(NodeTest, ProposalsFailFastWithoutAQuorum) {
     if (!r.ok() && r.error().kind() != base::ErrorKind::kOutcomeUnknown) break;
   }
   ASSERT_FALSE(r.ok());
-  EXPECT_TRUE(r.error().kind() == base::ErrorKind::kNoQuorum ||
-              r.error().kind() == base::ErrorKind::kNotLeader)
-      << r.error().to_string();
+  EXPECT_EQ(r.error().kind(), base::ErrorKind::kNoQuorum) << r.error().to_string();
+  EXPECT_FALSE(r.error().may_have_taken_effect());
 }
 
 TEST(NodeTest, WipedDataDirectoryIsRefusedWithoutBootstrap) {

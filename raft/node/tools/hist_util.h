@@ -6,7 +6,7 @@
 
 #include "runtime/metrics.h"
 
-namespace nori::bench {
+namespace nori::raft::tools {
 
 using runtime::metrics::HistogramSnapshot;
 using runtime::metrics::LogLinear;
@@ -45,4 +45,4 @@ inline void merge_json(const nlohmann::json& buckets, HistogramSnapshot& h) {
   }
 }
 
-}  // namespace nori::bench
+}  // namespace nori::raft::tools

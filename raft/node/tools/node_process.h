@@ -5,8 +5,8 @@
 // (proposals from a client in the same process, as the targets ask).
 #pragma once
 
-namespace nori::bench {
+namespace nori::raft::tools {
 
 int node_process_main(int argc, char** argv);
 
-}  // namespace nori::bench
+}  // namespace nori::raft::tools

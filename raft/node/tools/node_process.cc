@@ -9,7 +9,7 @@
 //   {"cmd":"load",...}                     -> progress lines, then {"type":"phase_done",...}
 //   {"cmd":"metrics"}                      -> {"type":"metrics","text":...}
 //   {"cmd":"quit"}                         -> closes the node, exits 0
-#include "bench/nori-bench/node_process.h"
+#include "raft/node/tools/node_process.h"
 
 #include <sys/resource.h>
 #include <unistd.h>
@@ -25,11 +25,11 @@
 #include <thread>
 #include <vector>
 
-#include "bench/nori-bench/stats.h"
 #include "raft/node/node.h"
+#include "raft/node/tools/hist_util.h"
 #include "runtime/runtime.h"
 
-namespace nori::bench {
+namespace nori::raft::tools {
 namespace {
 
 using base::BootClock;
@@ -501,4 +501,4 @@ int node_process_main(int argc, char** argv) {
   return 0;
 }
 
-}  // namespace nori::bench
+}  // namespace nori::raft::tools
