@@ -1,0 +1,144 @@
+// Store: the replicated key-value state machine of ONE shard, with client
+// sessions for exactly-once writes, and streaming snapshot/restore.
+//
+// What it is for: norikv applies every committed entry of a shard's Raft
+// group to that shard's Store (apply), serves reads from it once the node
+// says a read is safe (read), and turns it into a snapshot stream and back.
+//
+// Entries (encode_write / apply): a session header (client id, sequence
+// number, the client's acknowledged-below mark, the proposer's wall clock in
+// ms, flags) and the command's argv (already validated and normalized by the
+// proposer: relative expiries such as SET EX are rewritten to absolute PXAT
+// so every replica computes the same state).
+//
+// Exactly-once (Raft thesis 6.3): each client connection has a 64-bit id and
+// numbers its writes 1, 2, 3, ... (one sequence for all shards). A shard keeps
+// per client the replies of the writes it applied whose sequence number is at
+// or above the client's acknowledged-below mark (the lowest sequence number
+// the connection has not yet answered). A write whose (client, seq) already
+// has a reply is not applied again: the cached reply is returned, so a retry
+// or a forward that raced its original is harmless. Sessions are created only
+// by an entry flagged opens_session (a connection sets it on every write it
+// sends to a shard until the first reply from that shard comes back, since
+// pipelined writes may be reordered by forwarding); an unflagged write for an unknown client (its
+// session expired) is not applied and answers kSessionExpiredReply (outcome unknown: an earlier
+// copy may have applied before expiry).
+//
+// Session expiry (deterministic: every replica applies the same rule at the
+// same log position): the Store's clock is the largest proposer clock seen in
+// applied entries (never decreasing); a session untouched for session_ttl_ms
+// of that clock is dropped, and beyond sessions_max the least recently used
+// session is dropped. Retries must therefore finish within session_ttl_ms
+// (default 10 min; the server's retries take seconds). Replies kept per
+// session are bounded by session_replies_max, which must exceed the
+// connection's in-flight write bound (server.h), else the oldest is dropped.
+//
+// Expiry of keys (SET EX/PX): writes treat a key as absent once its absolute
+// expiry is at or below the entry's clock; reads treat it as absent once the
+// serving node's wall clock passes it. Expired keys are removed when written
+// or read, not by a background sweep (memory of never-touched expired keys is
+// reclaimed at the next snapshot restore).
+//
+// Snapshot (docs/kv.md "Snapshot format"): a header, the sessions, then one
+// length-prefixed record per key, then a trailer with counts and an XXH3
+// checksum of everything before it. write_snapshot streams record by record;
+// restore reads record by record into a new map and swaps it in only once
+// the trailer checks out (a torn or corrupt snapshot leaves the Store as it
+// was). Neither ever holds the serialized snapshot in memory.
+//
+// Threading: none. A Store belongs to its shard's core and is touched only by
+// that core's reactor.
+#pragma once
+
+#include <cstdint>
+#include <istream>
+#include <list>
+#include <map>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "runtime/base/result.h"
+
+namespace nori::kv {
+
+struct StoreOptions {
+  size_t sessions_max = 100'000;
+  uint64_t session_ttl_ms = 10 * 60 * 1000;
+  size_t session_replies_max = 4096;
+  size_t snapshot_record_bytes_max = size_t{64} << 20;  // one key + value on restore
+};
+
+struct WriteHeader {
+  uint64_t client = 0;     // non-zero connection id
+  uint64_t seq = 0;        // 1, 2, ... per connection
+  uint64_t ack_below = 0;  // every seq below has been answered to the client
+  uint64_t now_ms = 0;     // proposer's wall clock (unix ms)
+  bool opens_session = false;
+};
+
+// The reply of a write that met an unknown session (see header comment).
+inline constexpr std::string_view kSessionExpiredReply =
+    "-UNKNOWN session expired: the command may or may not have taken effect\r\n";
+
+std::string encode_write(const WriteHeader& h, const std::vector<std::string>& argv);
+
+class Store {
+ public:
+  explicit Store(StoreOptions options = {}) : opt_(options) {}
+
+  // Applies one committed entry (encoded by encode_write) at `index` and
+  // returns its RESP reply. A malformed entry is a broken invariant (the
+  // proposer validated it; the log is checksummed): it panics.
+  std::string apply(uint64_t index, std::string_view entry);
+
+  // The reply of an applied write, if still held (see header comment).
+  std::optional<std::string> reply_for(uint64_t client, uint64_t seq) const;
+
+  // Executes a read-only command (GET, MGET, EXISTS, STRLEN, DBSIZE) against
+  // the current state; now_ms is the serving node's wall clock.
+  std::string read(const std::vector<std::string>& argv, uint64_t now_ms);
+
+  uint64_t applied_index() const { return applied_; }
+  size_t size() const { return map_.size(); }
+  size_t sessions() const { return sessions_.size(); }
+  uint64_t clock_ms() const { return clock_ms_; }
+
+  base::Status write_snapshot(std::ostream& out) const;
+  // Replaces the whole state (sessions, keys, applied index) from a stream.
+  base::Status restore(std::istream& in);
+
+ private:
+  struct Value {
+    std::string data;
+    uint64_t expire_at_ms = 0;  // 0: never
+  };
+  struct Session {
+    uint64_t ack_below = 0;
+    uint64_t last_ms = 0;
+    std::map<uint64_t, std::string> replies;  // seq -> reply
+    std::list<uint64_t>::iterator lru;
+  };
+
+  std::string execute_write(const std::vector<std::string>& argv);
+  Value* find_live(const std::string& key, uint64_t now_ms);
+  void touch_session(uint64_t client, Session& s);
+  void expire_sessions();
+
+  StoreOptions opt_;
+  std::unordered_map<std::string, Value> map_;
+  std::unordered_map<uint64_t, Session> sessions_;
+  std::list<uint64_t> lru_;  // front: least recently used client
+  uint64_t applied_ = 0;
+  uint64_t clock_ms_ = 0;
+};
+
+// Validates a write command's arguments and normalizes it for the log
+// (uppercase name, SET EX/PX -> PXAT). Error: a "-ERR ..." reply text.
+base::Result<std::vector<std::string>> normalize_write(std::vector<std::string> argv,
+                                                       uint64_t now_ms);
+
+}  // namespace nori::kv
