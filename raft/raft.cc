@@ -27,6 +27,25 @@ Duration ns(int64_t v) {
 
 }  // namespace
 
+template <typename F>
+uint64_t Raft::quorum_of(uint64_t self_value, F&& value) const {
+  if (simple_majority_ && peers_.size() < kVotersInline) {
+    uint64_t buf[kVotersInline];
+    size_t n = 0;
+    buf[n++] = self_value;
+    for (const Progress& p : peers_)
+      buf[n++] = value(p);
+    return detail::kth_largest(buf, n, n / 2 + 1);
+  }
+  return quorum_.quorum_value([&](NodeId id) -> uint64_t {
+    if (id == id_) return self_value;
+    for (const Progress& p : peers_) {
+      if (p.id == id) return value(p);
+    }
+    return 0;
+  });
+}
+
 // --- construction and outputs ----------------------------------------------------
 
 base::Result<std::unique_ptr<Raft>> Raft::create(Config config, LogStorage& storage,
@@ -36,7 +55,10 @@ base::Result<std::unique_ptr<Raft>> Raft::create(Config config, LogStorage& stor
 }
 
 Raft::Raft(Config config, LogStorage& storage, TimePoint now)
-    : rng_state_(config.random_seed ^ (config.id * 0x9e3779b97f4a7c15ull) ^
+    : id_(config.id),
+      group_(config.group),
+      check_quorum_(config.check_quorum),
+      rng_state_(config.random_seed ^ (config.id * 0x9e3779b97f4a7c15ull) ^
                  (config.group * 0xbf58476d1ce4e5b9ull)),
       promise_window_(config.promise_window()),
       election_min_(milliseconds(config.election_timeout_min_ms)),
@@ -45,8 +67,6 @@ Raft::Raft(Config config, LogStorage& storage, TimePoint now)
       check_quorum_window_(config.check_quorum_window()),
       config_(std::move(config)),
       storage_(storage),
-      id_(config_.id),
-      group_(config_.group),
       quorum_(MajorityConfig(config_.voters)) {
   auto valid = config_.validate();
   NORI_ASSERT(valid.ok(), "invalid raft config: {}", valid.error().to_string());
@@ -71,6 +91,7 @@ Raft::Raft(Config config, LogStorage& storage, TimePoint now)
   commit_ = std::max(std::min(hs.commit, last), applied_);
 
   is_voter_ = quorum_.contains(id_);
+  simple_majority_ = is_voter_ && !quorum_.joint();
   for (NodeId v : quorum_.all_voters()) {
     if (v == id_) continue;
     peers_.push_back(Progress{.id = v});
@@ -151,7 +172,7 @@ TimePoint Raft::next_tick() const {
     TimePoint t = next_heartbeat_;
     if (leader_waiting_) t = std::min(t, leader_wait_until_);
     if (transfer_target_ != kNoNode) t = std::min(t, transfer_deadline_);
-    if (!proposals_.empty()) t = std::min(t, earliest_deadline_);
+    t = std::min(t, earliest_deadline_);  // max when none is pending
     return t;
   }
   if (!is_voter_) return TimePoint::max();
@@ -236,7 +257,7 @@ void Raft::tick(TimePoint now) {
   // Check-quorum, once per heartbeat interval: a leader that has not heard
   // from a quorum within the window steps down, so a partitioned leader
   // stops accepting proposals (propose() also checks it on every call).
-  if (now >= next_heartbeat_ && config_.check_quorum && !quorum_active(now)) {
+  if (now >= next_heartbeat_ && check_quorum_ && !quorum_active(now)) {
     step_down_as_leader(now, "check-quorum: no quorum heard within the window");
     return;
   }
@@ -247,7 +268,8 @@ void Raft::tick(TimePoint now) {
   }
   if (leader_waiting_ && now >= leader_wait_until_) maybe_commit(now);
   if (now >= next_heartbeat_) send_heartbeat_round(now);
-  if (!proposals_.empty() && now >= earliest_deadline_) expire_proposals(now);
+  // (earliest_deadline_ is max when no proposal is pending.)
+  if (now >= earliest_deadline_) expire_proposals(now);
 }
 
 bool Raft::quorum_active(TimePoint now) const {
@@ -260,13 +282,7 @@ void Raft::heard_from(Progress& p, TimePoint now) {
   // from, recomputed here while the progress entries are hot so that the
   // per-tick check-quorum touches one field.
   auto key = [](TimePoint t) { return static_cast<uint64_t>(base::to_ns(t)) ^ (1ull << 63); };
-  uint64_t q = quorum_.quorum_value([&](NodeId id) -> uint64_t {
-    if (id == id_) return UINT64_MAX;
-    for (const Progress& x : peers_) {
-      if (x.id == id) return key(x.last_heard);
-    }
-    return 0;
-  });
+  uint64_t q = quorum_of(UINT64_MAX, [&](const Progress& x) { return key(x.last_heard); });
   if (q != UINT64_MAX) {
     quorum_heard_ = base::time_from_ns(static_cast<int64_t>(q ^ (1ull << 63)));
   } else {
@@ -451,7 +467,7 @@ void Raft::step(Message m, TimePoint now) {
       // leader. A transfer away from the leader we know bypasses it.
       bool transfer =
           req.transfer_leader != kNoNode && (req.transfer_leader == leader_ || leader_ == kNoNode);
-      bool in_lease = config_.check_quorum && leader_ != kNoNode &&
+      bool in_lease = check_quorum_ && leader_ != kNoNode &&
                       (role_ == Role::kLeader ||
                        now < last_leader_contact_ + milliseconds(config_.election_timeout_min_ms));
       if (in_lease && !transfer) return;
@@ -925,13 +941,8 @@ void Raft::maybe_commit(TimePoint now) {
     return;
   }
   leader_waiting_ = false;
-  Index c = quorum_.quorum_value([&](NodeId id) -> uint64_t {
-    if (id == id_) return durable_index_;  // counts itself only once durable
-    for (const Progress& p : peers_) {
-      if (p.id == id) return p.match;
-    }
-    return 0;
-  });
+  // The leader counts itself only once durable.
+  Index c = quorum_of(durable_index_, [](const Progress& p) { return p.match; });
   // Commitment only by counting replicas of current-term entries; earlier
   // entries commit with them.
   if (c <= commit_) return;
@@ -968,7 +979,7 @@ base::Result<Index> Raft::propose(std::string data, uint64_t proposal_id, TimePo
   if (transfer_target_ != kNoNode) {
     return base::err(ErrorKind::kBusy, "leadership transfer to {} in progress", transfer_target_);
   }
-  if (config_.check_quorum && !quorum_active(now)) {
+  if (check_quorum_ && !quorum_active(now)) {
     return base::err(ErrorKind::kNoQuorum, "leader has not heard from a quorum within {} ms",
                      config_.check_quorum_window().count() / 1'000'000);
   }
@@ -1039,13 +1050,7 @@ void Raft::fail_pending(TimePoint now, NodeId leader_hint) {
 // --- reads and leases -----------------------------------------------------------------
 
 uint64_t Raft::quorum_round() const {
-  return quorum_.quorum_value([&](NodeId id) -> uint64_t {
-    if (id == id_) return round_;
-    for (const Progress& p : peers_) {
-      if (p.id == id) return p.acked_round;
-    }
-    return 0;
-  });
+  return quorum_of(round_, [](const Progress& p) { return p.acked_round; });
 }
 
 TimePoint Raft::lease_until() const {

@@ -329,6 +329,11 @@ class Raft {
   void send_with_term(NodeId to, Term term, MessageBody body, SendAfter after);
   void flush_appends();
   bool quorum_active(TimePoint now) const;
+  // The largest value a quorum has reached, given this node's own value and
+  // each peer's (value(progress)); a direct pass over peers_ for a single
+  // majority containing this node, the general QuorumConfig answer otherwise.
+  template <typename F>
+  uint64_t quorum_of(uint64_t self_value, F&& value) const;
   Index commit_hint() const;
   void heard_from(Progress& p, TimePoint now);
   uint64_t quorum_round() const;
@@ -361,16 +366,22 @@ class Raft {
   void event(EventKind kind, NodeId node, TimePoint now);
   uint64_t random_next();
 
-  // Hot fields first: has_ready() and the heartbeat path touch these in
-  // every driver round of every group, so they share a few cache lines.
-  // ready_ accumulates output between take_ready() calls; its hard_state and
-  // commit fields are unused (take_ready fills them in the caller's Ready).
-  Ready ready_;
+  // --- Hot: touched by has_ready() and by every heartbeat round of an idle
+  // group, kept together (and before the cold part) so that a round costs
+  // few cache misses when a core hosts thousands of groups (raft_bench).
+  NodeId id_;
+  GroupId group_;
+  Term term_ = 0;
+  NodeId leader_ = kNoNode;
   Role role_ = Role::kFollower;
   bool need_hard_state_ = false;  // term/vote changed since last take_ready
   bool appends_dirty_ = false;    // new entries to send at the next take_ready
   bool leader_waiting_ = false;   // commit held back until leader_wait_until_
   bool is_voter_ = false;
+  bool simple_majority_ = false;  // one majority that contains this node (no joint config)
+  bool apply_blocked_ = false;    // reading committed entries failed; retried at tick()
+  bool check_quorum_;             // config_.check_quorum
+  bool read_round_wanted_ = false;
   // Which vectors of ready_ hold output (kOut* bits): has_ready() and
   // take_ready() look at this byte instead of every vector.
   uint8_t out_mask_ = 0;
@@ -380,15 +391,18 @@ class Raft {
   static constexpr uint8_t kOutReads = 8;
   static constexpr uint8_t kOutProposals = 16;
   static constexpr uint8_t kOutEvents = 32;
-  bool apply_blocked_ = false;  // reading committed entries failed; retried at tick()
   Index commit_ = 0;
   Index durable_index_ = 0;
   Index apply_sent_ = 0;  // highest index handed out in Ready::committed
-  Term term_ = 0;
-  NodeId leader_ = kNoNode;
+  Index last_index_ = 0;
+  Term durable_term_ = 0;
+  uint64_t round_ = 0;  // last heartbeat round sent this term
+  NodeId transfer_target_ = kNoNode;
   TimePoint election_deadline_{};
   TimePoint next_heartbeat_{};
   TimePoint last_leader_contact_{};
+  TimePoint earliest_deadline_ = TimePoint::max();  // of proposals_
+  TimePoint quorum_heard_{};  // leader: a quorum was heard from at or after this
   uint64_t rng_state_;
   // Lease promise this node made (docs/lease.md).
   TimePoint promise_until_{};
@@ -399,35 +413,37 @@ class Raft {
   Duration election_span_;  // max - min
   Duration heartbeat_;
   Duration check_quorum_window_;
-  TimePoint quorum_heard_{};  // leader: a quorum was heard from at or after this
   // Peer ids, inline, for the membership check on every message.
   static constexpr size_t kPeersInline = 8;
   std::array<NodeId, kPeersInline> peer_ids_{};
   size_t peer_count_ = 0;
+  // Peers (every voter but this node) and, as leader, their progress.
+  std::vector<Progress> peers_;
+  std::vector<PendingRead> reads_;
+  // ready_ accumulates output between take_ready() calls; its hard_state and
+  // commit fields are unused (take_ready fills them in the caller's Ready).
+  Ready ready_;
+  RoundRing rounds_;
 
+  // --- Cold.
   Config config_;
   LogStorage& storage_;
-  NodeId id_;
-  GroupId group_;
   QuorumConfig quorum_;
 
-  // Persistent state (in memory) and what of it is durable.
+  // Persistent state (in memory) and what of it is durable (term_ and
+  // durable_term_ above).
   NodeId vote_ = kNoNode;
-  Term durable_term_ = 0;
   NodeId durable_vote_ = kNoNode;
 
-  // Volatile state.
   Index applied_ = 0;
 
   // Log: entries [mem_first_, last_index_] in memory; older ones in storage_.
   std::deque<Entry> mem_;
   uint64_t mem_bytes_ = 0;
   Index mem_first_ = 1;
-  Index last_index_ = 0;
   Term last_term_ = 0;
 
-  // Peers (every voter but this node) and, as leader, their progress.
-  std::vector<Progress> peers_;
+  // Elections.
   bool self_vote_durable_ = false;
   TimePoint candidate_wait_until_{};  // max over counted votes of widened promises
   uint64_t elections_started_ = 0;
@@ -437,16 +453,10 @@ class Raft {
   // Leader state.
   Index term_start_index_ = 0;  // index of this leader's no-op
   TimePoint leader_wait_until_{};
-  uint64_t round_ = 0;  // last heartbeat round sent this term
-  RoundRing rounds_;
   bool lease_ended_ = false;  // a transfer ended the lease for this term
-  bool read_round_wanted_ = false;
-  TimePoint earliest_deadline_ = TimePoint::max();
-  uint64_t read_round_ = 0;  // last round sent on behalf of waiting reads
+  uint64_t read_round_ = 0;   // last round sent on behalf of waiting reads
   std::deque<PendingProposal> proposals_;
   uint64_t uncommitted_bytes_ = 0;
-  std::vector<PendingRead> reads_;
-  NodeId transfer_target_ = kNoNode;
   TimePoint transfer_deadline_{};
   bool timeout_now_sent_ = false;
 };
