@@ -255,13 +255,15 @@ constexpr int kBatch = 10000;
 
 // Core 0 posts kBatch messages per iteration to core 1 (each bumps a counter
 // there); the iteration ends when a final round trip confirms all ran.
-// range(0): idle poll in microseconds; range(1): mailbox slots per ring.
+// range(0): idle poll in microseconds; range(1): mailbox slots per ring;
+// range(2): messages per mid-round publish.
 void BM_PostThroughput(benchmark::State& state) {
   Runtime rt({.cores = 2,
               .pin = PinMode::kNone,
               .wake = WakeMode::kMsgRing,
               .idle_poll = std::chrono::microseconds(state.range(0)),
-              .mailbox_slots = static_cast<uint32_t>(state.range(1))});
+              .mailbox_slots = static_cast<uint32_t>(state.range(1)),
+              .mailbox_publish_batch = static_cast<uint32_t>(state.range(2))});
   CpuMeter cpu(state, kBatch);
   uint64_t received = 0;  // touched only on core 1
   rt.block_on(0, [&]() -> Task<void> {
@@ -275,10 +277,10 @@ void BM_PostThroughput(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * kBatch);
 }
 BENCHMARK(BM_PostThroughput)
-    ->ArgNames({"poll_us", "slots"})
-    ->Args({0, 512})
-    ->Args({0, 4096})
-    ->Args({20, 512})
+    ->ArgNames({"poll_us", "slots", "publish"})
+    ->Args({0, 512, 32})
+    ->Args({0, 4096, 32})
+    ->Args({20, 4096, 32})
     ->UseRealTime();
 
 // Baseline: a std::deque guarded by std::mutex, consumer waiting on a
