@@ -232,7 +232,7 @@ base::Result<Position> LogEngine::append_entries(uint64_t group, uint64_t first_
   NORI_TRY(g.check_append(first_index, /*replay=*/false));
   ++stats_.appends;
   size_t k = 0;
-  std::vector<uint32_t> offsets;
+  std::vector<uint32_t>& offsets = offsets_scratch_;  // reused: no allocation per append
   while (k < payloads.size()) {
     // Take as many entries as fit one record body.
     size_t n = 0;

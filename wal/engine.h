@@ -214,6 +214,7 @@ class LogEngine {
   Position append_lsn_ = 0;
   Position durable_lsn_ = 0;
   EngineStats stats_;
+  std::vector<uint32_t> offsets_scratch_;  // payload offsets of the record being encoded
 };
 
 }  // namespace nori::wal
