@@ -244,6 +244,8 @@ void Reactor::publish(unsigned to, bool mid_round) {
 }
 
 bool Reactor::try_take_credit(unsigned to) {
+  NORI_ASSERT(to < outboxes_.size() && to != core_, "cross-core call to core {} from {} of {}", to,
+              core_, outboxes_.size());
   Outbox& ob = outboxes_[to];
   if (ob.credits_used >= cfg_.mailbox_in_flight_max || !ob.waiters.empty()) return false;
   ++ob.credits_used;

@@ -165,6 +165,7 @@ class Reactor {
   template <typename F>
   requires kInlineClosure<F>
   bool try_send_inline(unsigned to, const F& fn) {
+    NORI_ASSERT(to < outboxes_.size(), "post to core {} of {}", to, outboxes_.size());
     Outbox& ob = outboxes_[to];
     if (ob.pending_head != nullptr || !ob.waiters.empty()) return false;
     if (!ob.ring->try_push_inline(fn)) return false;
