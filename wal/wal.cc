@@ -332,11 +332,18 @@ Task<void> Wal::write_one(WriteRequest req) {
   background_done();
 }
 
+void Wal::add_waiter(Waiter& w) {
+  auto it = waiters_.end();
+  while (it != waiters_.begin() && std::prev(it)->pos > w.pos)
+    --it;
+  waiters_.insert(it, w);
+}
+
 void Wal::on_durable_advance() {
   const Position d = engine_.durable_position();
   while (!waiters_.empty() && waiters_.begin()->pos <= d) {
-    Waiter& w = *waiters_.begin();
-    waiters_.erase(waiters_.begin());
+    Waiter& w = waiters_.front();
+    waiters_.pop_front();
     runtime::Reactor::here().schedule(w.sched);
   }
 }
