@@ -136,6 +136,35 @@ TEST(WalTest, OneReactorRoundOfAppendsIsOneDurableWrite) {
   });
 }
 
+TEST(WalTest, WaitersOnOlderPositionsRegisteredLaterAreWoken) {
+  runtime::Runtime rt({.cores = 1});
+  const std::string dir = fresh_dir("waiters");
+  rt.block_on(0, [&]() -> Task<void> {
+    auto w = co_await Wal::open(dir, test_options());
+    EXPECT_TRUE(w.ok());
+    if (!w) co_return;
+    Wal& wal = **w;
+    std::vector<Position> pos;
+    for (uint64_t g = 1; g <= 3; ++g) {
+      auto p = wal.persist_hard_state(g, HardState{g, g, 0});
+      EXPECT_TRUE(p.ok());
+      pos.push_back(*p);
+    }
+    int woken = 0;
+    // Newest first: the list must stay sorted so each wakes at its position.
+    for (int k = 2; k >= 0; --k) {
+      runtime::spawn([](Wal& wal, Position p, int& woken) -> Task<void> {
+        EXPECT_TRUE((co_await wal.wait_durable(p)).ok());
+        EXPECT_GE(wal.durable_position(), p);
+        ++woken;
+      }(wal, pos[static_cast<size_t>(k)], woken));
+    }
+    while (woken < 3)
+      (void)co_await runtime::sleep_for(std::chrono::milliseconds(1));
+    co_await wal.close();
+  });
+}
+
 TEST(WalTest, ConcurrentWritersAllBecomeDurable) {
   runtime::Runtime rt({.cores = 1});
   const std::string dir = fresh_dir("concurrent");
