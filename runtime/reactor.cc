@@ -78,6 +78,13 @@ void Reactor::setup_ring() {
   NORI_ASSERT(wrc == 0 || wrc == -EINVAL, "iowq max workers: {}", std::strerror(-wrc));
 }
 
+std::pair<unsigned, unsigned> Reactor::iowq_max_workers() {
+  NORI_ASSERT(current_ == this);
+  unsigned v[2] = {0, 0};  // 0 = do not change, report the current value
+  if (io_uring_register_iowq_max_workers(&ring_, v) != 0) return {0, 0};
+  return {v[0], v[1]};
+}
+
 void Reactor::connect(std::vector<Reactor*> peers, std::vector<SpscRing*> inboxes,
                       std::vector<SpscRing*> outboxes) {
   peers_ = std::move(peers);

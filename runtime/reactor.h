@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "runtime/base/clock.h"
@@ -127,6 +128,9 @@ class Reactor {
   // Setup flags the kernel accepted for this reactor's ring.
   uint32_t ring_flags() const { return ring_flags_; }
   int ring_fd() const { return ring_.ring_fd; }
+  // The kernel's current io-wq worker bounds for this ring {bounded,
+  // unbounded}; {0, 0} if the kernel cannot report them. Reactor thread only.
+  std::pair<unsigned, unsigned> iowq_max_workers();
 
   // ---- scheduling ----
   void schedule(Schedulable& s) {

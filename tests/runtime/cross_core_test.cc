@@ -172,6 +172,13 @@ TEST(RingSetup, DeferTaskrunIsUsedWhereTheKernelHasIt) {
   EXPECT_TRUE(rt.reactor(0).ring_flags() & IORING_SETUP_SINGLE_ISSUER);
 }
 
+TEST(RingSetup, IoWqWorkersAreBoundedAsConfigured) {
+  Runtime rt({.cores = 1, .iowq_bounded_workers_max = 3, .iowq_unbounded_workers_max = 5});
+  auto [bounded, unbounded] = rt.block_on(0, [] { return Reactor::here().iowq_max_workers(); });
+  EXPECT_EQ(bounded, 3u);
+  EXPECT_EQ(unbounded, 5u);
+}
+
 TEST(RingSetup, FallbackRingRunsIoTimersAndCrossCoreCalls) {
   Runtime rt({.cores = 2, .ring_defer_taskrun = false});
   EXPECT_EQ(rt.reactor(0).ring_flags() & IORING_SETUP_DEFER_TASKRUN, 0u);
