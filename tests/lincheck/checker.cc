@@ -61,6 +61,9 @@ class KeySearch {
     next_.assign(2 * n + 1, kNil);
     prev_.assign(2 * n + 1, kNil);
     words_ = (ops_.size() + 63) / 64;
+    // State 0 stands for every value no remaining get can observe; it is not
+    // in state_ids_, so no real value maps to it.
+    states_.push_back("<unobservable>");
     linearized_.assign(words_, 0);
 
     // Zobrist words: a fixed seed keeps the search (and its step count)
@@ -115,8 +118,12 @@ class KeySearch {
     while (next_[head_] != kNil) {
       if (options_.max_steps_per_key && result.steps >= options_.max_steps_per_key) {
         result.verdict = Verdict::kUnknown;
-        result.explanation =
-            fmt::format("search gave up after {} steps ({} ops)", result.steps, ops_.size());
+        result.longest_prefix = best_depth;
+        result.explanation = fmt::format(
+            "search gave up after {} steps ({} ops); the longest partial linearization places "
+            "{} ops and then cannot place {}",
+            result.steps, ops_.size(), best_depth,
+            stuck_op >= 0 ? describe(*ops_[stuck_op]) : std::string("-"));
         return result;
       }
       ++result.steps;
@@ -129,7 +136,7 @@ class KeySearch {
           continue;
         }
         std::optional<int> after = step(state, op);
-        if (after && ops_[op]->kind != OpKind::kGet && !viable(*after, op)) after.reset();
+        if (after && ops_[op]->kind != OpKind::kGet) after = settle(*after, op);
         if (after) {
           flip(op);
           if (remember(*after)) {
@@ -197,24 +204,53 @@ class KeySearch {
     return it->second;
   }
 
-  // Pruning for the append model: after a write by `op` leads to `state`,
-  // look at the first get whose return is next in time order. Everything
-  // linearized before it was called before that return; if none of those is
-  // a put, the value can only grow by appends until the get, so the get's
-  // output must start with `state`, or this branch is dead. (A burst of
-  // unknown-outcome appends that all took effect otherwise makes the search
-  // try every order of them.)
-  bool viable(int state, int op) const {
+  // Pruning for the append model, after a write by `op` led to `state`.
+  //
+  // Look at the first get whose return is next in time order, G. Everything
+  // linearized before G was called before G's return. Until G the value only
+  // grows by appends unless a put intervenes, and then it starts with the
+  // last such put's value. So G's output must start with `state` or with the
+  // value of a put that may still go before G; otherwise the branch is dead
+  // (nullopt). A burst of unknown-outcome appends that all took effect would
+  // otherwise be tried in every order.
+  //
+  // If only a put can save the branch and no remaining get's output starts
+  // with `state` at all, the exact value can never be observed: appends keep
+  // it unobservable, gets fail on it, and the next put replaces it. All such
+  // values behave alike, so they become one "unobservable" state, and the
+  // memo merges the orders of appends that a put will erase anyway.
+  std::optional<int> settle(int state, int op) {
+    puts_before_.clear();
     for (int e = next_[head_]; e != kNil; e = next_[e]) {
       const Operation& o = *ops_[e / 2];
       if (e / 2 == op) continue;
       if ((e & 1) == 0) {
-        if (o.kind == OpKind::kPut) return true;  // a put may intervene: no verdict
+        if (o.kind == OpKind::kPut) puts_before_.push_back(&o.value);
         continue;
       }
-      if (o.kind == OpKind::kGet) return o.output.starts_with(states_[state]);
+      if (o.kind != OpKind::kGet) continue;
+      if (state != unobservable_ && o.output.starts_with(states_[state])) return state;
+      bool rescued = false;
+      for (const std::string* v : puts_before_)
+        rescued |= o.output.starts_with(*v);
+      if (!rescued) return std::nullopt;
+      return observable(state, op) ? state : unobservable_;
     }
-    return true;
+    return state;
+  }
+
+  // Whether some get still to be linearized (other than `op`) returned a
+  // value starting with `state`.
+  bool observable(int state, int op) const {
+    if (state == unobservable_) return false;
+    for (int e = next_[head_]; e != kNil; e = next_[e]) {
+      const Operation& o = *ops_[e / 2];
+      if ((e & 1) == 0 && e / 2 != op && o.kind == OpKind::kGet &&
+          o.output.starts_with(states_[state])) {
+        return true;
+      }
+    }
+    return false;
   }
 
   // The model: the state after `op` from `state`, or nullopt if `op` cannot
@@ -223,11 +259,12 @@ class KeySearch {
     const Operation& op = *ops_[op_index];
     switch (op.kind) {
       case OpKind::kGet:
-        if (states_[state] == op.output) return state;
+        if (state != unobservable_ && states_[state] == op.output) return state;
         return std::nullopt;
       case OpKind::kPut:
         return intern(op.value);
       case OpKind::kAppend: {
+        if (state == unobservable_) return state;
         uint64_t k = (static_cast<uint64_t>(state) << 32) | static_cast<uint32_t>(op_index);
         auto it = appended_.find(k);
         if (it != appended_.end()) return it->second;
@@ -282,6 +319,8 @@ class KeySearch {
   std::vector<const Operation*> ops_;
   const CheckOptions& options_;
   std::vector<int64_t> info_return_;
+  std::vector<const std::string*> puts_before_;  // scratch for settle()
+  static constexpr int unobservable_ = 0;
   int head_ = 0;
   std::vector<int> next_, prev_;
   size_t words_ = 0;

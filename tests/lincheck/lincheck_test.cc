@@ -327,26 +327,30 @@ TEST(Checker, EmptyHistoryIsLinearizable) {
   EXPECT_EQ(verdict_of({}), Verdict::kLinearizable);
 }
 
-TEST(Checker, MemoisationRefutesManyConcurrentWritersWithinBudget) {
-  // 12 fully concurrent puts of distinct values, then a read of a value none
-  // wrote. Without memoisation the search tries 12! (4.8e8) orders; with it,
-  // at most 2^12 sets x 13 states.
+// n fully concurrent puts of distinct values, then two reads, one after the
+// other, of two different ones: impossible, since the value cannot change
+// once every put has returned. But any order of the puts ending with v3 gets
+// past the first read, so only memoisation keeps the refutation from trying
+// (n-1)! orders (2^n sets x n+1 values at most).
+History concurrent_writers(int n) {
   History h;
-  for (int i = 0; i < 12; ++i) {
-    h.push_back(put(i, "x", fmt::format("v{}", i), i, 1000));
-  }
-  h.push_back(get(99, "x", "nobody-wrote-this", 2000, 2010));
-  CheckResult r = check_kv_history(h, CheckOptions{5'000'000});
+  for (int i = 0; i < n; ++i)
+    h.push_back(put(i, "x", fmt::format("v{};", i), i, 1000));
+  h.push_back(get(98, "x", "v3;", 2000, 2010));
+  h.push_back(get(99, "x", "v5;", 2020, 2030));
+  return h;
+}
+
+TEST(Checker, MemoisationRefutesManyConcurrentWritersWithinBudget) {
+  // 13 writers: 12! = 4.8e8 orders without memoisation.
+  CheckResult r = check_kv_history(concurrent_writers(13), CheckOptions{5'000'000});
   EXPECT_EQ(r.verdict, Verdict::kNotLinearizable) << r.summary();
 }
 
 TEST(Checker, StepBudgetGivesUnknownNotAGuess) {
-  History h;
-  for (int i = 0; i < 14; ++i)
-    h.push_back(put(i, "x", fmt::format("v{}", i), i, 1000));
-  h.push_back(get(99, "x", "nobody-wrote-this", 2000, 2010));
+  History h = concurrent_writers(13);
   CheckResult r = check_kv_history(h, CheckOptions{1000});
-  EXPECT_EQ(r.verdict, Verdict::kUnknown);
+  EXPECT_EQ(r.verdict, Verdict::kUnknown) << r.summary();
   // A refutation elsewhere still wins over an unknown key.
   h.push_back(put(0, "y", "a", 0, 10));
   h.push_back(get(1, "y", "", 20, 30));
@@ -397,6 +401,26 @@ TEST(Checker, BurstOfUnknownAppendsThatTookEffectIsOrderedQuickly) {
   h.push_back(get(99, "x", broken, 1100, 1110));
   CheckResult bad = check_kv_history(h, CheckOptions{1'000'000});
   EXPECT_EQ(bad.verdict, Verdict::kNotLinearizable) << bad.summary();
+}
+
+TEST(Checker, AppendsThatAPutWouldEraseAreNotOrderedOneByOne) {
+  // An unknown-outcome put and 11 unknown-outcome appends, all concurrent;
+  // a read shows the put followed by all 11 appends. Every order of appends
+  // placed before the put leads to a value nobody reads: they must collapse
+  // into one state, not 11! of them.
+  History h = {put(0, "x", "p;", 5, 15, OpStatus::kInfo)};
+  std::string all = "p;";
+  for (int i = 0; i < 11; ++i) {
+    std::string v = fmt::format("a{};", (i * 5) % 11);
+    h.push_back(append(i + 1, "x", v, i, 20 + i, OpStatus::kInfo));
+    all += v;
+  }
+  h.push_back(get(99, "x", all, 1000, 1010));
+  h.push_back(get(99, "x", all + "z;", 1020, 1030));  // impossible: nobody appended z
+  CheckResult r = check_kv_history(h, CheckOptions{2'000'000});
+  EXPECT_EQ(r.verdict, Verdict::kNotLinearizable) << r.summary();
+  h.pop_back();
+  EXPECT_EQ(check_kv_history(h, CheckOptions{2'000'000}).verdict, Verdict::kLinearizable);
 }
 
 // ---------------------------------------------------------------------------
