@@ -57,12 +57,13 @@ struct WalOptions {
   // Retired segments kept for recycling instead of being deleted.
   uint32_t free_segments_max = 2;
   // How a write is made durable, chosen by measurement on this machine
-  // (docs/wal.md): writes of at least rwf_dsync_min_bytes use RWF_DSYNC (one
-  // operation; it won for 512 KiB writes), smaller ones write + fdatasync
-  // (p50 ~100-150 us against ~4 ms for RWF_DSYNC at 4 KiB; it also won at
-  // 64 KiB in 3 of 4 interleaved runs). use_rwf_dsync forces RWF_DSYNC.
+  // (docs/wal.md): write + fdatasync. At 4 KiB its p50 was 114-181 us
+  // against ~4 ms for RWF_DSYNC in every run; at 64 KiB it moved more bytes
+  // in 4 of 5 interleaved runs; at 512 KiB each won 2 of 4. Writes of at
+  // least rwf_dsync_min_bytes use RWF_DSYNC instead (off by default);
+  // use_rwf_dsync forces RWF_DSYNC for every write.
   bool use_rwf_dsync = false;
-  uint32_t rwf_dsync_min_bytes = 256u << 10;
+  uint32_t rwf_dsync_min_bytes = UINT32_MAX;
   // A flush waits this long after the round that appended before cutting a
   // write, to gather more (0: every reactor round).
   uint32_t batch_delay_us = 0;
