@@ -124,6 +124,40 @@ class Cluster {
   }
 
   Node& node(NodeId id) { return *nodes_[id - 1]; }
+
+  uint16_t other_port(Node& n) {
+    return rt_.block_on(n.core, [&n] { return n.t->port(); });
+  }
+
+  // Stops node `id`'s transport and starts a new one on the same port (a
+  // process restart with the same data directory: same incarnation).
+  void restart(NodeId id, std::function<void(TransportConfig&)> tweak = {}) {
+    Node* np = &node(id);
+    uint16_t port = other_port(*np);
+    rt_.block_on(np->core, [np]() -> runtime::Task<void> { co_await np->t->shutdown(); });
+    rt_.block_on(np->core, [np] {
+      np->t.reset();
+      np->rec = Recorder{};
+    });
+    TransportConfig cfg = test_config(np->id, 10 * np->id);
+    cfg.listen_port = port;
+    if (tweak) tweak(cfg);
+    std::vector<Member> members;
+    for (auto& nd : nodes_)
+      members.push_back({nd->id, 10 * nd->id});
+    std::vector<std::pair<NodeId, uint16_t>> peers;
+    for (auto& other : nodes_) {
+      if (other->id != np->id) peers.emplace_back(other->id, other_port(*other));
+    }
+    rt_.block_on(np->core, [&, np, cfg] {
+      auto t = Transport::create(cfg, np->rec);
+      NORI_ASSERT(t.ok(), "{}", t.error().to_string());
+      np->t = std::move(t).value();
+      np->t->set_members(members);
+      for (auto [id, p] : peers)
+        NORI_ASSERT(np->t->set_peer_address(id, "127.0.0.1", p).ok());
+    });
+  }
   runtime::Runtime& rt() { return rt_; }
 
   // Runs fn on the node's reactor and returns its value.

@@ -522,6 +522,29 @@ TEST(TransportTest, SilentConnectionIsDetectedAndClosedWhileKeptAliveLinksStay) 
   });
 }
 
+TEST(TransportTest, PeerRestartIsReconnectedAndTrafficResumes) {
+  Cluster c(2);
+  ASSERT_TRUE(c.wait_connected(1, 2));
+  c.on(1, [](Node& n) {
+    EXPECT_TRUE(n.t->send(2, 1, MessageType::kGroup, make_payload(1, 0, 64)).ok());
+  });
+  ASSERT_TRUE(c.wait_until(2, [](Node& n) { return n.rec.message_count == 1; }));
+  // Node 2 restarts (same port, same incarnation); node 1, the dialer, backs
+  // off and redials until the new process accepts.
+  c.restart(2);
+  ASSERT_TRUE(c.wait_connected(1, 2));
+  c.on(1, [](Node& n) {
+    EXPECT_TRUE(n.t->send(2, 1, MessageType::kGroup, make_payload(1, 1, 64)).ok());
+  });
+  ASSERT_TRUE(c.wait_until(2, [](Node& n) { return n.rec.messages[{1, 1}].size() == 1; }));
+  c.on(2, [](Node& n) {
+    uint64_t seq;
+    EXPECT_TRUE(check_payload(n.rec.messages[{1, 1}][0], 1, &seq));
+    EXPECT_EQ(seq, 1u);
+  });
+  EXPECT_GE(c.on(1, [](Node& n) { return n.t->link_stats(2, Lane::kPriority)->connections; }), 2u);
+}
+
 TEST(TransportTest, DialToTheWrongCoreIsRefusedAndCounted) {
   // A node whose transport is core 1 of 2; the raw peer dials it as core 0.
   Cluster c(1, [](TransportConfig& cfg) {
