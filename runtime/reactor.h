@@ -6,9 +6,9 @@
 //
 // The loop (Reactor::run, reactor.cc, numbered there) is: drain mailboxes ->
 // fire timers -> run ready coroutines -> publish outgoing mailboxes -> submit
-// SQEs and reap CQEs -> if nothing happened, poll briefly (bounded), then
-// sleep in io_uring_submit_and_wait_timeout until the next timer, an I/O
-// completion or a wake-up.
+// SQEs and reap CQEs -> if nothing happened, optionally poll briefly (bounded,
+// off by default), then sleep in io_uring_submit_and_wait_timeout until the
+// next timer, an I/O completion or a wake-up.
 //
 // Free functions for code running on a reactor:
 //   spawn(task)            detached task on this reactor (root scope, gate-counted)
