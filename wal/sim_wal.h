@@ -43,6 +43,7 @@ class SimWal {
   base::Status reclaim();
 
   size_t in_flight() const { return in_flight_.size(); }
+  const std::vector<WriteRequest>& in_flight_writes() const { return in_flight_; }
   bool failed() const { return failed_.has_value(); }
   const std::optional<base::Error>& failure() const { return failed_; }
 
