@@ -226,7 +226,10 @@ base::Result<Position> Wal::append_entries(uint64_t group, uint64_t first_index,
 
 base::Result<Position> Wal::persist_hard_state(uint64_t group, const HardState& hs) {
   auto r = engine_.persist_hard_state(group, hs);
-  if (r) after_append();
+  if (r) {
+    urgent_ = true;
+    after_append();
+  }
   return r;
 }
 
@@ -282,9 +285,12 @@ Task<void> Wal::flusher() {
     // Let every task that is ready in this round append first: they all go
     // out in the write cut below (group commit).
     co_await runtime::yield();
-    if (o.batch_delay_us > 0 && !closing_) {
+    // A batch delay gathers more data, but never holds a hard state (a vote
+    // reply waits for it).
+    if (o.batch_delay_us > 0 && !closing_ && !urgent_) {
       (void)co_await runtime::sleep_for(std::chrono::microseconds(o.batch_delay_us));
     }
+    urgent_ = false;
     bool issued = false;
     while (auto req = engine_.next_write()) {
       ++background_;

@@ -151,7 +151,7 @@ class Wal {
   Signal close_signal_;
   boost::intrusive::list<runtime::Schedulable, boost::intrusive::constant_time_size<false>>
       writable_waiters_;
-  bool flush_scheduled_ = false;
+  bool urgent_ = false;  // a hard state is waiting: no batch delay
   bool reclaiming_ = false;
   bool closing_ = false;
   uint32_t background_ = 0;  // flusher, preparer, writes and reclaims running

@@ -165,6 +165,26 @@ TEST(WalTest, WaitersOnOlderPositionsRegisteredLaterAreWoken) {
   });
 }
 
+// A batch delay longer than this test's timeout: the hard state must not wait
+// for it (a vote reply waits for the hard state), so the test fails by
+// timing out if it does.
+TEST(WalTest, HardStateIsNotHeldByTheBatchDelay) {
+  runtime::Runtime rt({.cores = 1});
+  const std::string dir = fresh_dir("batch_delay");
+  WalOptions o = test_options();
+  o.batch_delay_us = 600'000'000;
+  rt.block_on(0, [&]() -> Task<void> {
+    auto w = co_await Wal::open(dir, o);
+    EXPECT_TRUE(w.ok());
+    if (!w) co_return;
+    auto p = (*w)->persist_hard_state(5, HardState{3, 1, 0});
+    EXPECT_TRUE(p.ok());
+    EXPECT_TRUE((co_await (*w)->wait_durable(*p)).ok());
+    EXPECT_EQ((*w)->durable_position(), (*w)->append_position());
+    co_await (*w)->close();
+  });
+}
+
 TEST(WalTest, ConcurrentWritersAllBecomeDurable) {
   runtime::Runtime rt({.cores = 1});
   const std::string dir = fresh_dir("concurrent");
