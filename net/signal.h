@@ -90,6 +90,18 @@ class Signal {
   bool pending_ = false;
 };
 
+// A cancellable sleep built on Signal: ok after d, kCancelled if the
+// caller's scope is cancelled first. (runtime::sleep_for at 5f1d206 schedules
+// its waiter twice when the scope is cancelled after the timer fired but
+// before the sleeper resumed; a Signal wait leaves the scope when it is woken,
+// so that race cannot happen here.)
+inline runtime::Task<base::Status> sleep_for(base::Duration d) {
+  Signal fired;
+  runtime::Timer timer([&fired] { fired.notify(); });
+  timer.arm_in(d);
+  co_return co_await fired.wait();
+}
+
 class WaitList {
  public:
   class Wait final : private runtime::Cancellable {

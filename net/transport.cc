@@ -239,7 +239,7 @@ runtime::Task<void> Transport::accept_loop() {
     if (!fd) {
       if (fd.error().kind() == base::ErrorKind::kCancelled || scope_.cancelled()) break;
       // EMFILE and friends: back off a little instead of spinning.
-      auto st = co_await runtime::sleep_for(milliseconds(10));
+      auto st = co_await net::sleep_for(milliseconds(10));
       if (!st) break;
       continue;
     }
@@ -337,7 +337,7 @@ runtime::Task<void> Transport::dial_loop(Peer* p, Lane lane) {
     // Exponential backoff with jitter: uniform in [backoff/2, backoff], so
     // the cores of a restarted node do not all redial in step.
     std::uniform_int_distribution<uint32_t> jitter(backoff_ms / 2, backoff_ms);
-    auto st = co_await runtime::sleep_for(milliseconds(jitter(rng_)));
+    auto st = co_await net::sleep_for(milliseconds(jitter(rng_)));
     if (!st) break;
     backoff_ms = std::min(backoff_ms * 2, cfg_.backoff_max_ms);
   }

@@ -545,6 +545,21 @@ TEST(TransportTest, PeerRestartIsReconnectedAndTrafficResumes) {
   EXPECT_GE(c.on(1, [](Node& n) { return n.t->link_stats(2, Lane::kPriority)->connections; }), 2u);
 }
 
+TEST(TransportTest, WipedPeerWithANewIncarnationCannotPassForItsFormerSelf) {
+  Cluster c(2);
+  ASSERT_TRUE(c.wait_connected(1, 2));
+  // Node 2 comes back with an empty data directory: a new incarnation. Node 1
+  // (which dials it) still holds the configuration naming incarnation 20.
+  c.restart(2, [](TransportConfig& cfg) { cfg.self.incarnation = 21; });
+  ASSERT_TRUE(c.wait_until(1, [](Node& n) {
+    return n.t->stats().refused[size_t(Refusal::kStaleIncarnation)] >= 2;  // redials keep failing
+  }));
+  EXPECT_FALSE(c.on(1, [](Node& n) { return n.t->connected(2); }));
+  EXPECT_TRUE(c.wait_until(2, [](Node& n) {
+    return n.t->stats().refused_by_peer[size_t(Refusal::kStaleIncarnation)] >= 1;
+  }));
+}
+
 TEST(TransportTest, DialToTheWrongCoreIsRefusedAndCounted) {
   // A node whose transport is core 1 of 2; the raw peer dials it as core 0.
   Cluster c(1, [](TransportConfig& cfg) {
