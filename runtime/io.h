@@ -3,6 +3,7 @@
 //   NORI_CO_ASSIGN_OR_RETURN(int fd, co_await io::openat(AT_FDCWD, path, O_RDWR | O_DIRECT, 0644));
 //   NORI_CO_ASSIGN_OR_RETURN(size_t n, co_await io::write(fd, buf, len, offset, RWF_DSYNC));
 //   NORI_CO_TRY(co_await io::fdatasync(fd));
+//   NORI_CO_ASSIGN_OR_RETURN(size_t revents, co_await io::poll(fd, POLLIN));
 //
 // Each call fills one SQE on the current reactor's ring when awaited; the SQE
 // is submitted with the rest of the loop round's SQEs and the coroutine
@@ -26,6 +27,7 @@
 
 #include <fcntl.h>
 #include <liburing.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -244,6 +246,12 @@ inline auto recvmsg(int fd, msghdr* msg, int flags = 0) {
 inline auto shutdown(int fd, int how) {
   return make_op<AsStatus>("shutdown",
                            [=](io_uring_sqe* s) { io_uring_prep_shutdown(s, fd, how); });
+}
+
+// Waits until fd is ready for `events` (POLLIN, POLLOUT, ...); yields the
+// ready mask (POLLERR/POLLHUP included when they happen).
+inline auto poll(int fd, unsigned events) {
+  return make_op<AsBytes>("poll", [=](io_uring_sqe* s) { io_uring_prep_poll_add(s, fd, events); });
 }
 
 // ---- time and cancellation in the kernel ----

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "runtime/combinators.h"
 #include "runtime/io.h"
@@ -249,6 +251,25 @@ TEST(Io, OperationInCancelledScopeFailsWithoutReachingTheKernel) {
   EXPECT_EQ(kind, base::ErrorKind::kCancelled);
   char buf[4];
   EXPECT_EQ(::recv(sv[0], buf, sizeof buf, MSG_DONTWAIT), 2);  // data untouched
+  ::close(sv[0]);
+  ::close(sv[1]);
+}
+
+TEST(Io, PollWaitsForReadabilityAndReportsIt) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  Runtime rt({.cores = 1});
+  auto [not_ready, revents] = rt.block_on(0, [&]() -> Task<std::pair<bool, size_t>> {
+    // Not readable yet: a poll with a deadline times out.
+    auto early = co_await with_timeout(
+        1ms, [&]() -> Task<base::Result<size_t>> { co_return co_await io::poll(sv[0], POLLIN); }());
+    bool timed_out = !early.ok() && early.error().kind() == base::ErrorKind::kTimedOut;
+    EXPECT_EQ(::write(sv[1], "x", 1), 1);
+    auto r = co_await io::poll(sv[0], POLLIN);
+    co_return std::pair<bool, size_t>(timed_out, r.ok() ? *r : 0);
+  });
+  EXPECT_TRUE(not_ready);
+  EXPECT_TRUE(revents & POLLIN);
   ::close(sv[0]);
   ::close(sv[1]);
 }
