@@ -74,6 +74,13 @@ std::string encode_write(const WriteHeader& h, const std::vector<std::string>& a
   return out;
 }
 
+bool peek_session(std::string_view entry, uint64_t& client, uint64_t& seq) {
+  base::ByteReader r(entry.data(), entry.size());
+  uint8_t version = 0, flags = 0;
+  return r.u8(version) && version == kEntryVersion && r.u8(flags) && r.varint(client) &&
+         r.varint(seq);
+}
+
 base::Result<std::vector<std::string>> normalize_write(std::vector<std::string> argv,
                                                        uint64_t now_ms) {
   if (argv.empty()) return bad_input("ERR empty command");

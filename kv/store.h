@@ -85,6 +85,8 @@ inline constexpr std::string_view kSessionExpiredReply =
     "-UNKNOWN session expired: the command may or may not have taken effect\r\n";
 
 std::string encode_write(const WriteHeader& h, const std::vector<std::string>& argv);
+// The (client, seq) of an encoded write; false if `entry` is not one.
+bool peek_session(std::string_view entry, uint64_t& client, uint64_t& seq);
 
 class Store {
  public:

@@ -1,0 +1,111 @@
+// norikv: a replicated key-value server speaking RESP2 (docs/kv.md).
+//
+//   norikv --node 1 --cluster 1=127.0.0.1:7101:6381,2=127.0.0.1:7201:6382,3=127.0.0.1:7301:6383 \
+//          --data-dir /tmp/norikv/n1 --admin-port 9101
+//
+// --cluster lists every node as id=host:raft_port:client_port (the same list
+// on every node). Stops cleanly (WAL durable) on SIGINT or SIGTERM.
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <string>
+
+#include "kv/server.h"
+
+namespace {
+
+bool parse_cluster(const std::string& spec, nori::kv::ServerConfig& cfg) {
+  size_t pos = 0;
+  while (pos < spec.size()) {
+    size_t comma = spec.find(',', pos);
+    if (comma == std::string::npos) comma = spec.size();
+    const std::string item = spec.substr(pos, comma - pos);
+    pos = comma + 1;
+    const size_t eq = item.find('=');
+    const size_t c2 = item.rfind(':');
+    const size_t c1 =
+        c2 == std::string::npos || c2 == 0 ? std::string::npos : item.rfind(':', c2 - 1);
+    if (eq == std::string::npos || c1 == std::string::npos || c1 < eq) return false;
+    try {
+      const uint64_t id = std::stoull(item.substr(0, eq));
+      const std::string host = item.substr(eq + 1, c1 - eq - 1);
+      const auto raft_port = static_cast<uint16_t>(std::stoul(item.substr(c1 + 1, c2 - c1 - 1)));
+      const auto client_port = static_cast<uint16_t>(std::stoul(item.substr(c2 + 1)));
+      cfg.raft.peers.push_back({id, host, raft_port});
+      cfg.peer_clients[id] = {host, client_port};
+    } catch (const std::exception&) {
+      return false;
+    }
+  }
+  return !cfg.raft.peers.empty();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"norikv: a replicated key-value server speaking RESP2 over nori-raft"};
+  nori::kv::ServerConfig cfg;
+  std::string cluster, read_mode = "lease";
+  uint64_t node_id = 0;
+  app.add_option("--node", node_id, "this node's id (in --cluster)")->required();
+  app.add_option("--cluster", cluster, "id=host:raft_port:client_port,... (every node)")
+      ->required();
+  app.add_option("--data-dir", cfg.raft.data_dir, "data directory (WAL per core)")->required();
+  app.add_option("--shards", cfg.shards, "shards (Raft groups); the same on every node")
+      ->capture_default_str();
+  app.add_option("--cores", cfg.raft.cores, "reactor threads; the same on every node")
+      ->capture_default_str();
+  app.add_option("--bind", cfg.client_host, "client listen address")->capture_default_str();
+  app.add_option("--admin-port", cfg.admin_port, "HTTP /metrics port (0: off)")
+      ->capture_default_str();
+  app.add_option("--read-mode", read_mode, "linearizable read path: lease or read-index")
+      ->check(CLI::IsMember({"lease", "read-index"}))
+      ->capture_default_str();
+  app.add_option("--maxclients", cfg.connections_max, "client connections")->capture_default_str();
+  app.add_option("--write-timeout-ms", cfg.write_timeout_ms, "retry budget of one command")
+      ->capture_default_str();
+  std::string secret = "norikv-local-secret";
+  app.add_option("--secret", secret, "cluster secret (peer handshake MAC)");
+  app.add_option("--events", cfg.raft.events_jsonl_path, "append Raft events as JSON lines here");
+  app.add_option("--lease-ms", cfg.raft.lease_ms, "leader lease")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  cfg.raft.node_id = node_id;
+  cfg.raft.cluster_secret = secret;
+  cfg.read_mode =
+      read_mode == "lease" ? nori::raft::ReadMode::kLease : nori::raft::ReadMode::kReadIndex;
+  if (!parse_cluster(cluster, cfg)) {
+    std::fprintf(stderr, "norikv: bad --cluster '%s' (want id=host:raft_port:client_port,...)\n",
+                 cluster.c_str());
+    return 2;
+  }
+  auto it = cfg.peer_clients.find(node_id);
+  if (it == cfg.peer_clients.end()) {
+    std::fprintf(stderr, "norikv: --node %llu is not in --cluster\n",
+                 static_cast<unsigned long long>(node_id));
+    return 2;
+  }
+  cfg.client_port = it->second.port;
+
+  // Block the stop signals in every thread (the reactors inherit the mask);
+  // the main thread waits for them.
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto server = nori::kv::Server::open(std::move(cfg));
+  if (!server.ok()) {
+    std::fprintf(stderr, "norikv: %s\n", server.error().to_string().c_str());
+    return 1;
+  }
+  std::fprintf(stderr, "norikv: node %llu ready\n", static_cast<unsigned long long>(node_id));
+  int sig = 0;
+  sigwait(&stop, &sig);
+  std::fprintf(stderr, "norikv: signal %d, stopping\n", sig);
+  (*server)->close();
+  return 0;
+}

@@ -1,0 +1,897 @@
+#include "kv/server.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <set>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "kv/commands.h"
+#include "net/socket.h"
+#include "runtime/base/bytes.h"
+#include "runtime/combinators.h"
+#include "runtime/io.h"
+
+namespace nori::kv {
+
+namespace io = runtime::io;
+using base::ErrorKind;
+using raft::GroupId;
+using runtime::Task;
+
+namespace {
+
+uint64_t wall_ms() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+std::string upper(std::string_view s) {
+  std::string u(s);
+  for (char& c : u) {
+    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+  }
+  return u;
+}
+
+std::string err(std::string_view text) {
+  std::string out;
+  reply::error(out, text);
+  return out;
+}
+
+std::string encode_command(const std::vector<std::string>& argv) {
+  std::string out;
+  reply::array_header(out, argv.size());
+  for (const auto& a : argv)
+    reply::bulk(out, a);
+  return out;
+}
+
+// The RESP error for a failure of the node, by whether it may have applied.
+std::string error_reply(const base::Error& e, uint32_t shard) {
+  switch (e.kind()) {
+    case ErrorKind::kOutcomeUnknown:
+      return err(fmt::format("UNKNOWN shard {}: {}; the command may or may not have taken effect",
+                             shard, e.message()));
+    case ErrorKind::kNoQuorum:
+      return err(fmt::format("CLUSTERDOWN shard {} has no quorum: {}", shard, e.message()));
+    case ErrorKind::kInvalidArgument:
+      return err(fmt::format("ERR {}", e.message()));
+    default:
+      return err(fmt::format("TRYAGAIN shard {}: {} (not applied)", shard, e.message()));
+  }
+}
+
+constexpr std::string_view kMovedPrefix = "-NORIMOVED ";
+
+}  // namespace
+
+struct Server::CoreState {
+  struct Shard {
+    Store store;
+    // Proposals from this node waiting for their own apply: (client, seq) -> reply.
+    std::map<std::pair<uint64_t, uint64_t>, std::optional<std::string>*> waiters;
+    explicit Shard(StoreOptions o) : store(o) {}
+  };
+  std::unordered_map<GroupId, std::unique_ptr<Shard>> shards;
+  std::map<raft::NodeId, std::unique_ptr<ForwardLink>> links;
+  uint64_t next_conn = 0;
+  int listen_fd = -1;
+  int admin_fd = -1;
+  // Published counters (written by this core only, read by /metrics).
+  std::atomic<uint64_t> commands{0}, forwarded{0}, retries{0}, err_tryagain{0}, err_clusterdown{0},
+      err_unknown{0}, conns_rejected{0}, protocol_errors{0};
+};
+
+// Everything that runs on reactors; a friend of Server.
+struct ServerImpl {
+  Server& s;
+  const ServerConfig& cfg() const { return s.cfg_; }
+  raft::Node& node() { return *s.node_; }
+  Server::CoreState& here() { return *s.cores_[runtime::Reactor::here().core()]; }
+  Server::CoreState::Shard& shard(GroupId g) {
+    auto& st = here();
+    auto it = st.shards.find(g);
+    NORI_ASSERT(it != st.shards.end(), "shard of group {} not on core {}", g,
+                runtime::Reactor::here().core());
+    return *it->second;
+  }
+
+  struct Conn {
+    uint64_t id = 0;
+    uint64_t next_seq = 0;
+    std::set<uint64_t> outstanding;
+    std::unordered_set<uint32_t> shards_answered;  // shards that replied: session open
+    bool readonly = false;
+    bool quit = false;
+  };
+
+  // ---- writes -------------------------------------------------------------
+
+  // On the group's core: propose and collect this entry's reply.
+  Task<base::Result<std::string>> propose_here(GroupId g, std::string entry, uint64_t client,
+                                               uint64_t seq) {
+    auto& sh = shard(g);
+    std::optional<std::string> reply;
+    const auto key = std::make_pair(client, seq);
+    sh.waiters[key] = &reply;
+    auto r = co_await node().propose(g, std::move(entry));
+    sh.waiters.erase(key);
+    if (!r.ok()) co_return std::move(r).error();
+    if (!reply) reply = sh.store.reply_for(client, seq);
+    if (!reply) {
+      co_return base::Error(ErrorKind::kOutcomeUnknown, "committed but its reply was not kept");
+    }
+    co_return std::move(*reply);
+  }
+
+  // One attempt on this node (any core). Errors as the node gives them.
+  Task<base::Result<std::string>> write_local(GroupId g, std::string entry, uint64_t client,
+                                              uint64_t seq) {
+    co_return co_await runtime::submit_to(
+        node().core_of(g), [this, g, entry = std::move(entry), client, seq]() mutable {
+          return propose_here(g, std::move(entry), client, seq);
+        });
+  }
+
+  // Interprets a forwarded reply: the leader's own error texts map back to kinds.
+  static base::Result<std::string> from_forwarded(std::string r) {
+    if (r.starts_with(kMovedPrefix)) {
+      const uint64_t hint = std::strtoull(r.c_str() + kMovedPrefix.size(), nullptr, 10);
+      return base::Error(ErrorKind::kNotLeader, "moved", hint);
+    }
+    if (r.starts_with("-TRYAGAIN"))
+      return base::Error(ErrorKind::kUnavailable, r.substr(1, r.size() - 3));
+    if (r.starts_with("-CLUSTERDOWN"))
+      return base::Error(ErrorKind::kNoQuorum, r.substr(1, r.size() - 3));
+    if (r.starts_with("-UNKNOWN")) {
+      return base::Error(ErrorKind::kOutcomeUnknown, r.substr(1, r.size() - 3));
+    }
+    return r;
+  }
+
+  Task<base::Result<std::string>> forward(raft::NodeId to, std::string request) {
+    auto& st = here();
+    auto it = st.links.find(to);
+    if (it == st.links.end()) {
+      co_return base::Error(ErrorKind::kUnavailable,
+                            fmt::format("no client address for node {}", to));
+    }
+    st.forwarded.fetch_add(1, std::memory_order_relaxed);
+    auto r = co_await it->second->call(std::move(request));
+    if (!r.ok()) {
+      // kIo: never sent (certainly not applied); kOutcomeUnknown: may have been.
+      if (r.error().kind() == ErrorKind::kIo)
+        co_return base::Error(ErrorKind::kUnavailable, r.error().message());
+      co_return std::move(r).error();
+    }
+    co_return from_forwarded(std::move(*r));
+  }
+
+  // Retries one shard write until it succeeds, fails for certain past the
+  // deadline, or stays unknown past the deadline.
+  Task<std::string> write_shard(uint32_t shard_no, std::string entry, uint64_t client,
+                                uint64_t seq) {
+    const GroupId g = group_of_shard(shard_no);
+    const auto deadline =
+        base::BootClock::now() + std::chrono::milliseconds(cfg().write_timeout_ms);
+    bool maybe_applied = false;
+    std::optional<base::Error> last;
+    raft::NodeId target = node().leader(g);
+    for (int attempt = 0;; ++attempt) {
+      if (attempt > 0) here().retries.fetch_add(1, std::memory_order_relaxed);
+      base::Result<std::string> r = base::Error(ErrorKind::kUnavailable, "no leader known");
+      if (target == raft::kNoNode || target == node().id()) {
+        r = co_await write_local(g, entry, client, seq);
+      } else {
+        std::vector<std::string> fwd = {"NORI.WRITE", std::to_string(g), entry};
+        r = co_await forward(target, encode_command(fwd));
+      }
+      if (r.ok()) co_return std::move(*r);
+      const base::Error e = std::move(r).error();
+      if (e.kind() == ErrorKind::kInvalidArgument) co_return error_reply(e, shard_no);
+      if (e.may_have_taken_effect()) maybe_applied = true;
+      last = e;
+      if (base::BootClock::now() >= deadline) break;
+      if (e.kind() == ErrorKind::kNotLeader && e.hint() != raft::kNoNode && e.hint() != target) {
+        target = e.hint();
+        continue;  // follow the hint at once
+      }
+      (void)co_await runtime::sleep_for(std::chrono::milliseconds(attempt < 3 ? 10 : 50));
+      if (runtime::Reactor::here().runtime().stopping()) break;
+      target = node().leader(g);
+    }
+    if (maybe_applied) {
+      here().err_unknown.fetch_add(1, std::memory_order_relaxed);
+      co_return error_reply(
+          base::Error(ErrorKind::kOutcomeUnknown, last ? last->message() : "timed out"), shard_no);
+    }
+    if (last && last->kind() == ErrorKind::kNoQuorum) {
+      here().err_clusterdown.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      here().err_tryagain.fetch_add(1, std::memory_order_relaxed);
+    }
+    co_return error_reply(last ? *last : base::Error(ErrorKind::kTimedOut, "timed out"), shard_no);
+  }
+
+  // A client write: split by shard, one session entry per shard.
+  Task<std::string> write(Conn& c, std::vector<std::string> argv) {
+    const uint64_t now = wall_ms();
+    auto norm = normalize_write(std::move(argv), now);
+    if (!norm.ok()) co_return err(norm.error().message());
+    std::vector<std::string>& cmd = *norm;
+    const uint32_t n = cfg().shards;
+    // Per-shard parts of multi-key commands.
+    std::map<uint32_t, std::vector<std::string>> parts;
+    if (cmd[0] == "DEL") {
+      for (size_t i = 1; i < cmd.size(); ++i) {
+        auto& p = parts[shard_of(cmd[i], n)];
+        if (p.empty()) p.push_back("DEL");
+        p.push_back(cmd[i]);
+      }
+    } else if (cmd[0] == "MSET") {
+      for (size_t i = 1; i + 1 < cmd.size(); i += 2) {
+        auto& p = parts[shard_of(cmd[i], n)];
+        if (p.empty()) p.push_back("MSET");
+        p.push_back(cmd[i]);
+        p.push_back(cmd[i + 1]);
+      }
+    } else {
+      parts[shard_of(cmd[1], n)] = std::move(cmd);
+    }
+    std::vector<Task<std::string>> tasks;
+    std::vector<uint64_t> seqs;
+    for (auto& [shard_no, part] : parts) {
+      WriteHeader h;
+      h.client = c.id;
+      h.seq = ++c.next_seq;
+      c.outstanding.insert(h.seq);
+      h.ack_below = *c.outstanding.begin();
+      h.now_ms = now;
+      h.opens_session = c.shards_answered.count(shard_no) == 0;
+      seqs.push_back(h.seq);
+      tasks.push_back(write_shard(shard_no, encode_write(h, part), h.client, h.seq));
+    }
+    std::vector<std::string> replies = co_await runtime::when_all(std::move(tasks));
+    size_t i = 0;
+    for (auto& [shard_no, part] : parts) {
+      c.outstanding.erase(seqs[i]);
+      if (replies[i][0] != '-') c.shards_answered.insert(shard_no);
+      ++i;
+    }
+    if (replies.size() == 1) co_return std::move(replies[0]);
+    // Multi-shard: each shard's part is atomic, the whole is not.
+    int64_t deleted = 0;
+    bool any_ok = false;
+    std::string first_err;
+    for (auto& r : replies) {
+      if (r[0] == '-') {
+        if (first_err.empty()) first_err = r;
+      } else {
+        any_ok = true;
+        if (r[0] == ':') deleted += std::strtoll(r.c_str() + 1, nullptr, 10);
+      }
+    }
+    if (!first_err.empty()) {
+      if (any_ok) {
+        co_return err("UNKNOWN partially applied: some shards took the command, others failed: " +
+                      first_err.substr(1, first_err.size() - 3));
+      }
+      co_return first_err;
+    }
+    if (parts.begin()->second[0] == "DEL") {
+      std::string out;
+      reply::integer(out, deleted);
+      co_return out;
+    }
+    co_return reply::ok();
+  }
+
+  // ---- reads ------------------------------------------------------------------
+
+  // On the group's core.
+  Task<base::Result<std::string>> read_here(GroupId g, std::vector<std::string> argv,
+                                            raft::ReadMode mode) {
+    if (mode != raft::ReadMode::kStaleNoGuarantee) {
+      auto st = co_await node().read(g, mode);
+      if (!st.ok()) co_return std::move(st).error();
+    }
+    co_return shard(g).store.read(argv, wall_ms());
+  }
+
+  Task<base::Result<std::string>> read_local(GroupId g, std::vector<std::string> argv,
+                                             raft::ReadMode mode) {
+    co_return co_await runtime::submit_to(node().core_of(g),
+                                          [this, g, argv = std::move(argv), mode]() mutable {
+                                            return read_here(g, std::move(argv), mode);
+                                          });
+  }
+
+  Task<std::string> read_shard(uint32_t shard_no, std::vector<std::string> argv, bool stale) {
+    const GroupId g = group_of_shard(shard_no);
+    if (stale) {
+      auto r = co_await read_local(g, std::move(argv), raft::ReadMode::kStaleNoGuarantee);
+      co_return r.ok() ? std::move(*r) : error_reply(r.error(), shard_no);
+    }
+    const auto deadline =
+        base::BootClock::now() + std::chrono::milliseconds(cfg().write_timeout_ms);
+    raft::NodeId target = node().leader(g);
+    std::optional<base::Error> last;
+    for (int attempt = 0;; ++attempt) {
+      base::Result<std::string> r = base::Error(ErrorKind::kUnavailable, "no leader known");
+      if (target == raft::kNoNode || target == node().id()) {
+        r = co_await read_local(g, argv, cfg().read_mode);
+      } else {
+        std::vector<std::string> fwd = {"NORI.READ", std::to_string(g)};
+        fwd.insert(fwd.end(), argv.begin(), argv.end());
+        r = co_await forward(target, encode_command(fwd));
+      }
+      if (r.ok()) co_return std::move(*r);
+      last = std::move(r).error();
+      // A read has no effect: every failure may be retried.
+      if (base::BootClock::now() >= deadline) break;
+      if (last->kind() == ErrorKind::kNotLeader && last->hint() != raft::kNoNode &&
+          last->hint() != target) {
+        target = last->hint();
+        continue;
+      }
+      (void)co_await runtime::sleep_for(std::chrono::milliseconds(attempt < 3 ? 10 : 50));
+      if (runtime::Reactor::here().runtime().stopping()) break;
+      target = node().leader(g);
+    }
+    // Unknown outcome of a read is still "not served": TRYAGAIN/CLUSTERDOWN.
+    base::Error e = *last;
+    if (e.kind() == ErrorKind::kOutcomeUnknown) e = base::Error(ErrorKind::kTimedOut, e.message());
+    co_return error_reply(e, shard_no);
+  }
+
+  Task<std::string> read(Conn& c, std::vector<std::string> argv) {
+    argv[0] = upper(argv[0]);
+    const uint32_t n = cfg().shards;
+    if (argv[0] == "GET" || argv[0] == "STRLEN") {
+      co_return co_await read_shard(shard_of(argv[1], n), std::move(argv), c.readonly);
+    }
+    // MGET / EXISTS: per shard, then merged in the client's key order.
+    std::map<uint32_t, std::vector<std::string>> parts;
+    std::vector<uint32_t> key_shard;
+    for (size_t i = 1; i < argv.size(); ++i) {
+      const uint32_t sh = shard_of(argv[i], n);
+      auto& p = parts[sh];
+      if (p.empty()) p.push_back(argv[0]);
+      p.push_back(argv[i]);
+      key_shard.push_back(sh);
+    }
+    std::vector<Task<std::string>> tasks;
+    for (auto& [sh, p] : parts)
+      tasks.push_back(read_shard(sh, p, c.readonly));
+    std::vector<std::string> replies = co_await runtime::when_all(std::move(tasks));
+    std::map<uint32_t, std::string_view> by_shard;
+    size_t i = 0;
+    for (auto& [sh, p] : parts) {
+      if (replies[i][0] == '-') co_return replies[i];
+      by_shard[sh] = replies[i];
+      ++i;
+    }
+    std::string out;
+    if (argv[0] == "EXISTS") {
+      int64_t total = 0;
+      for (auto& [sh, r] : by_shard)
+        total += std::strtoll(std::string(r.substr(1)).c_str(), nullptr, 10);
+      reply::integer(out, total);
+      co_return out;
+    }
+    // MGET: walk each shard's array in order.
+    std::map<uint32_t, std::string_view> rest;
+    for (auto& [sh, r] : by_shard) {
+      auto hdr = r.find("\r\n");
+      rest[sh] = r.substr(hdr + 2);
+    }
+    reply::array_header(out, key_shard.size());
+    for (uint32_t sh : key_shard) {
+      std::string_view& r = rest[sh];
+      auto len = scan_reply(r, cfg().limits);
+      NORI_ASSERT(len.ok() && *len > 0, "malformed MGET part");
+      out.append(r.substr(0, *len));
+      r.remove_prefix(*len);
+    }
+    co_return out;
+  }
+
+  // ---- internal forwarded commands (leader side) --------------------------------
+
+  Task<std::string> nori_write(std::vector<std::string>& argv) {
+    if (argv.size() != 3) co_return err("ERR wrong number of arguments for 'nori.write'");
+    const GroupId g = std::strtoull(argv[1].c_str(), nullptr, 10);
+    if (g == 0 || g > cfg().shards) co_return err("ERR no such shard");
+    // The session header travels inside the entry; decode client and seq.
+    uint64_t client = 0, seq = 0;
+    if (!peek_session(argv[2], client, seq)) {
+      co_return err("ERR malformed forwarded entry");
+    }
+    auto res = co_await write_local(g, std::move(argv[2]), client, seq);
+    if (res.ok()) co_return std::move(*res);
+    if (res.error().kind() == ErrorKind::kNotLeader) {
+      co_return fmt::format("{}{}\r\n", kMovedPrefix, res.error().hint());
+    }
+    co_return error_reply(res.error(), static_cast<uint32_t>(g - 1));
+  }
+
+  Task<std::string> nori_read(std::vector<std::string>& argv) {
+    if (argv.size() < 3) co_return err("ERR wrong number of arguments for 'nori.read'");
+    const GroupId g = std::strtoull(argv[1].c_str(), nullptr, 10);
+    if (g == 0 || g > cfg().shards) co_return err("ERR no such shard");
+    std::vector<std::string> cmd(argv.begin() + 2, argv.end());
+    const auto* spec = find_command(cmd[0]);
+    if ((spec == nullptr || spec->kind != CommandKind::kRead) && upper(cmd[0]) != "DBSIZE") {
+      co_return err("ERR not a read");
+    }
+    auto res = co_await read_local(g, std::move(cmd), cfg().read_mode);
+    if (res.ok()) co_return std::move(*res);
+    if (res.error().kind() == ErrorKind::kNotLeader) {
+      co_return fmt::format("{}{}\r\n", kMovedPrefix, res.error().hint());
+    }
+    co_return error_reply(res.error(), static_cast<uint32_t>(g - 1));
+  }
+
+  // ---- local commands -------------------------------------------------------------
+
+  std::string info() {
+    std::string body = "# Server\r\nredis_version:7.0.0-norikv\r\nnorikv_version:0.1.0\r\n";
+    body += fmt::format("node_id:{}\r\nshards:{}\r\ncores:{}\r\nread_mode:{}\r\n", node().id(),
+                        cfg().shards, cfg().raft.cores, raft::to_string(cfg().read_mode));
+    body += "# Clients\r\n";
+    body += fmt::format("connected_clients:{}\r\n", s.connections_.load());
+    body += "# Replication\r\n";
+    uint32_t led = 0;
+    for (uint32_t sh = 0; sh < cfg().shards; ++sh)
+      led += node().is_leader(group_of_shard(sh));
+    body += fmt::format("role:{}\r\nshards_led:{}\r\n", led > 0 ? "master" : "slave", led);
+    for (uint32_t sh = 0; sh < cfg().shards; ++sh) {
+      const GroupId g = group_of_shard(sh);
+      body += fmt::format("shard{}:group={},role={},leader={}\r\n", sh, g,
+                          node().is_leader(g) ? "leader" : "follower", node().leader(g));
+    }
+    body += "# Stats\r\n";
+    uint64_t cmds = 0, fwd = 0, retries = 0;
+    for (auto& c : s.cores_) {
+      cmds += c->commands.load(std::memory_order_relaxed);
+      fwd += c->forwarded.load(std::memory_order_relaxed);
+      retries += c->retries.load(std::memory_order_relaxed);
+    }
+    body += fmt::format("total_commands_processed:{}\r\nforwarded_requests:{}\r\nretries:{}\r\n",
+                        cmds, fwd, retries);
+    std::string out;
+    reply::bulk(out, body);
+    return out;
+  }
+
+  Task<std::string> bgsave() {
+    std::vector<std::string> errors;
+    for (uint32_t sh = 0; sh < cfg().shards; ++sh) {
+      const GroupId g = group_of_shard(sh);
+      if (!node().is_leader(g)) continue;
+      auto st = co_await runtime::submit_to(node().core_of(g),
+                                            [this, g] { return node().trigger_snapshot(g); });
+      if (!st.ok()) errors.push_back(fmt::format("shard {}: {}", sh, st.error().to_string()));
+    }
+    if (!errors.empty()) co_return err("ERR BGSAVE: " + errors.front());
+    co_return std::string("+Background saving started\r\n");
+  }
+
+  Task<std::string> local(Conn& c, std::vector<std::string>& argv) {
+    const std::string cmd = upper(argv[0]);
+    std::string out;
+    if (cmd == "PING") {
+      if (argv.size() == 1) co_return std::string("+PONG\r\n");
+      reply::bulk(out, argv[1]);
+      co_return out;
+    }
+    if (cmd == "ECHO") {
+      reply::bulk(out, argv[1]);
+      co_return out;
+    }
+    if (cmd == "QUIT") {
+      c.quit = true;
+      co_return reply::ok();
+    }
+    if (cmd == "READONLY") {
+      c.readonly = true;
+      co_return reply::ok();
+    }
+    if (cmd == "READWRITE") {
+      c.readonly = false;
+      co_return reply::ok();
+    }
+    if (cmd == "SELECT") {
+      if (argv[1] == "0") co_return reply::ok();
+      co_return err("ERR DB index is out of range");
+    }
+    if (cmd == "CLIENT") co_return reply::ok();
+    if (cmd == "INFO") co_return info();
+    if (cmd == "BGSAVE") co_return co_await bgsave();
+    if (cmd == "DBSIZE") {
+      // Sum of every shard's size, each read linearizably (or stale after READONLY).
+      std::vector<Task<std::string>> tasks;
+      for (uint32_t sh = 0; sh < cfg().shards; ++sh)
+        tasks.push_back(read_shard(sh, {"DBSIZE"}, c.readonly));
+      std::vector<std::string> replies = co_await runtime::when_all(std::move(tasks));
+      int64_t total = 0;
+      for (auto& r : replies) {
+        if (r[0] == '-') co_return r;
+        total += std::strtoll(r.c_str() + 1, nullptr, 10);
+      }
+      reply::integer(out, total);
+      co_return out;
+    }
+    if (cmd == "COMMAND") {
+      // "COMMAND" (and COMMAND DOCS/COUNT) for clients that probe: the table.
+      if (argv.size() >= 2 && upper(argv[1]) == "COUNT") {
+        reply::integer(out, static_cast<int64_t>(command_table().size()));
+        co_return out;
+      }
+      if (argv.size() >= 2 && upper(argv[1]) == "DOCS") {
+        reply::array_header(out, 0);
+        co_return out;
+      }
+      reply::array_header(out, command_table().size());
+      for (const auto& spec : command_table()) {
+        reply::array_header(out, 6);
+        std::string lower(spec.name);
+        for (char& ch : lower)
+          ch = static_cast<char>(std::tolower(ch));
+        reply::bulk(out, lower);
+        reply::integer(out, spec.arity);
+        reply::array_header(out, 1);
+        reply::simple(out, spec.kind == CommandKind::kWrite ? "write" : "readonly");
+        reply::integer(out, spec.first_key);
+        reply::integer(out, spec.first_key == 0
+                                ? 0
+                                : (spec.key_step == 1 ? -1 : (spec.key_step == 2 ? -1 : 1)));
+        reply::integer(out, spec.key_step == 0 ? 1 : spec.key_step);
+      }
+      co_return out;
+    }
+    if (cmd == "CONFIG") {
+      if (upper(argv[1]) != "GET" || argv.size() != 3) {
+        co_return err("ERR CONFIG: only CONFIG GET <parameter> is supported");
+      }
+      const std::string p = argv[2];
+      const std::map<std::string, std::string> known = {
+          {"save", ""},
+          {"appendonly", "yes"},
+          {"appendfsync", "always"},
+          {"databases", "1"},
+          {"maxclients", std::to_string(cfg().connections_max)},
+          {"port", std::to_string(cfg().client_port)},
+      };
+      std::vector<std::pair<std::string, std::string>> hits;
+      for (auto& [k, v] : known) {
+        if (p == "*" || p == k) hits.emplace_back(k, v);
+      }
+      reply::array_header(out, hits.size() * 2);
+      for (auto& [k, v] : hits) {
+        reply::bulk(out, k);
+        reply::bulk(out, v);
+      }
+      co_return out;
+    }
+    if (cmd == "CLUSTER") co_return err("ERR This instance has cluster support disabled");
+    co_return err(fmt::format("ERR unknown command '{}'", argv[0]));
+  }
+
+  // ---- dispatch ---------------------------------------------------------------------
+
+  Task<std::string> execute(Conn& c, std::vector<std::string> argv) {
+    here().commands.fetch_add(1, std::memory_order_relaxed);
+    const std::string name = upper(argv[0]);
+    if (name == "NORI.WRITE") co_return co_await nori_write(argv);
+    if (name == "NORI.READ") co_return co_await nori_read(argv);
+    const CommandSpec* spec = find_command(argv[0]);
+    if (spec == nullptr) {
+      co_return err(fmt::format("ERR unknown command '{}'", argv[0].substr(0, 64)));
+    }
+    const int n = static_cast<int>(argv.size());
+    if ((spec->arity > 0 && n != spec->arity) || (spec->arity < 0 && n < -spec->arity)) {
+      co_return err(fmt::format("ERR wrong number of arguments for '{}' command", spec->name));
+    }
+    switch (spec->kind) {
+      case CommandKind::kWrite:
+        co_return co_await write(c, std::move(argv));
+      case CommandKind::kRead:
+        co_return co_await read(c, std::move(argv));
+      case CommandKind::kLocal:
+        co_return co_await local(c, argv);
+    }
+    NORI_PANIC("unreachable");
+  }
+
+  static bool is_write(const std::vector<std::string>& argv) {
+    const CommandSpec* spec = find_command(argv[0]);
+    return spec != nullptr && spec->kind == CommandKind::kWrite;
+  }
+
+  Task<void> connection(int fd) {
+    auto& st = here();
+    Conn c;
+    const unsigned core = runtime::Reactor::here().core();
+    const uint64_t seed[4] = {node().id(), node().incarnation(), core, ++st.next_conn};
+    c.id = base::xxh3_64(seed, sizeof seed) | 1;  // non-zero
+    RequestParser parser(cfg().limits);
+    std::vector<char> buf(16384);
+    std::string out;
+    std::vector<std::vector<std::string>> batch;
+    bool open = true;
+    while (open && !c.quit) {
+      auto n = co_await io::recv(fd, buf.data(), buf.size());
+      if (!n.ok() || *n == 0) break;
+      if (auto fed = parser.feed(std::string_view(buf.data(), *n)); !fed.ok()) {
+        st.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+        out = err("ERR " + fed.error().message());
+        (void)co_await net::send_all(
+            fd, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(out.data()), out.size()));
+        break;
+      }
+      // Drain every complete command, pipeline_max at a time.
+      while (open && !c.quit) {
+        batch.clear();
+        std::string protocol_err;
+        std::vector<std::string> argv;
+        while (batch.size() < cfg().pipeline_max) {
+          auto r = parser.next(argv);
+          if (!r.ok()) {
+            protocol_err = err("ERR " + r.error().message());
+            break;
+          }
+          if (!*r) break;
+          if (!argv.empty()) batch.push_back(std::move(argv));
+        }
+        if (batch.empty() && protocol_err.empty()) break;
+        out.clear();
+        // Consecutive commands of the same class (writes / everything else)
+        // run concurrently; classes run in order, so a read sees the writes
+        // that precede it in the pipeline.
+        size_t i = 0;
+        while (i < batch.size() && !c.quit) {
+          size_t j = i;
+          const bool w = is_write(batch[i]);
+          while (j < batch.size() && is_write(batch[j]) == w && upper(batch[j][0]) != "QUIT") {
+            ++j;
+          }
+          if (j == i) j = i + 1;  // QUIT alone
+          std::vector<Task<std::string>> tasks;
+          for (size_t k = i; k < j; ++k)
+            tasks.push_back(execute(c, std::move(batch[k])));
+          for (auto& r : co_await runtime::when_all(std::move(tasks)))
+            out += r;
+          i = j;
+          if (out.size() > cfg().reply_bytes_max) break;
+        }
+        if (!protocol_err.empty()) {
+          st.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+          out += protocol_err;
+          open = false;
+        }
+        auto sent = co_await net::send_all(
+            fd, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(out.data()), out.size()));
+        if (!sent.ok()) open = false;
+      }
+    }
+    ::close(fd);
+    s.connections_.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  Task<void> accept_loop(int lfd) {
+    auto& st = here();
+    while (true) {
+      auto fd = co_await io::accept(lfd, nullptr, nullptr);
+      if (!fd.ok()) {
+        if (fd.error().kind() == ErrorKind::kCancelled ||
+            runtime::Reactor::here().runtime().stopping())
+          break;
+        (void)co_await runtime::sleep_for(std::chrono::milliseconds(10));  // EMFILE etc.: back off
+        continue;
+      }
+      if (s.connections_.fetch_add(1, std::memory_order_relaxed) >= cfg().connections_max) {
+        s.connections_.fetch_sub(1, std::memory_order_relaxed);
+        st.conns_rejected.fetch_add(1, std::memory_order_relaxed);
+        static constexpr std::string_view kFull = "-ERR max number of clients reached\r\n";
+        (void)!::send(*fd, kFull.data(), kFull.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        ::close(*fd);
+        continue;
+      }
+      int one = 1;
+      ::setsockopt(*fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      unsigned timeout = cfg().client_send_timeout_ms;
+      ::setsockopt(*fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout, sizeof timeout);
+      runtime::spawn(connection(*fd));
+    }
+    ::close(lfd);
+  }
+
+  // ---- admin HTTP (/metrics) ------------------------------------------------------
+
+  std::string kv_metrics() {
+    std::string out;
+    auto sum = [&](std::atomic<uint64_t> Server::CoreState::*m) {
+      uint64_t t = 0;
+      for (auto& c : s.cores_)
+        t += ((*c).*m).load(std::memory_order_relaxed);
+      return t;
+    };
+    auto counter = [&](const char* name, const char* help, uint64_t v) {
+      out += fmt::format("# HELP {} {}\n# TYPE {} counter\n{} {}\n", name, help, name, name, v);
+    };
+    counter("kv_commands_total", "Commands executed", sum(&Server::CoreState::commands));
+    counter("kv_forwarded_total", "Requests forwarded to a shard leader",
+            sum(&Server::CoreState::forwarded));
+    counter("kv_retries_total", "Write/read attempts retried", sum(&Server::CoreState::retries));
+    counter("kv_errors_tryagain_total", "TRYAGAIN replies", sum(&Server::CoreState::err_tryagain));
+    counter("kv_errors_clusterdown_total", "CLUSTERDOWN replies",
+            sum(&Server::CoreState::err_clusterdown));
+    counter("kv_errors_unknown_total", "UNKNOWN (outcome unknown) replies",
+            sum(&Server::CoreState::err_unknown));
+    counter("kv_connections_rejected_total", "Connections refused over the limit",
+            sum(&Server::CoreState::conns_rejected));
+    counter("kv_protocol_errors_total", "Connections closed for malformed RESP",
+            sum(&Server::CoreState::protocol_errors));
+    out += fmt::format(
+        "# HELP kv_connections Open client connections\n# TYPE kv_connections "
+        "gauge\nkv_connections {}\n",
+        s.connections_.load());
+    return out;
+  }
+
+  Task<void> admin_conn(int fd) {
+    char buf[4096];
+    std::string req;
+    while (req.find("\r\n\r\n") == std::string::npos && req.size() < sizeof buf) {
+      auto n = co_await runtime::with_timeout(std::chrono::seconds(5),
+                                              [](int fd, char* b) -> Task<base::Result<size_t>> {
+                                                co_return co_await io::recv(fd, b, 4096);
+                                              }(fd, buf));
+      if (!n.ok() || *n == 0) break;
+      req.append(buf, *n);
+    }
+    std::string body, status = "200 OK";
+    if (req.starts_with("GET /metrics")) {
+      body = node().metrics_text() + kv_metrics();
+    } else {
+      status = "404 Not Found";
+      body = "try /metrics\n";
+    }
+    std::string resp = fmt::format(
+        "HTTP/1.1 {}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: "
+        "{}\r\nConnection: close\r\n\r\n{}",
+        status, body.size(), body);
+    (void)co_await net::send_all(
+        fd, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(resp.data()), resp.size()));
+    ::close(fd);
+  }
+
+  Task<void> admin_loop(int lfd) {
+    while (true) {
+      auto fd = co_await io::accept(lfd, nullptr, nullptr);
+      if (!fd.ok()) {
+        if (fd.error().kind() == ErrorKind::kCancelled ||
+            runtime::Reactor::here().runtime().stopping())
+          break;
+        (void)co_await runtime::sleep_for(std::chrono::milliseconds(10));
+        continue;
+      }
+      runtime::spawn(admin_conn(*fd));
+    }
+    ::close(lfd);
+  }
+};
+
+namespace {
+
+base::Result<int> reuseport_listener(const std::string& host, uint16_t port) {
+  NORI_ASSIGN_OR_RETURN(net::SocketAddress addr, net::parse_address(host, port));
+  int fd = ::socket(addr.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return io::errno_error(errno, "socket");
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (::bind(fd, addr.get(), addr.length) != 0 || ::listen(fd, 1024) != 0) {
+    const int e = errno;
+    ::close(fd);
+    return io::errno_error(e, fmt::format("bind/listen {}:{}", host, port));
+  }
+  return fd;
+}
+
+}  // namespace
+
+Server::Server(ServerConfig cfg) : cfg_(std::move(cfg)) {}
+
+Server::~Server() {
+  close();
+}
+
+base::Result<std::unique_ptr<Server>> Server::open(ServerConfig cfg) {
+  if (cfg.shards == 0 || cfg.shards > 65536) {
+    return base::Error(ErrorKind::kInvalidArgument, "shards must be in 1..65536");
+  }
+  if (cfg.store.session_replies_max <= cfg.pipeline_max) {
+    return base::Error(ErrorKind::kInvalidArgument,
+                       "store.session_replies_max must exceed pipeline_max (store.h)");
+  }
+  cfg.raft.groups.clear();
+  for (uint32_t sh = 0; sh < cfg.shards; ++sh)
+    cfg.raft.groups.push_back(group_of_shard(sh));
+  std::unique_ptr<Server> s(new Server(std::move(cfg)));
+  NORI_TRY(s->start());
+  return s;
+}
+
+base::Status Server::start() {
+  const unsigned cores = cfg_.raft.cores;
+  for (unsigned i = 0; i < cores; ++i)
+    cores_.push_back(std::make_unique<CoreState>());
+  // Listeners first: a port clash fails before the node touches its data dir.
+  for (unsigned i = 0; i < cores; ++i) {
+    NORI_ASSIGN_OR_RETURN(cores_[i]->listen_fd,
+                          reuseport_listener(cfg_.client_host, cfg_.client_port));
+  }
+  if (cfg_.admin_port != 0) {
+    NORI_ASSIGN_OR_RETURN(cores_[0]->admin_fd,
+                          reuseport_listener(cfg_.admin_host, cfg_.admin_port));
+  }
+  for (auto& c : cores_) {
+    for (auto& [id, addr] : cfg_.peer_clients) {
+      if (id == cfg_.raft.node_id) continue;
+      c->links.emplace(id, std::make_unique<ForwardLink>(addr.host, addr.port, cfg_.forward));
+    }
+  }
+  raft::NodeCallbacks cb;
+  // Each shard's Store is created on its group's core, before any entry is
+  // applied (Node's contract), and only that core touches it afterwards.
+  cb.group_hooks = [this](GroupId g) {
+    auto& st = *cores_[runtime::Reactor::here().core()];
+    auto& sh = st.shards[g];
+    if (!sh) sh = std::make_unique<CoreState::Shard>(cfg_.store);
+    CoreState::Shard* shard = sh.get();
+    raft::GroupHooks h;
+    h.applied = 0;  // in-memory state: replay every committed entry the WAL holds
+    h.apply = [shard](raft::Index index, std::string_view data) {
+      if (data.empty()) return;  // not ours (e.g. an empty entry): count it as applied
+      std::string r = shard->store.apply(index, data);
+      uint64_t client = 0, seq = 0;
+      if (peek_session(data, client, seq)) {
+        if (auto w = shard->waiters.find({client, seq}); w != shard->waiters.end() && !*w->second) {
+          *w->second = std::move(r);
+        }
+      }
+    };
+    return h;
+  };
+  auto node = raft::Node::open(cfg_.raft, std::move(cb));
+  if (!node.ok()) return std::move(node).error();
+  node_ = std::move(node).value();
+  impl_ = std::make_unique<ServerImpl>(ServerImpl{*this});
+  ServerImpl* impl = impl_.get();
+  for (unsigned i = 0; i < cores; ++i) {
+    const int lfd = cores_[i]->listen_fd;
+    node_->runtime().spawn_on(i, [impl, lfd] { return impl->accept_loop(lfd); });
+  }
+  if (cores_[0]->admin_fd >= 0) {
+    const int afd = cores_[0]->admin_fd;
+    node_->runtime().spawn_on(0, [impl, afd] { return impl->admin_loop(afd); });
+  }
+  return {};
+}
+
+void Server::close() {
+  if (closed_) return;
+  closed_ = true;
+  if (node_) node_->close();
+}
+
+}  // namespace nori::kv
