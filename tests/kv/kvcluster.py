@@ -1,0 +1,250 @@
+"""A local norikv cluster for black-box tests: processes, ports, RESP client,
+and a fault-injecting TCP proxy in front of every node's Raft peer port.
+
+Node i listens for Raft peers on its own port R_i; in its --cluster list the
+other nodes appear at proxy ports P(i->j) that forward to R_j, so the link
+i->j can be cut without touching the process (partition). Client ports are
+not proxied: a partitioned node still accepts clients and forwards to the
+leader it believes in, as a real deployment would over a separate network.
+"""
+import os
+import random
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+
+def free_ports(n):
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+class Proxy:
+    """Forwards 127.0.0.1:listen -> 127.0.0.1:target until blocked."""
+
+    def __init__(self, listen, target):
+        self.listen, self.target = listen, target
+        self.blocked = False
+        self.conns = []
+        self.lock = threading.Lock()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", listen))
+        self.sock.listen(64)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            if self.blocked:
+                c.close()
+                continue
+            try:
+                u = socket.create_connection(("127.0.0.1", self.target), timeout=1)
+                u.settimeout(None)
+            except OSError:
+                c.close()
+                continue
+            with self.lock:
+                self.conns += [c, u]
+            threading.Thread(target=self._pump, args=(c, u), daemon=True).start()
+            threading.Thread(target=self._pump, args=(u, c), daemon=True).start()
+
+    def _pump(self, a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data or self.blocked:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def block(self):
+        self.blocked = True
+        with self.lock:
+            conns, self.conns = self.conns, []
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def heal(self):
+        self.blocked = False
+
+
+class Cluster:
+    def __init__(self, binary, workdir, n=3, shards=4, extra_args=()):
+        self.binary, self.workdir, self.n = binary, workdir, n
+        self.shards, self.extra_args = shards, list(extra_args)
+        ports = free_ports(n * 3 + n * n)
+        self.raft = ports[0:n]
+        self.client = ports[n:2 * n]
+        self.admin = ports[2 * n:3 * n]
+        pp = ports[3 * n:]
+        self.proxies = {}
+        for i in range(n):
+            for j in range(n):
+                if i != j:
+                    self.proxies[(i, j)] = Proxy(pp[i * n + j], self.raft[j])
+        self.procs = [None] * n
+        self.paused = set()
+        os.makedirs(workdir, exist_ok=True)
+
+    def cluster_arg(self, i):
+        items = []
+        for j in range(self.n):
+            port = self.raft[j] if i == j else self.proxies[(i, j)].listen
+            items.append(f"{j + 1}=127.0.0.1:{port}:{self.client[j]}")
+        return ",".join(items)
+
+    def start(self, i):
+        log = open(os.path.join(self.workdir, f"n{i + 1}.log"), "ab")
+        args = [self.binary, "--node", str(i + 1), "--cluster", self.cluster_arg(i),
+                "--data-dir", os.path.join(self.workdir, f"n{i + 1}"),
+                "--shards", str(self.shards), "--admin-port", str(self.admin[i])] + self.extra_args
+        self.procs[i] = subprocess.Popen(args, stdout=log, stderr=log)
+        self.paused.discard(i)
+
+    def start_all(self):
+        for i in range(self.n):
+            self.start(i)
+
+    def kill(self, i):
+        p = self.procs[i]
+        if p and p.poll() is None:
+            if i in self.paused:
+                os.kill(p.pid, signal.SIGCONT)
+            p.kill()
+            p.wait()
+        self.paused.discard(i)
+
+    def pause(self, i):
+        os.kill(self.procs[i].pid, signal.SIGSTOP)
+        self.paused.add(i)
+
+    def resume(self, i):
+        os.kill(self.procs[i].pid, signal.SIGCONT)
+        self.paused.discard(i)
+
+    def isolate(self, i):
+        for (a, b), p in self.proxies.items():
+            if a == i or b == i:
+                p.block()
+
+    def heal(self):
+        for p in self.proxies.values():
+            p.heal()
+
+    def stop_all(self):
+        for i in range(self.n):
+            p = self.procs[i]
+            if p and p.poll() is None:
+                if i in self.paused:
+                    os.kill(p.pid, signal.SIGCONT)
+                p.terminate()
+        for p in self.procs:
+            if p:
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+
+    def wait_ready(self, timeout=30):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                c = Resp(self.client[0], timeout=2)
+                r = c.call("DBSIZE")
+                c.close()
+                if isinstance(r, int):
+                    return True
+            except (OSError, RespError):
+                pass
+            time.sleep(0.1)
+        return False
+
+
+class RespError(Exception):
+    pass
+
+
+class Resp:
+    """A minimal blocking RESP2 client (replies: str, int, None, list, RespError)."""
+
+    def __init__(self, port, timeout=10.0):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock.settimeout(timeout)
+        self.buf = b""
+
+    def close(self):
+        self.sock.close()
+
+    def call(self, *args):
+        out = b"*%d\r\n" % len(args)
+        for a in args:
+            a = a if isinstance(a, bytes) else str(a).encode()
+            out += b"$%d\r\n%s\r\n" % (len(a), a)
+        self.sock.sendall(out)
+        r = self._value()
+        if isinstance(r, RespError):
+            raise r
+        return r
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            d = self.sock.recv(65536)
+            if not d:
+                raise ConnectionError("closed")
+            self.buf += d
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _exact(self, n):
+        while len(self.buf) < n:
+            d = self.sock.recv(65536)
+            if not d:
+                raise ConnectionError("closed")
+            self.buf += d
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def _value(self):
+        line = self._line()
+        t, rest = line[:1], line[1:]
+        if t == b"+":
+            return rest.decode()
+        if t == b"-":
+            return RespError(rest.decode())
+        if t == b":":
+            return int(rest)
+        if t == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            data = self._exact(n + 2)
+            return data[:-2].decode()
+        if t == b"*":
+            n = int(rest)
+            return None if n < 0 else [self._value() for _ in range(n)]
+        raise ConnectionError("bad reply type %r" % t)

@@ -1,0 +1,134 @@
+"""Smoke test of norikv with the stock Redis tools and hostile clients, on a
+local 3-node cluster: redis-cli commands against every node (forwarding),
+redis-benchmark SET/GET, bad RESP, absurd lengths, silent clients and the
+connection limit must leave every other client served.
+
+  python3 smoke_test.py --norikv build/kv/norikv
+"""
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kvcluster import Cluster, Resp, RespError  # noqa: E402
+
+failures = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    if not cond:
+        failures.append(what)
+
+
+def cli(port, *args):
+    r = subprocess.run(["redis-cli", "-p", str(port)] + [str(a) for a in args], capture_output=True,
+                       text=True, timeout=30)
+    return r.stdout.strip()
+
+
+def raw(port, data, read=True):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(data)
+    out = b""
+    if read:
+        try:
+            while True:
+                d = s.recv(4096)
+                if not d:
+                    break
+                out += d
+        except socket.timeout:
+            pass
+    s.close()
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--norikv", required=True)
+    ap.add_argument("--workdir", default=os.path.join(os.getcwd(), "kv_smoke"))
+    a = ap.parse_args()
+    shutil.rmtree(a.workdir, ignore_errors=True)
+    cl = Cluster(a.norikv, a.workdir, shards=4, extra_args=["--maxclients", "40"])
+    cl.start_all()
+    try:
+        check(cl.wait_ready(), "cluster ready (DBSIZE answered)")
+        p1, p2, p3 = cl.client
+        check(cli(p1, "PING") == "PONG", "redis-cli PING")
+        check(cli(p2, "SET", "greeting", "hello") == "OK", "SET on node 2")
+        check(cli(p3, "GET", "greeting") == "hello", "GET on node 3 sees node 2's write")
+        check(cli(p1, "APPEND", "greeting", " world") == "11", "APPEND returns the new length")
+        check(cli(p2, "INCR", "n") == "1" and cli(p3, "INCRBY", "n", 41) == "42", "INCR/INCRBY")
+        check(cli(p1, "SET", "greeting", "x", "NX") == "", "SET NX on an existing key is a nil reply")
+        check(cli(p1, "MSET", "a", "1", "b", "2", "c", "3") == "OK", "MSET across shards")
+        check(cli(p2, "MGET", "a", "nope", "c").split("\n") == ["1", "", "3"], "MGET in key order")
+        check(cli(p3, "EXISTS", "a", "b", "nope") == "2", "EXISTS counts")
+        check(cli(p1, "DEL", "a", "b", "nope") == "2", "DEL across shards counts")
+        check(cli(p1, "DBSIZE") == "3", "DBSIZE sums every shard")
+        check(cli(p1, "INCR", "greeting").startswith("ERR"), "INCR of a string is -ERR")
+        check(cli(p1, "SET", "k").startswith("ERR wrong number"), "wrong arity is -ERR")
+        check(cli(p1, "FLUSHALL").startswith("ERR unknown command"), "unknown command is -ERR")
+        check("role:" in cli(p1, "INFO") and "shard0:" in cli(p1, "INFO"), "INFO shows roles per shard")
+        check(cli(p1, "CONFIG", "GET", "appendonly").split("\n") == ["appendonly", "yes"], "CONFIG GET")
+        check(cli(p1, "READONLY") == "OK", "READONLY accepted")
+        check(cli(p1, "BGSAVE") != "", "BGSAVE answers (an error until snapshots land)")
+        check(cli(p1, "SET", "t", "v", "EX", "100") == "OK", "SET EX")
+
+        # redis-benchmark against a follower-heavy node and the others.
+        for port in cl.client:
+            r = subprocess.run(["redis-benchmark", "-p", str(port), "-t", "set,get", "-n", "2000", "-c", "8",
+                                "-P", "4", "-q", "--csv"], capture_output=True, text=True, timeout=120)
+            lines = [l for l in r.stdout.splitlines() if l.startswith('"SET"') or l.startswith('"GET"')]
+            check(r.returncode == 0 and len(lines) == 2, "redis-benchmark set,get on port %d: %s" %
+                  (port, "; ".join(lines)))
+
+        # Hostile input: every case gets an error or a close, and the node stays up.
+        out = raw(p1, b"*2\r\n$3\r\nGET\r\n$99999999999\r\n")
+        check(out.startswith(b"-ERR Protocol error"), "absurd bulk length: protocol error")
+        out = raw(p1, b"*99999999\r\n")
+        check(out.startswith(b"-ERR Protocol error"), "huge array: protocol error")
+        out = raw(p1, b"*1\r\n*1\r\n*1\r\n$1\r\nx\r\n")
+        check(out.startswith(b"-ERR Protocol error"), "nested array: protocol error")
+        out = raw(p1, b"\x00\xff" * 40000)
+        check(out.startswith(b"-ERR Protocol error") or out == b"", "binary garbage: error or close")
+        out = raw(p1, b"*3\r\n$3\r\nSET\r\n$1\r\nq\r\n$5\r\nab")
+        check(out == b"", "truncated command: nothing applied, connection waits then closes")
+        check(cli(p2, "GET", "q") == "", "truncated SET was not applied")
+
+        # Silent clients hold a slot but nobody else waits for them; the limit
+        # refuses connections beyond --maxclients with an error.
+        silent = [socket.create_connection(("127.0.0.1", p1)) for _ in range(45)]
+        time.sleep(0.5)
+        refused = 0
+        for s in silent:
+            s.settimeout(0.2)
+            try:
+                if s.recv(100).startswith(b"-ERR max number of clients"):
+                    refused += 1
+            except socket.timeout:
+                pass
+        check(refused >= 5, "connections over the limit refused with -ERR (%d refused)" % refused)
+        for s in silent:
+            s.close()
+        time.sleep(0.5)
+        check(cli(p1, "GET", "greeting") == "hello world", "node still serves after the abuse")
+        check(cli(p2, "PING") == "PONG" and cli(p3, "PING") == "PONG", "other nodes unaffected")
+        for i in range(3):
+            check(cl.procs[i].poll() is None, "node %d still running" % (i + 1))
+    finally:
+        cl.stop_all()
+    if failures:
+        print("%d FAILED: %s (logs in %s)" % (len(failures), failures, a.workdir))
+        return 1
+    shutil.rmtree(a.workdir, ignore_errors=True)
+    print("PASS")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
