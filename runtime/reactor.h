@@ -308,6 +308,10 @@ class SleepAwaitable final : private Cancellable {
     explicit Node(SleepAwaitable* s) : TimerNode(&Node::fire_node), self(s) {}
     static void fire_node(TimerNode* n) {
       SleepAwaitable* s = static_cast<Node*>(n)->self;
+      // Leave the cancel scope before scheduling: a cancel() between this
+      // firing and the sleeper's resumption would otherwise schedule the
+      // waiter a second time (as the I/O ops do on their CQE).
+      s->Cancellable::unlink();
       s->reactor_->schedule(s->waiter_);
     }
     SleepAwaitable* self;
