@@ -15,6 +15,11 @@ base::Status Config::validate() const {
   if (std::find(voters.begin(), voters.end(), kNoNode) != voters.end()) {
     return base::err(ErrorKind::kInvalidArgument, "config: voter id 0");
   }
+  for (NodeId l : learners) {
+    if (l == kNoNode || std::find(voters.begin(), voters.end(), l) != voters.end()) {
+      return base::err(ErrorKind::kInvalidArgument, "config: learner {} is id 0 or a voter", l);
+    }
+  }
   if (heartbeat_ms == 0) return base::err(ErrorKind::kInvalidArgument, "config: heartbeat_ms 0");
   if (election_timeout_min_ms <= heartbeat_ms) {
     return base::err(ErrorKind::kInvalidArgument,

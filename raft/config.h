@@ -22,9 +22,19 @@ struct Config {
   // --- identity --------------------------------------------------------------
   NodeId id = kNoNode;  // this replica; non-zero
   GroupId group = 0;
-  // The voters of the initial configuration (bootstrap), this node included if
-  // it votes. Later configurations come from the log (next issue).
+  // The voters and learners of the initial configuration (bootstrap), this
+  // node included if it is a member. Used only when the durable log has no
+  // snapshot: later configurations come from configuration entries in the
+  // log (raft/membership.h) or from the snapshot's metadata. A node joining
+  // an existing group starts with both empty and learns its configuration
+  // from the leader.
   std::vector<NodeId> voters;
+  std::vector<NodeId> learners;
+
+  // --- membership change -------------------------------------------------------
+  // A learner added by add_member() is promoted (joint configuration) once
+  // its match index is within this many entries of the leader's commit.
+  uint64_t promote_lag_entries_max = 0;
 
   // --- timing ----------------------------------------------------------------
   uint32_t heartbeat_ms = 150;

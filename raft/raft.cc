@@ -66,8 +66,7 @@ Raft::Raft(Config config, LogStorage& storage, TimePoint now)
       heartbeat_(milliseconds(config.heartbeat_ms)),
       check_quorum_window_(config.check_quorum_window()),
       config_(std::move(config)),
-      storage_(storage),
-      quorum_(MajorityConfig(config_.voters)) {
+      storage_(storage) {
   auto valid = config_.validate();
   NORI_ASSERT(valid.ok(), "invalid raft config: {}", valid.error().to_string());
 
@@ -90,14 +89,29 @@ Raft::Raft(Config config, LogStorage& storage, TimePoint now)
   // state machine applied was committed.
   commit_ = std::max(std::min(hs.commit, last), applied_);
 
-  is_voter_ = quorum_.contains(id_);
-  simple_majority_ = is_voter_ && !quorum_.joint();
-  for (NodeId v : quorum_.all_voters()) {
-    if (v == id_) continue;
-    peers_.push_back(Progress{.id = v});
-    if (peer_count_ < kPeersInline) peer_ids_[peer_count_] = v;
-    ++peer_count_;
+  // The configuration: the snapshot's (or the bootstrap one), then every
+  // configuration entry of the durable log after it; the latest is in effect
+  // whether committed or not.
+  SnapshotMeta snap = storage_.snapshot_meta();
+  NORI_ASSERT(snap.index < first, "snapshot index {} but the log starts at {}", snap.index, first);
+  if (snap.index > 0) {
+    configs_.push_back(ConfigAt{snap.index, snap.membership});
+  } else {
+    Membership boot{.voters = config_.voters, .learners = config_.learners};
+    boot.normalize();
+    configs_.push_back(ConfigAt{0, std::move(boot)});
   }
+  std::vector<Entry> conf;
+  auto scanned = storage_.config_entries(snap.index + 1, conf);
+  NORI_ASSERT(scanned.ok(), "cannot read configuration entries: {}",
+              scanned.ok() ? "" : scanned.error().to_string());
+  for (const Entry& e : conf) {
+    auto m = Membership::decode(e.data);
+    NORI_ASSERT(m.ok(), "durable configuration entry {} is corrupt", e.index);
+    configs_.push_back(ConfigAt{e.index, std::move(*m)});
+  }
+  apply_membership(now);
+  trim_configs();
 
   // lease: a restarted process cannot remember promises it made before it
   // stopped, so it assumes a full one is outstanding (docs/lease.md, "Restart").
@@ -273,7 +287,7 @@ void Raft::tick(TimePoint now) {
 }
 
 bool Raft::quorum_active(TimePoint now) const {
-  return peers_.empty() || now - check_quorum_window_ <= quorum_heard_;
+  return self_quorum_ || now - check_quorum_window_ <= quorum_heard_;
 }
 
 void Raft::heard_from(Progress& p, TimePoint now) {
@@ -339,6 +353,7 @@ void Raft::become_pre_candidate(TimePoint now) {
     p.vote = -1;
   reset_election_deadline(now);
   for (Progress& p : peers_) {
+    if (!quorum_.contains(p.id)) continue;  // learners do not vote
     send_with_term(
         p.id, term_ + 1,
         VoteRequest{.pre_vote = true, .last_index = last_index_, .last_term = last_term_},
@@ -371,6 +386,7 @@ void Raft::become_candidate(TimePoint now, NodeId transfer_leader, Term transfer
   // Sent only once the new term and self-vote are durable (send() marks them
   // kHardState: the term is not durable yet).
   for (Progress& p : peers_) {
+    if (!quorum_.contains(p.id)) continue;  // learners do not vote
     send(p.id,
          VoteRequest{.pre_vote = false,
                      .last_index = last_index_,
@@ -418,6 +434,7 @@ void Raft::become_leader(TimePoint now) {
   read_round_ = 0;
   rounds_.clear();
   lease_ended_ = false;
+  lease_min_round_ = 0;
   read_round_wanted_ = false;
   transfer_target_ = kNoNode;
   timeout_now_sent_ = false;
@@ -440,7 +457,7 @@ void Raft::become_leader(TimePoint now) {
   // The no-op commits this leader's term: reads need a committed entry of the
   // current term, and older entries commit only through it.
   term_start_index_ = last_index_ + 1;
-  append_local(Entry{term_, term_start_index_, EntryType::kNoop, {}});
+  append_local(Entry{term_, term_start_index_, EntryType::kNoop, {}}, now);
   // Probes carrying the no-op find each follower's match; the heartbeat
   // round right after starts the first lease (its send time is the lease
   // start once a quorum acknowledges it) and confirms reads queued later.
@@ -455,8 +472,16 @@ void Raft::become_leader(TimePoint now) {
 void Raft::step(Message m, TimePoint now) {
   NORI_ASSERT(m.group == group_, "message for group {} stepped into group {}", m.group, group_);
   if (m.to != id_ || m.from == id_ || m.from == kNoNode) return;
-  if (!is_peer(m.from)) return;  // not a member (next issue: learners)
   MessageType type = m.type();
+  // Messages from nodes outside this replica's configuration are dropped,
+  // except those only a leader sends: a replica that has not yet received
+  // the configuration entry naming it (a joining node starts with none) must
+  // still accept its leader. Accepting a leader's message is safe from
+  // anyone (at most one leader per term); dropping the rest keeps removed
+  // nodes from disrupting elections.
+  bool from_leader = type == MessageType::kAppend || type == MessageType::kHeartbeat ||
+                     type == MessageType::kTimeoutNow;
+  if (!from_leader && !is_peer(m.from)) return;
   if (type == MessageType::kSnapshotChunk || type == MessageType::kSnapshotReply) return;
 
   if (m.term > term_) {
@@ -640,6 +665,7 @@ void Raft::handle_append(Message& m, Append& app, TimePoint now) {
   for (size_t i = 0; i < app.entries.size(); ++i) {
     const Entry& e = app.entries[i];
     if (e.index != app.prev_index + 1 + i || e.term < prev_t || e.term > m.term) return;
+    if (e.type == EntryType::kConfig && !Membership::decode(e.data).ok()) return;
     prev_t = e.term;
   }
 
@@ -689,9 +715,9 @@ void Raft::handle_append(Message& m, Append& app, TimePoint now) {
           continue;
         }
         // Conflict: drop our suffix from here (never a committed entry).
-        truncate_from(e.index, before);
+        truncate_from(e.index, before, now);
       }
-      append_local(std::move(e));
+      append_local(std::move(e), now);
     }
     before = term;
   }
@@ -738,6 +764,7 @@ void Raft::applied(Index index, TimePoint now) {
 }
 
 void Raft::emit_committed() {
+  trim_configs();
   Index limit = std::min(commit_, durable_index_);
   if (apply_sent_ >= limit) return;
   uint64_t before = ready_.committed.size();
@@ -757,6 +784,13 @@ void Raft::emit_committed() {
 
 Raft::Progress* Raft::progress(NodeId id) {
   for (Progress& p : peers_) {
+    if (p.id == id) return &p;
+  }
+  return nullptr;
+}
+
+const Raft::Progress* Raft::progress(NodeId id) const {
+  for (const Progress& p : peers_) {
     if (p.id == id) return &p;
   }
   return nullptr;
@@ -829,6 +863,8 @@ void Raft::handle_append_reply(const Message& m, const AppendReply& rep, TimePoi
     maybe_commit(now);
     maybe_send_timeout_now(now);
     send_append(p, false);
+    // A learner marked for promotion may just have caught up.
+    if (role_ == Role::kLeader && !membership().promote.empty()) maybe_advance_membership(now);
     return;
   }
   // Rejected: ignore rejections of appends we have already moved past.
@@ -896,7 +932,7 @@ void Raft::send_heartbeat_round(TimePoint now) {
     read_round_wanted_ = false;
   }
   // Single-voter group: the round is acknowledged by a quorum (itself) now.
-  if (peers_.empty() && !reads_.empty()) advance_reads(now);
+  if (self_quorum_ && !reads_.empty()) advance_reads(now);
 }
 
 void Raft::handle_heartbeat_reply(const Message& m, const HeartbeatReply& rep, TimePoint now) {
@@ -953,8 +989,9 @@ void Raft::maybe_commit(TimePoint now) {
   // This term's proposals (after its no-op, which was never counted) leave
   // the uncommitted budget.
   for (Index i = std::max(old + 1, term_start_index_ + 1); i <= c; ++i) {
-    uint64_t b = entry_bytes(mem_[i - mem_first_]);
-    uncommitted_bytes_ -= std::min(uncommitted_bytes_, b);
+    const Entry& e = mem_[i - mem_first_];
+    if (e.type != EntryType::kNormal) continue;  // configuration entries are not budgeted
+    uncommitted_bytes_ -= std::min(uncommitted_bytes_, entry_bytes(e));
   }
   on_commit_advanced(now);
 }
@@ -967,6 +1004,7 @@ void Raft::on_commit_advanced(TimePoint now) {
     proposals_.pop_front();
   }
   if (!reads_.empty()) advance_reads(now);
+  maybe_advance_membership(now);
 }
 
 base::Result<Index> Raft::propose(std::string data, uint64_t proposal_id, TimePoint now,
@@ -996,12 +1034,12 @@ base::Result<Index> Raft::propose(std::string data, uint64_t proposal_id, TimePo
     return base::err(ErrorKind::kBusy, "{} proposals pending", proposals_.size());
   }
   Index index = last_index_ + 1;
-  append_local(Entry{term_, index, EntryType::kNormal, std::move(data)});
+  append_local(Entry{term_, index, EntryType::kNormal, std::move(data)}, now);
   proposals_.push_back(PendingProposal{proposal_id, index, term_, deadline, bytes});
   earliest_deadline_ = std::min(earliest_deadline_, deadline);
   uncommitted_bytes_ += bytes;
   appends_dirty_ = true;  // batched: sent at the next take_ready
-  if (peers_.empty()) maybe_commit(now);
+  if (self_quorum_) maybe_commit(now);
   return index;
 }
 
@@ -1057,7 +1095,8 @@ TimePoint Raft::lease_until() const {
   // lease: starts at the SEND time of the newest round a quorum acknowledged
   // (followers' promises started at or after their receipt of it).
   uint64_t r = quorum_round();
-  if (r == 0) return TimePoint{};
+  // lease: after a configuration entry, only rounds sent after it count.
+  if (r == 0 || r < lease_min_round_) return TimePoint{};
   if (const RoundSent* sent = rounds_.find(r)) return sent->sent + milliseconds(config_.lease_ms);
   return TimePoint{};  // too old to be remembered: too old to give a lease
 }
@@ -1124,7 +1163,7 @@ base::Status Raft::transfer_leadership(NodeId target, TimePoint now) {
   if (role_ != Role::kLeader) {
     return base::Error(base::ErrorKind::kNotLeader, "not the leader", leader_);
   }
-  if (target == id_ || progress(target) == nullptr) {
+  if (target == id_ || progress(target) == nullptr || !quorum_.contains(target)) {
     return base::err(base::ErrorKind::kInvalidArgument, "cannot transfer to {}", target);
   }
   if (transfer_target_ != kNoNode) {
@@ -1170,6 +1209,242 @@ void Raft::handle_timeout_now(const Message& m, const TimeoutNow& tn, TimePoint 
   become_candidate(now, m.from, m.term, ns(std::max<int64_t>(0, tn.leader_wait_remaining_ns)));
 }
 
+// --- membership -------------------------------------------------------------------------
+
+void Raft::apply_membership(TimePoint now) {
+  const Membership& m = configs_.back().membership;
+  quorum_ = m.quorum();
+  is_voter_ = m.is_voter(id_);
+  simple_majority_ = is_voter_ && !m.joint() && m.learners.empty();
+  self_quorum_ = !m.joint() && m.voters.size() == 1 && m.voters[0] == id_;
+  // Keep the progress of members that stay; new ones start probing from the
+  // end of the log (as leader: at once).
+  std::vector<NodeId> others = m.others(id_);
+  std::vector<Progress> next;
+  next.reserve(others.size());
+  std::vector<size_t> fresh;
+  for (NodeId id : others) {
+    if (Progress* p = progress(id)) {
+      next.push_back(std::move(*p));
+    } else {
+      next.push_back(Progress{.id = id, .next = last_index_ + 1});
+      fresh.push_back(next.size() - 1);
+    }
+  }
+  peers_ = std::move(next);
+  peer_count_ = 0;
+  for (const Progress& p : peers_) {
+    if (peer_count_ < kPeersInline) peer_ids_[peer_count_] = p.id;
+    ++peer_count_;
+  }
+  if (role_ == Role::kLeader) {
+    // A member new to this leader gets the same grace as every peer at
+    // election (one check-quorum window); add_member() brings voters in as
+    // learners first, so a voter is normally heard from before it counts.
+    for (size_t i : fresh) {
+      peers_[i].last_heard = now;
+      send_append(peers_[i], true);
+    }
+    // Recompute which quorum was heard from under the new rule.
+    if (!peers_.empty()) {
+      heard_from(peers_[0], peers_[0].last_heard);
+    } else {
+      quorum_heard_ = now;
+    }
+  } else if (!is_voter_ && (role_ == Role::kPreCandidate || role_ == Role::kCandidate)) {
+    // No longer a voter: the campaign is void.
+    role_ = Role::kFollower;
+  }
+}
+
+void Raft::trim_configs() {
+  // Entries at or below the commit index are never truncated: only the
+  // latest of them matters.
+  size_t keep = 0;
+  while (keep + 1 < configs_.size() && configs_[keep + 1].index <= commit_)
+    ++keep;
+  if (keep > 0) configs_.erase(configs_.begin(), configs_.begin() + static_cast<ptrdiff_t>(keep));
+}
+
+bool Raft::member_change_in_progress() const {
+  const Membership& m = membership();
+  return configs_.back().index > commit_ || m.joint() || !m.promote.empty();
+}
+
+base::Status Raft::check_can_change(bool abandoning) const {
+  using base::ErrorKind;
+  if (role_ != Role::kLeader) return base::Error(ErrorKind::kNotLeader, "not the leader", leader_);
+  // An earlier leader's change may sit uncommitted in this log; proposing
+  // another before it is settled could let both commit with disjoint
+  // quorums. The no-op of this term commits (or drops) it.
+  if (commit_ < term_start_index_) {
+    return base::err(ErrorKind::kBusy,
+                     "membership change refused: this leader has not committed an entry of "
+                     "term {} yet",
+                     term_);
+  }
+  if (transfer_target_ != kNoNode) {
+    return base::err(ErrorKind::kBusy, "leadership transfer to {} in progress", transfer_target_);
+  }
+  if (!abandoning && member_change_in_progress()) {
+    return base::err(ErrorKind::kBusy,
+                     "a membership change is in progress ({}, entry {}, commit {}); one at a time",
+                     to_string(membership()), configs_.back().index, commit_);
+  }
+  return {};
+}
+
+base::Result<Index> Raft::propose_membership(Membership next, TimePoint now) {
+  next.normalize();
+  if (auto v = next.validate(); !v.ok()) return v.error();
+  if (next.voters.empty()) {
+    return base::err(base::ErrorKind::kInvalidArgument, "a configuration needs a voter");
+  }
+  Index index = last_index_ + 1;
+  // Takes effect here, on append (append_local -> apply_membership).
+  append_local(Entry{term_, index, EntryType::kConfig, next.encode()}, now);
+  appends_dirty_ = true;
+  // lease: the quorum rule just changed. Rounds acknowledged so far were
+  // counted under the old one: the lease lapses until a round sent after
+  // this append is acknowledged under the new rule, and reads still waiting
+  // for an older round wait for that one instead. The round goes out now.
+  lease_min_round_ = round_ + 1;
+  for (PendingRead& r : reads_) {
+    if (!r.confirmed) r.round = 0;
+  }
+  read_round_wanted_ = read_round_wanted_ || !reads_.empty();
+  send_heartbeat_round(now);
+  if (self_quorum_) maybe_commit(now);
+  return index;
+}
+
+void Raft::maybe_advance_membership(TimePoint now) {
+  if (role_ != Role::kLeader || commit_ < term_start_index_) return;
+  const Membership& m = membership();
+  if (configs_.back().index > commit_) return;  // the latest change is not committed yet
+  if (m.joint()) {
+    // Automatic leave: C_old,new committed, C_new alone from here.
+    Membership leave = m;
+    leave.voters_outgoing.clear();
+    (void)propose_membership(std::move(leave), now);
+    return;
+  }
+  if (!is_voter_) {
+    // C_new without this node is committed: hand over to a caught-up voter
+    // if there is one (ending the lease first, as a transfer does), then
+    // stop leading.
+    const Progress* best = nullptr;
+    for (const Progress& p : peers_) {
+      if (quorum_.contains(p.id) && p.match == last_index_ && (!best || p.id < best->id)) best = &p;
+    }
+    if (best != nullptr) {
+      lease_ended_ = true;
+      Duration wait_left = leader_wait_until_ > now ? leader_wait_until_ - now : Duration(0);
+      send(best->id, TimeoutNow{.leader_wait_remaining_ns = wait_left.count()}, SendAfter::kNow);
+    }
+    step_down_as_leader(now, "removed from the configuration");
+    return;
+  }
+  for (NodeId id : m.promote) {
+    const Progress* p = progress(id);
+    if (p == nullptr || p->match + config_.promote_lag_entries_max < commit_) continue;
+    // Caught up: C_old -> C_old,new with the learner in C_new.
+    Membership joint = m;
+    joint.voters_outgoing = m.voters;
+    joint.voters.push_back(id);
+    joint.learners.erase(std::find(joint.learners.begin(), joint.learners.end(), id));
+    joint.promote.erase(std::find(joint.promote.begin(), joint.promote.end(), id));
+    (void)propose_membership(std::move(joint), now);
+    return;
+  }
+}
+
+base::Result<Index> Raft::add_member(NodeId id, TimePoint now) {
+  NORI_TRY(check_can_change(false));
+  const Membership& m = membership();
+  if (id == kNoNode || m.is_voter(id)) {
+    return base::err(base::ErrorKind::kInvalidArgument, "{} is already a voter", id);
+  }
+  Membership next = m;
+  if (!m.is_learner(id)) next.learners.push_back(id);
+  next.promote.push_back(id);
+  return propose_membership(std::move(next), now);
+}
+
+base::Result<Index> Raft::add_learner(NodeId id, TimePoint now) {
+  NORI_TRY(check_can_change(false));
+  const Membership& m = membership();
+  if (id == kNoNode || m.contains(id)) {
+    return base::err(base::ErrorKind::kInvalidArgument, "{} is already a member", id);
+  }
+  Membership next = m;
+  next.learners.push_back(id);
+  return propose_membership(std::move(next), now);
+}
+
+base::Result<Index> Raft::remove_member(NodeId id, TimePoint now) {
+  using base::ErrorKind;
+  const Membership& m = membership();
+  // Removing a learner whose promotion is pending is how that promotion is
+  // abandoned: allowed while it is "in progress".
+  bool pending_learner = m.is_learner(id) && configs_.back().index <= commit_ && !m.joint() &&
+                         std::find(m.promote.begin(), m.promote.end(), id) != m.promote.end();
+  NORI_TRY(check_can_change(pending_learner));
+  if (!m.contains(id)) return base::err(ErrorKind::kInvalidArgument, "{} is not a member", id);
+  Membership next = m;
+  if (m.is_learner(id)) {
+    // Learners are in no quorum: one entry, no joint step.
+    next.learners.erase(std::find(next.learners.begin(), next.learners.end(), id));
+    next.promote.erase(std::remove(next.promote.begin(), next.promote.end(), id),
+                       next.promote.end());
+    return propose_membership(std::move(next), now);
+  }
+  if (m.voters.size() == 1) {
+    return base::err(ErrorKind::kInvalidArgument, "cannot remove the last voter {}", id);
+  }
+  if (id == id_) {
+    // Hand over first to a caught-up voter (holding this leader's whole log
+    // and heard from within the check-quorum window): the new leader runs
+    // the change with every voter counting.
+    const Progress* best = nullptr;
+    for (const Progress& p : peers_) {
+      if (!quorum_.contains(p.id) || p.match < last_index_) continue;
+      if (now - check_quorum_window_ > p.last_heard) continue;
+      if (best == nullptr || p.id < best->id) best = &p;
+    }
+    if (best != nullptr) {
+      NodeId target = best->id;
+      NORI_TRY(transfer_leadership(target, now));
+      return base::Error(
+          ErrorKind::kNotLeader,
+          fmt::format("handing leadership to {} before removing {}; retry there", target, id),
+          target);
+    }
+    // No caught-up voter: run the change without counting this node in C_new.
+  }
+  next.voters_outgoing = m.voters;
+  next.voters.erase(std::find(next.voters.begin(), next.voters.end(), id));
+  return propose_membership(std::move(next), now);
+}
+
+base::Result<Index> Raft::abandon_member_change(TimePoint now) {
+  NORI_TRY(check_can_change(true));
+  const Membership& m = membership();
+  Membership next = m;
+  if (m.joint()) {
+    // Back to C_old; members only in C_new leave altogether.
+    next.voters = m.voters_outgoing;
+    next.voters_outgoing.clear();
+  } else if (!m.promote.empty()) {
+    for (NodeId id : m.promote)
+      next.learners.erase(std::find(next.learners.begin(), next.learners.end(), id));
+    next.promote.clear();
+  } else {
+    return base::err(base::ErrorKind::kInvalidArgument, "no membership change to abandon");
+  }
+  return propose_membership(std::move(next), now);
+}
+
 // --- log --------------------------------------------------------------------------------
 
 std::optional<Term> Raft::try_term_at(Index index) const {
@@ -1188,7 +1463,7 @@ Term Raft::term_at(Index index) const {
   return *t;
 }
 
-void Raft::append_local(Entry e) {
+void Raft::append_local(Entry e, TimePoint now) {
   NORI_ASSERT(e.index == last_index_ + 1, "append {} after {}", e.index, last_index_);
   NORI_ASSERT(e.term >= last_term_, "entry term {} below last term {}", e.term, last_term_);
   last_index_ = e.index;
@@ -1196,10 +1471,20 @@ void Raft::append_local(Entry e) {
   mem_bytes_ += entry_bytes(e);
   ready_.entries.push_back(e);
   out_mask_ |= kOutEntries;
+  if (e.type == EntryType::kConfig) {
+    // Takes effect on append (decoded by the caller's validation or by
+    // propose_membership, so it cannot fail here).
+    auto m = Membership::decode(e.data);
+    NORI_ASSERT(m.ok(), "configuration entry {} does not decode", e.index);
+    configs_.push_back(ConfigAt{e.index, std::move(*m)});
+    mem_.push_back(std::move(e));
+    apply_membership(now);
+    return;
+  }
   mem_.push_back(std::move(e));
 }
 
-void Raft::truncate_from(Index index, Term term_before) {
+void Raft::truncate_from(Index index, Term term_before, TimePoint now) {
   NORI_ASSERT(index > commit_, "truncating committed entry {} (commit {})", index, commit_);
   NORI_ASSERT(index <= last_index_);
   if (index >= mem_first_) {
@@ -1223,6 +1508,15 @@ void Raft::truncate_from(Index index, Term term_before) {
     ready_.entries.pop_back();
   ready_.truncate_from = ready_.truncate_from ? std::min(*ready_.truncate_from, index) : index;
   out_mask_ |= kOutEntries;
+  // Truncated configuration entries no longer count: the previous one is in
+  // effect again (configs_[0] is at or below commit, never truncated).
+  if (configs_.back().index >= index) {
+    while (configs_.back().index >= index) {
+      NORI_ASSERT(configs_.size() > 1, "truncating below the base configuration");
+      configs_.pop_back();
+    }
+    apply_membership(now);
+  }
 }
 
 bool Raft::fetch_entries(Index lo, Index hi, uint64_t bytes_max, uint32_t count_max,

@@ -46,6 +46,42 @@
 //     reads waiting for it; granted once a current-term entry is committed and
 //     applied up to the read index.
 //   kStaleNoGuarantee: any role, granted at once at the applied index.
+//
+// Membership (raft/membership.h; Raft thesis ch. 4, joint consensus):
+//   - A configuration entry takes effect on every replica as soon as it is
+//     APPENDED to its log (not when committed); truncating it reverts to the
+//     previous configuration. Configurations move simple -> joint
+//     (C_new voters, C_old outgoing) -> simple, the leave appended
+//     automatically by the leader once the joint entry commits (a new leader
+//     does it too, after its no-op commits, so a joint configuration never
+//     outlives the leader that started it).
+//   - In a joint configuration every quorum question (votes, commit,
+//     check-quorum, lease, read-index) needs a majority of BOTH halves
+//     (QuorumConfig).
+//   - Learners receive the log and answer the leader (so they promise it
+//     their lease like voters) but never vote, campaign or count in a quorum.
+//     add_member() adds a learner marked for promotion; the leader promotes it
+//     through a joint configuration once its match index reaches the commit
+//     index (Config::promote_lag_entries_max).
+//   - One change at a time: a change is refused with kBusy while a
+//     configuration entry is uncommitted, the configuration is joint or a
+//     promotion is pending, and by a leader that has not yet committed an
+//     entry of its own term (an earlier leader's uncommitted change could
+//     otherwise still commit next to a new one).
+//   - lease: appending a configuration entry ends the leader's lease until a
+//     heartbeat round sent AFTER the append is acknowledged by a quorum under
+//     the new configuration's rule; reads waiting for an older round are
+//     moved to that round.
+//   - Removing the leader: remove_member(self) hands leadership to a caught-up
+//     voter first (and returns kNotLeader with that voter as hint: retry
+//     there). With no such voter the leader runs the change without counting
+//     itself in C_new, and once C_new commits it hands over with TimeoutNow
+//     (lease ended first) if a voter is caught up, then steps down.
+//   - A stuck change (the new member never catches up, or C_new has no
+//     reachable majority) is abandoned with abandon_member_change(): a
+//     pending promotion is dropped with its learner; a joint configuration
+//     goes back to C_old (safe at any time: every joint quorum contains a
+//     majority of C_old).
 #pragma once
 
 #include <algorithm>
@@ -58,6 +94,7 @@
 #include <vector>
 
 #include "raft/config.h"
+#include "raft/membership.h"
 #include "raft/message.h"
 #include "raft/quorum.h"
 #include "raft/ready.h"
@@ -158,6 +195,25 @@ class Raft {
   // operators; normal elections start from tick().
   void campaign(TimePoint now);
 
+  // Membership changes (leader only; see the header comment). Each returns
+  // the index of the configuration entry it appended (not yet committed).
+  // Errors (nothing appended): kNotLeader (hint = leader), kBusy (a change is
+  // in progress, this leader has not committed an entry of its term yet, or
+  // a leadership transfer runs), kInvalidArgument (already / not a member,
+  // removing the last voter).
+  //   add_member: joins as a learner, promoted automatically once caught up.
+  //   add_learner: joins as a learner and stays one.
+  //   remove_member: a learner leaves at once; a voter through a joint
+  //     configuration; this node: see "Removing the leader" (kNotLeader with
+  //     the new leader as hint when leadership is handed over first).
+  //   abandon_member_change: drops a pending promotion (and its learner) or
+  //     leaves a joint configuration back to C_old. kInvalidArgument when no
+  //     change is in progress.
+  base::Result<Index> add_member(NodeId id, TimePoint now);
+  base::Result<Index> add_learner(NodeId id, TimePoint now);
+  base::Result<Index> remove_member(NodeId id, TimePoint now);
+  base::Result<Index> abandon_member_change(TimePoint now);
+
   // Durability acknowledgements (raft/storage.h). Out-of-date ones are ignored.
   void hard_state_persisted(const HardState& hs, TimePoint now);
   void entries_persisted(Index index, Term term, TimePoint now);
@@ -192,6 +248,14 @@ class Raft {
   Index applied_index() const { return applied_; }
   Index durable_index() const { return durable_index_; }
   const QuorumConfig& quorum() const { return quorum_; }
+  // The configuration in effect (that of the latest configuration entry in
+  // this replica's log, committed or not) and the index of that entry (the
+  // snapshot's or 0 for bootstrap).
+  const Membership& membership() const { return configs_.back().membership; }
+  Index membership_index() const { return configs_.back().index; }
+  // Whether a new membership change would be refused as "in progress".
+  bool member_change_in_progress() const;
+  bool is_voter() const { return is_voter_; }
   RaftStatus status() const;
   // Whether a lease read arriving at `now` would be served from the lease
   // (leader, lease valid at now, wait over, not ended by a transfer).
@@ -319,11 +383,12 @@ class Raft {
 
   // Leader machinery.
   Progress* progress(NodeId id);
+  const Progress* progress(NodeId id) const;
   bool is_peer(NodeId id) const {
     for (size_t i = 0; i < std::min(peer_count_, kPeersInline); ++i) {
       if (peer_ids_[i] == id) return true;
     }
-    return peer_count_ > kPeersInline && quorum_.contains(id) && id != id_;
+    return peer_count_ > kPeersInline && progress(id) != nullptr;
   }
   void send(NodeId to, MessageBody body, SendAfter after);
   void send_with_term(NodeId to, Term term, MessageBody body, SendAfter after);
@@ -351,12 +416,27 @@ class Raft {
   void fail_pending(TimePoint now, NodeId leader_hint);
   void expire_proposals(TimePoint now);
 
+  // Membership.
+  struct ConfigAt {
+    Index index = 0;  // of the configuration entry (snapshot index / 0 for the base)
+    Membership membership;
+  };
+  // Rebuilds quorum_, peers_ and the voter flags from configs_.back().
+  void apply_membership(TimePoint now);
+  base::Status check_can_change(bool abandoning) const;
+  base::Result<Index> propose_membership(Membership next, TimePoint now);
+  // Leader: automatic leave of a committed joint configuration, promotion of
+  // caught-up learners, step-down once a configuration without this node
+  // commits.
+  void maybe_advance_membership(TimePoint now);
+  void trim_configs();
+
   // Log.
   Term term_at(Index index) const;  // asserts availability
   std::optional<Term> try_term_at(Index index) const;
-  void append_local(Entry e);
+  void append_local(Entry e, TimePoint now);
   // Drops entries >= index; term_before is the term of entry index - 1.
-  void truncate_from(Index index, Term term_before);
+  void truncate_from(Index index, Term term_before, TimePoint now);
   bool fetch_entries(Index lo, Index hi, uint64_t bytes_max, uint32_t count_max,
                      std::vector<Entry>& out) const;
   void emit_committed();
@@ -378,7 +458,8 @@ class Raft {
   bool appends_dirty_ = false;    // new entries to send at the next take_ready
   bool leader_waiting_ = false;   // commit held back until leader_wait_until_
   bool is_voter_ = false;
-  bool simple_majority_ = false;  // one majority that contains this node (no joint config)
+  bool simple_majority_ = false;  // one majority containing this node, no joint config, no learners
+  bool self_quorum_ = false;      // this node alone is a quorum (single voter, not joint)
   bool apply_blocked_ = false;    // reading committed entries failed; retried at tick()
   bool check_quorum_;             // config_.check_quorum
   bool read_round_wanted_ = false;
@@ -417,7 +498,8 @@ class Raft {
   static constexpr size_t kPeersInline = 8;
   std::array<NodeId, kPeersInline> peer_ids_{};
   size_t peer_count_ = 0;
-  // Peers (every voter but this node) and, as leader, their progress.
+  // Peers (every member but this node: voters of both halves and learners)
+  // and, as leader, their progress.
   std::vector<Progress> peers_;
   std::vector<PendingRead> reads_;
   // ready_ accumulates output between take_ready() calls; its hard_state and
@@ -429,6 +511,11 @@ class Raft {
   Config config_;
   LogStorage& storage_;
   QuorumConfig quorum_;
+  // configs_[0]: the configuration at the start of the log (snapshot or
+  // bootstrap) or the latest committed one; then every configuration entry
+  // in the log after it, in index order (one change at a time keeps this
+  // short). The configuration in effect is back().
+  std::vector<ConfigAt> configs_;
 
   // Persistent state (in memory) and what of it is durable (term_ and
   // durable_term_ above).
@@ -454,7 +541,10 @@ class Raft {
   Index term_start_index_ = 0;  // index of this leader's no-op
   TimePoint leader_wait_until_{};
   bool lease_ended_ = false;  // a transfer ended the lease for this term
-  uint64_t read_round_ = 0;   // last round sent on behalf of waiting reads
+  // lease: the lease needs a quorum ack of a round >= this one (set past the
+  // last round when a configuration entry is appended).
+  uint64_t lease_min_round_ = 0;
+  uint64_t read_round_ = 0;  // last round sent on behalf of waiting reads
   std::deque<PendingProposal> proposals_;
   uint64_t uncommitted_bytes_ = 0;
   TimePoint transfer_deadline_{};

@@ -38,10 +38,23 @@
 #include <cstdint>
 #include <vector>
 
+#include "raft/membership.h"
 #include "raft/types.h"
 #include "runtime/base/result.h"
 
 namespace nori::raft {
+
+// What a snapshot stands for: the state machine with every entry up to
+// `index` applied, `term` the term of entry `index`, and `membership` the
+// configuration in effect there (that of the latest configuration entry at or
+// below `index`, both halves if joint). index 0 = no snapshot.
+struct SnapshotMeta {
+  Index index = 0;
+  Term term = 0;
+  Membership membership;
+
+  bool operator==(const SnapshotMeta&) const = default;
+};
 
 class LogStorage {
  public:
@@ -68,6 +81,19 @@ class LogStorage {
   // that follower for this step and retries later).
   virtual base::Status entries(Index lo, Index hi, uint64_t bytes_max,
                                std::vector<Entry>& out) const = 0;
+
+  // The snapshot the durable log starts after (index 0 if none). Its
+  // membership is the configuration at first_index() - 1; with no snapshot
+  // the core starts from Config::voters/learners (bootstrap). Read once, at
+  // construction.
+  virtual SnapshotMeta snapshot_meta() const { return {}; }
+
+  // Appends to `out`, in index order, every configuration entry
+  // (EntryType::kConfig) with index in [lo, last_index()]. Read once, at
+  // construction, to find the configuration in effect (the latest entry, not
+  // necessarily committed). The default scans entries(); a disk-backed
+  // storage that indexes configuration entries should override it.
+  virtual base::Status config_entries(Index lo, std::vector<Entry>& out) const;
 };
 
 }  // namespace nori::raft

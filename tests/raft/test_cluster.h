@@ -93,6 +93,26 @@ class TestCluster {
   void isolate(NodeId id) { isolated_.insert(id); }
   void heal() { isolated_.clear(); }
 
+  // Adds node `id` with an empty disk and no bootstrap configuration, as a
+  // node joining an existing group starts (it learns its configuration from
+  // the leader's log). It receives messages once some member sends it any.
+  void add_node(NodeId id) {
+    NORI_ASSERT(!nodes_.count(id), "node {} exists", id);
+    auto node = std::make_unique<Node>();
+    node->id = id;
+    node->disk = std::make_unique<MemoryStorage>();
+    nodes_[id] = std::move(node);
+    joined_.insert(id);
+    start_node(id);
+  }
+  bool has_node(NodeId id) const { return nodes_.count(id) > 0; }
+  std::vector<NodeId> all_ids() const {
+    std::vector<NodeId> out;
+    for (auto& [id, n] : nodes_)
+      out.push_back(id);
+    return out;
+  }
+
   // (Re)creates the Raft object of `id` from its durable storage, losing
   // whatever was not persisted.
   void start_node(NodeId id) {
@@ -100,7 +120,7 @@ class TestCluster {
     n.config = Config{};
     n.config.id = id;
     n.config.group = 1;
-    n.config.voters = voters_;
+    if (!joined_.count(id)) n.config.voters = voters_;
     n.config.random_seed = 42 + id;
     if (tweak_) tweak_(n.config);
     n.raft = std::make_unique<Raft>(n.config, *n.disk, to_local(n, now_));
@@ -136,8 +156,9 @@ class TestCluster {
       while (!wire_.empty()) {
         Message m = std::move(wire_.front());
         wire_.pop_front();
-        Node& to = node(m.to);
-        if (!to.up) continue;
+        auto it = nodes_.find(m.to);
+        if (it == nodes_.end() || !it->second->up) continue;
+        Node& to = *it->second;
         to.raft->step(std::move(m), to_local(to, now_));
         any = true;
       }
@@ -256,8 +277,10 @@ class TestCluster {
           continue;
         }
         if (dice < 25) wire_.push_back(m);  // duplicated
-        Node& to = node(m.to);
-        if (to.up) to.raft->step(std::move(m), to_local(to, now_));
+        auto it = nodes_.find(m.to);
+        if (it != nodes_.end() && it->second->up) {
+          it->second->raft->step(std::move(m), to_local(*it->second, now_));
+        }
       }
     }
     drain_all();
@@ -330,6 +353,7 @@ class TestCluster {
   std::deque<Message> wire_;
   std::function<bool(const Message&)> drop_;
   std::set<NodeId> isolated_;
+  std::set<NodeId> joined_;  // added by add_node: no bootstrap configuration
   bool chaos_ = false;
   std::mt19937_64 chaos_rng_;
 };
