@@ -13,7 +13,8 @@
 //   WalSyncAB      RWF_DSYNC vs write + fdatasync, interleaved rounds, medians
 //   Recovery       reads a log of ~256 MiB cold (pages dropped): MB/s
 //
-// Data lives in $NORI_WAL_BENCH_DIR or ./wal-bench-data (O_DIRECT: not tmpfs).
+// Data lives in $NORI_WAL_BENCH_DIR or wal-bench-data/ beside the executable
+// (O_DIRECT: not tmpfs), removed at the end.
 // Each WAL case runs for NORI_WAL_BENCH_SECONDS (default 0.6) of wall time;
 // WalSyncAB alternates the two sync modes for 5 rounds each.
 #include <benchmark/benchmark.h>
@@ -40,9 +41,16 @@ using namespace nori;
 using runtime::Task;
 namespace fs = std::filesystem;
 
+// Beside the executable (under the build directory, on the project's disk),
+// unless NORI_WAL_BENCH_DIR says otherwise. Removed when the run ends.
 std::string bench_dir() {
-  const char* d = std::getenv("NORI_WAL_BENCH_DIR");
-  std::string dir = d ? d : "wal-bench-data";
+  static const std::string dir = [] {
+    const char* d = std::getenv("NORI_WAL_BENCH_DIR");
+    if (d) return std::string(d);
+    std::error_code ec;
+    fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+    return ec ? std::string("wal-bench-data") : (exe.parent_path() / "wal-bench-data").string();
+  }();
   fs::create_directories(dir);
   return dir;
 }
@@ -392,4 +400,11 @@ BENCHMARK(BM_Recovery)->Iterations(3)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  if (!std::getenv("NORI_WAL_BENCH_KEEP")) fs::remove_all(bench_dir());
+  return 0;
+}
