@@ -58,8 +58,8 @@ struct WalOptions {
   uint32_t free_segments_max = 2;
   // How a write is made durable, chosen by measurement on this machine
   // (docs/wal.md): write + fdatasync. At 4 KiB its p50 was 114-181 us
-  // against ~4 ms for RWF_DSYNC in every run; at 64 KiB it moved more bytes
-  // in 4 of 5 interleaved runs; at 512 KiB each won 2 of 4. Writes of at
+  // against ~4 ms for RWF_DSYNC in every run; it moved more bytes at 64 KiB
+  // in 5 of 7 interleaved runs and at 512 KiB in 4 of 6. Writes of at
   // least rwf_dsync_min_bytes use RWF_DSYNC instead (off by default);
   // use_rwf_dsync forces RWF_DSYNC for every write.
   bool use_rwf_dsync = false;
