@@ -479,6 +479,7 @@ int bench_main(int argc, char** argv) {
   bool keep = false, failover = true;
   std::string json_path = "nori-bench-result.json", svg_path = "nori-bench-result.svg";
   uint32_t heartbeat_ms = 150, lease_ms = 2000;
+  bool wal_dsync = false;
   app.add_option("--nodes", nodes, "node processes")->check(CLI::Range(1, 7));
   app.add_option("--cores", cores, "cores (reactors) per node")->check(CLI::Range(1, 64));
   app.add_option("--groups", groups, "Raft groups (spread over the cores)")
@@ -503,6 +504,8 @@ int bench_main(int argc, char** argv) {
   app.add_option("--svg", svg_path, "chart file");
   app.add_option("--heartbeat-ms", heartbeat_ms);
   app.add_option("--lease-ms", lease_ms);
+  app.add_option("--wal-dsync", wal_dsync,
+                 "WAL writes with RWF_DSYNC instead of write + fdatasync");
   CLI11_PARSE(app, argc, argv);
 
   const std::string root =
@@ -541,8 +544,8 @@ int bench_main(int argc, char** argv) {
     cl.spawn(exe,
              {"node", "--id", std::to_string(i), "--peers", peers, "--data", dir, "--cores",
               std::to_string(cores), "--groups", fmt::format("1-{}", groups), "--heartbeat-ms",
-              std::to_string(heartbeat_ms), "--lease-ms", std::to_string(lease_ms), "--events",
-              dir + "/events.jsonl"},
+              std::to_string(heartbeat_ms), "--lease-ms", std::to_string(lease_ms), "--wal-dsync",
+              wal_dsync ? "true" : "false", "--events", dir + "/events.jsonl"},
              dir + "/node.log", static_cast<int>(i));
   }
   int status = 0;

@@ -427,6 +427,9 @@ int node_process_main(int argc, char** argv) {
   });
   app.add_option("--metrics", cfg.metrics_listen, "host:port for /metrics");
   app.add_option("--events", cfg.events_jsonl_path, "events as JSON lines to this file");
+  app.add_option("--wal-dsync", cfg.wal_use_rwf_dsync,
+                 "RWF_DSYNC writes instead of write + fdatasync");
+  app.add_option("--wal-batch-delay-us", cfg.wal_batch_delay_us);
   app.add_flag("--record-applied", record_applied, "keep applied entries for 'applied'");
   CLI11_PARSE(app, argc, argv);
 
