@@ -581,7 +581,28 @@ struct ServerImpl {
       }
       co_return out;
     }
-    if (cmd == "CLUSTER") co_return err("ERR This instance has cluster support disabled");
+    if (cmd == "CLUSTER") {
+      // Membership change, per shard on this node's groups (the node routes
+      // it to the group's leader or refuses): CLUSTER ADDNODE id host:port,
+      // CLUSTER REMOVENODE id. Errors of the node (today "not supported
+      // yet") are passed to the client as they are.
+      const std::string sub = upper(argv[1]);
+      if ((sub == "ADDNODE" && argv.size() == 4) || (sub == "REMOVENODE" && argv.size() == 3)) {
+        const raft::NodeId id = std::strtoull(argv[2].c_str(), nullptr, 10);
+        if (id == raft::kNoNode) co_return err("ERR node id must be a positive integer");
+        std::string addr = sub == "ADDNODE" ? argv[3] : std::string();
+        for (uint32_t sh = 0; sh < cfg().shards; ++sh) {
+          const GroupId g = group_of_shard(sh);
+          auto st = co_await runtime::submit_to(
+              node().core_of(g), [this, g, id, addr, add = sub == "ADDNODE"] {
+                return add ? node().add_member(g, id, addr) : node().remove_member(g, id);
+              });
+          if (!st.ok()) co_return err(fmt::format("ERR shard {}: {}", sh, st.error().to_string()));
+        }
+        co_return reply::ok();
+      }
+      co_return err("ERR CLUSTER: only ADDNODE <id> <host:port> and REMOVENODE <id> are supported");
+    }
     co_return err(fmt::format("ERR unknown command '{}'", argv[0]));
   }
 
