@@ -71,6 +71,7 @@ int main(int argc, char** argv) {
       o.nodes = 5;
       o.groups = 1;
       o.fault_interval_mean = 0;
+      o.clock_offset_max_ms = 200;
       o.duration = 40 * kSecond;
       if (storm_rounds > 0) o.storm_rounds = storm_rounds;
     }

@@ -114,6 +114,7 @@ TEST(Simulation, ElectionStormKeepsOneLeaderPerTerm) {
   o.nodes = 5;
   o.groups = 1;
   o.fault_interval_mean = 0;
+  o.clock_offset_max_ms = 200;
   o.duration = 30 * kSecond;
   o.storm_rounds = 6;
   SimReport r = run_simulation(o);

@@ -54,6 +54,7 @@ SimOptions SimOptions::for_seed(uint64_t seed) {
   o.clients = static_cast<int>(r.uniform(3, 6));
   o.keys = static_cast<int>(r.uniform(1, 4));
   o.lease_read_fraction = r.unit();
+  o.clock_offset_max_ms = r.uniform(200, 1000);
   o.op_timeout = r.uniform(300, 1500) * kMillisecond;
   // Sometimes a slow disk, so that crashes catch writes in flight.
   o.disk_mean = r.chance(0.5) ? r.uniform(100'000, 1'000'000) : r.uniform(1, 15) * kMillisecond;
