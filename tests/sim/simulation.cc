@@ -207,8 +207,9 @@ struct Client {
   bool busy = false;
   lincheck::Operation op;
   raft::ReadMode mode = raft::ReadMode::kLease;
-  uint64_t attempt = 0;
-  uint64_t seq = 0;
+  uint64_t op_seq = 0;   // which operation (unique in the run); replies name it
+  uint64_t attempt = 0;  // which attempt of the current operation
+  uint64_t seq = 0;      // the client's own write counter (for unique values)
   SimTime deadline = 0;
   NodeId leader_hint = 0;
 };
@@ -810,9 +811,9 @@ class Simulation {
                      {"mode", raft::to_string(c.mode)}});
     }
     const uint64_t seq = ++op_seq_;
-    c_op_seq_[c.index] = seq;
+    c.op_seq = seq;
     sched_.at(c.deadline, [this, &c, seq] {
-      if (!c.busy || c_op_seq_[c.index] != seq) return;
+      if (!c.busy || c.op_seq != seq) return;
       // A node that did not answer in time may be stopped or cut off: the
       // next operation starts at a random node and follows its hint.
       c.leader_hint = 0;
@@ -827,7 +828,7 @@ class Simulation {
     if (target == 0 || rng_.chance(0.1)) target = static_cast<NodeId>(rng_.uniform(1, o_.nodes));
     ClientRequest req;
     req.client = c.index;
-    req.op_seq = c_op_seq_[c.index];
+    req.op_seq = c.op_seq;
     req.attempt = c.attempt;
     req.kind = c.op.kind;
     req.mode = c.mode;
@@ -956,9 +957,7 @@ class Simulation {
     if (net_rng_.chance(o_.loss)) return;
     Client& c = clients_[req.client];
     const uint64_t seq = req.op_seq, att = req.attempt;
-    auto current = [this, &c, seq, att] {
-      return c.busy && c_op_seq_[c.index] == seq && c.attempt == att;
-    };
+    auto current = [&c, seq, att] { return c.busy && c.op_seq == seq && c.attempt == att; };
     sched_.after(net_latency(), [this, &c, current, outcome, value = std::move(value), hint] {
       if (!current()) return;
       if (outcome == Outcome::kFailCertain) {
@@ -1003,9 +1002,9 @@ class Simulation {
     } else {
       histories_[c.group - 1].push_back(std::move(op));
     }
-    const uint64_t seq = c_op_seq_[c.index];
+    const uint64_t seq = c.op_seq;
     sched_.after(rng_.uniform(0, o_.think_max), [this, &c, seq] {
-      if (c_op_seq_[c.index] == seq && !c.busy) next_op(c);
+      if (c.op_seq == seq && !c.busy) next_op(c);
     });
   }
 
@@ -1136,7 +1135,6 @@ class Simulation {
   std::vector<std::vector<int>> blocked_;  // [from][to] -> partitions blocking the link
   uint64_t heal_epoch_ = 0;
   std::deque<Client> clients_;  // stable addresses
-  std::map<size_t, uint64_t> c_op_seq_;
   uint64_t op_seq_ = 0;
   uint64_t request_ids_ = 0;
   SimTime clients_until_ = 0;
