@@ -649,7 +649,18 @@ struct ServerImpl {
     std::vector<std::vector<std::string>> batch;
     bool open = true;
     while (open && !c.quit) {
-      auto n = co_await io::recv(fd, buf.data(), buf.size());
+      base::Result<size_t> n = size_t{0};
+      if (cfg().client_idle_timeout_ms == 0) {
+        n = co_await io::recv(fd, buf.data(), buf.size());
+      } else {
+        // A silent client is closed after the idle timeout (a half-sent
+        // command does not count as activity past its last byte).
+        n = co_await runtime::with_timeout(
+            std::chrono::milliseconds(cfg().client_idle_timeout_ms),
+            [](int fd, char* b, size_t len) -> Task<base::Result<size_t>> {
+              co_return co_await io::recv(fd, b, len);
+            }(fd, buf.data(), buf.size()));
+      }
       if (!n.ok() || *n == 0) break;
       if (auto fed = parser.feed(std::string_view(buf.data(), *n)); !fed.ok()) {
         st.protocol_errors.fetch_add(1, std::memory_order_relaxed);
@@ -691,8 +702,20 @@ struct ServerImpl {
           for (auto& r : co_await runtime::when_all(std::move(tasks)))
             out += r;
           i = j;
-          if (out.size() > cfg().reply_bytes_max) break;
+          // Large replies (MGET of big values) go out before the next run, so
+          // one round never holds more than reply_bytes_max plus one run.
+          if (out.size() > cfg().reply_bytes_max) {
+            auto sent = co_await net::send_all(
+                fd,
+                std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(out.data()), out.size()));
+            out.clear();
+            if (!sent.ok()) {
+              open = false;
+              break;
+            }
+          }
         }
+        if (!open) break;
         if (!protocol_err.empty()) {
           st.protocol_errors.fetch_add(1, std::memory_order_relaxed);
           out += protocol_err;

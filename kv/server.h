@@ -61,6 +61,7 @@ struct ServerConfig {
   size_t reply_bytes_max = size_t{64} << 20;  // one round's replies before they are sent
   uint32_t write_timeout_ms = 5000;           // retry budget of one command
   uint32_t client_send_timeout_ms = 30000;    // TCP_USER_TIMEOUT: a client that stops reading
+  uint32_t client_idle_timeout_ms = 0;  // close a connection silent this long (0: never, as Redis)
   ParserLimits limits;
   StoreOptions store;
   ForwardOptions forward;

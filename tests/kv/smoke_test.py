@@ -54,7 +54,7 @@ def main():
     ap.add_argument("--workdir", default=os.path.join(os.getcwd(), "kv_smoke"))
     a = ap.parse_args()
     shutil.rmtree(a.workdir, ignore_errors=True)
-    cl = Cluster(a.norikv, a.workdir, shards=4, extra_args=["--maxclients", "40"])
+    cl = Cluster(a.norikv, a.workdir, shards=4, extra_args=["--maxclients", "40", "--client-idle-timeout-ms", "2000"])
     cl.start_all()
     try:
         check(cl.wait_ready(), "cluster ready (DBSIZE answered)")
@@ -116,6 +116,15 @@ def main():
         for s in silent:
             s.close()
         time.sleep(0.5)
+        # A silent client is closed after the idle timeout (waits for EOF; no duration asserted).
+        s = socket.create_connection(("127.0.0.1", p2))
+        s.settimeout(30)
+        try:
+            closed = s.recv(100) == b""
+        except OSError:
+            closed = True
+        s.close()
+        check(closed, "silent client closed after --client-idle-timeout-ms")
         check(cli(p1, "GET", "greeting") == "hello world", "node still serves after the abuse")
         check(cli(p2, "PING") == "PONG" and cli(p3, "PING") == "PONG", "other nodes unaffected")
         for i in range(3):
