@@ -10,7 +10,7 @@ NORI_PACKAGES=(
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev clang-format
   liburing-dev libboost-dev libmimalloc-dev libxxhash-dev libgtest-dev libgmock-dev
   libbenchmark-dev libsodium-dev libcli11-dev libfmt-dev nlohmann-json3-dev
-  libhiredis-dev redis-tools
+  libhiredis-dev redis-tools redis-server python3
 )
 
 nori_log() { printf '[nori] %s\n' "$*" >&2; }
