@@ -23,6 +23,12 @@
 //   - An info put/append whose value no successful get contains is dropped
 //     before the search (it cannot matter; see checker.cc); the others stay
 //     candidates from their call to the end.
+//   - Completed operations are tried before unknown-outcome ones; a quick
+//     pass bounds each observed info write by the first get showing it (its
+//     answer is kept only if it finds a linearization); a write whose value
+//     the next get to return can no longer start with (nor any put that may
+//     still come first) is cut; values no remaining get can observe are one
+//     state. Each rule is argued sound in checker.cc and docs/simulation.md.
 //   - Every (set of linearized operations, model state) pair reached is
 //     memoised; reaching one again cannot lead anywhere new, so that branch is
 //     cut. Sets are bitsets hashed incrementally (one random word per
