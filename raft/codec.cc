@@ -11,6 +11,11 @@ namespace {
 constexpr uint8_t kFlagPreVote = 1;
 constexpr uint8_t kFlagGranted = 2;
 constexpr uint8_t kFlagSuccess = 1;
+constexpr uint8_t kFlagLast = 1;  // SnapshotChunk
+constexpr uint8_t kFlagDone = 1;  // SnapshotReply
+// Bound on one snapshot chunk's payload and membership on the wire.
+constexpr uint64_t kSnapshotChunkBytesMax = 64ull << 20;
+constexpr uint64_t kSnapshotMembershipBytesMax = 64ull << 10;
 // Smallest encoding of one entry: term (1) + type (1) + length (1).
 constexpr uint64_t kEntryBytesMin = 3;
 
@@ -47,6 +52,23 @@ struct BodyEncoder {
       w.length_prefixed(e.data);
     }
   }
+  void operator()(const SnapshotChunk& b) {
+    w.u8(b.last ? kFlagLast : 0);
+    w.varint(b.index);
+    w.varint(b.index_term);
+    w.varint(b.offset);
+    w.varint(b.total_bytes);
+    w.u64(b.digest);
+    w.length_prefixed(b.membership);
+    w.length_prefixed(b.data);
+  }
+  void operator()(const SnapshotReply& b) {
+    w.u8(b.done ? kFlagDone : 0);
+    w.varint(b.index);
+    w.varint(b.index_term);
+    w.varint(b.next_offset);
+    w.varint(b.match_index);
+  }
   void operator()(const AppendReply& b) {
     w.u8(b.success ? kFlagSuccess : 0);
     w.varint(b.match_index);
@@ -61,8 +83,6 @@ struct BodyEncoder {
   }
   void operator()(const HeartbeatReply& b) { w.varint(b.round); }
   void operator()(const TimeoutNow& b) { put_i64_nonneg(w, b.leader_wait_remaining_ns); }
-  void operator()(const SnapshotChunk&) { NORI_PANIC("snapshot messages are reserved"); }
-  void operator()(const SnapshotReply&) { NORI_PANIC("snapshot messages are reserved"); }
 };
 
 bool get_i64_nonneg(base::ByteReader& r, int64_t& v) {
@@ -195,6 +215,39 @@ base::Result<Message> decode_message(std::string_view in) {
     case MessageType::kTimeoutNow: {
       TimeoutNow b;
       if (!get_i64_nonneg(r, b.leader_wait_remaining_ns)) return malformed("timeout-now wait");
+      m.body = b;
+      break;
+    }
+    case MessageType::kSnapshotChunk: {
+      SnapshotChunk b;
+      uint8_t flags;
+      if (!r.u8(flags) || (flags & ~kFlagLast) != 0) return malformed("snapshot chunk flags");
+      b.last = flags & kFlagLast;
+      std::string_view mem, data;
+      if (!r.varint(b.index) || !r.varint(b.index_term) || !r.varint(b.offset) ||
+          !r.varint(b.total_bytes) || !r.u64(b.digest) ||
+          !r.length_prefixed(mem, kSnapshotMembershipBytesMax) ||
+          !r.length_prefixed(data, kSnapshotChunkBytesMax)) {
+        return malformed("truncated snapshot chunk");
+      }
+      if (b.offset + data.size() > b.total_bytes || b.offset + data.size() < b.offset ||
+          (b.last && b.offset + data.size() != b.total_bytes)) {
+        return malformed("snapshot chunk outside the file");
+      }
+      b.membership.assign(mem);
+      b.data.assign(data);
+      m.body = std::move(b);
+      break;
+    }
+    case MessageType::kSnapshotReply: {
+      SnapshotReply b;
+      uint8_t flags;
+      if (!r.u8(flags) || (flags & ~kFlagDone) != 0) return malformed("snapshot reply flags");
+      b.done = flags & kFlagDone;
+      if (!r.varint(b.index) || !r.varint(b.index_term) || !r.varint(b.next_offset) ||
+          !r.varint(b.match_index)) {
+        return malformed("truncated snapshot reply");
+      }
       m.body = b;
       break;
     }

@@ -36,6 +36,20 @@ struct Config {
   // its match index is within this many entries of the leader's commit.
   uint64_t promote_lag_entries_max = 0;
 
+  // --- snapshots ---------------------------------------------------------------
+  // A snapshot is requested (Ready::snapshot_request) once the log has grown
+  // by this many bytes (entry_bytes) since the last snapshot, or the applied
+  // index is this many entries past it, or trigger_snapshot() was called.
+  uint64_t snapshot_log_bytes_max = 256ull << 20;
+  uint64_t snapshot_entries_max = 1'000'000;
+  // Entries kept in the log behind a snapshot, so that a slightly lagging
+  // follower catches up from the log rather than by snapshot.
+  uint64_t snapshot_keep_entries = 10'000;
+  // A snapshot transfer with no progress for this long is re-driven from the
+  // last acknowledged offset (leader) or forgotten (follower). Independent of
+  // message timeouts: a chunk may take long on a slow link.
+  uint32_t snapshot_timeout_ms = 30'000;
+
   // --- timing ----------------------------------------------------------------
   uint32_t heartbeat_ms = 150;
   uint32_t election_timeout_min_ms = 300;  // randomized in [min, max)

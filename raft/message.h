@@ -31,8 +31,8 @@ enum class MessageType : uint8_t {
   kHeartbeat = 5,
   kHeartbeatReply = 6,
   kTimeoutNow = 7,
-  kSnapshotChunk = 8,  // reserved (next issue); not produced or accepted yet
-  kSnapshotReply = 9,  // reserved (next issue)
+  kSnapshotChunk = 8,  // one chunk of a snapshot file, leader -> follower
+  kSnapshotReply = 9,  // the follower's progress through that snapshot
 };
 inline constexpr uint8_t kMessageTypeMax = 9;
 
@@ -102,10 +102,32 @@ struct TimeoutNow {
   int64_t leader_wait_remaining_ns = 0;
 };
 
-// Reserved for the snapshot issue; no fields are defined yet. The codec
-// rejects these types until then.
-struct SnapshotChunk {};
-struct SnapshotReply {};
+// Snapshot transfer, stop-and-wait, one chunk per round trip (the driver's
+// sender bounds memory and rate; raft/raft.h "Snapshots"). A transfer is
+// identified by (header term = the leader's term, index, index_term): a
+// follower resumes a partial transfer only for the same identity, and
+// restarts from offset 0 otherwise.
+struct SnapshotChunk {
+  Index index = 0;           // the snapshot's last included index
+  Term index_term = 0;       // the term of that entry
+  uint64_t offset = 0;       // of `data` in the snapshot file
+  uint64_t total_bytes = 0;  // size of the whole file
+  uint64_t digest = 0;       // xxh3_64 of the whole file, checked before installing
+  bool last = false;         // data ends the file
+  std::string membership;    // Membership::encode() of the configuration at `index`
+  std::string data;
+};
+
+struct SnapshotReply {
+  Index index = 0;  // the transfer this answers
+  Term index_term = 0;
+  // !done: the follower holds the file up to here; the next chunk starts here.
+  uint64_t next_offset = 0;
+  // done: installed, or the follower's commit index was already at or past
+  // `index` (the snapshot was ignored); its log matches up to match_index.
+  bool done = false;
+  Index match_index = 0;
+};
 
 using MessageBody = std::variant<VoteRequest, VoteReply, Append, AppendReply, Heartbeat,
                                  HeartbeatReply, TimeoutNow, SnapshotChunk, SnapshotReply>;

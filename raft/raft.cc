@@ -79,6 +79,7 @@ Raft::Raft(Config config, LogStorage& storage, TimePoint now)
   auto last_term = storage_.term(last);
   NORI_ASSERT(last_term.ok(), "storage cannot give the term of its last index {}", last);
   last_index_ = durable_index_ = last;
+  last_now_ = now;
   last_term_ = *last_term;
   mem_first_ = last + 1;
 
@@ -110,6 +111,21 @@ Raft::Raft(Config config, LogStorage& storage, TimePoint now)
     NORI_ASSERT(m.ok(), "durable configuration entry {} is corrupt", e.index);
     configs_.push_back(ConfigAt{e.index, std::move(*m)});
   }
+  // Snapshots: the state machine was restored from the snapshot before
+  // construction (raft/storage.h, "Recovery"): it never re-applies entries
+  // at or below it.
+  NORI_ASSERT(snap.index == 0 || config_.applied >= snap.index,
+              "applied {} below the snapshot index {}: restore the snapshot first", config_.applied,
+              snap.index);
+  snapshot_ = snap;
+  applied_membership_ = configs_.front().membership;
+  for (const ConfigAt& c : configs_) {
+    if (c.index <= applied_) {
+      applied_membership_ = c.membership;
+    } else {
+      apply_configs_.push_back(c);
+    }
+  }
   apply_membership(now);
   trim_configs();
 
@@ -135,6 +151,10 @@ void Raft::InflightRing::push_back(Inflight f, size_t capacity) {
 
 void Raft::take_ready(Ready& out) {
   out.clear();
+  if (membership_check_) {
+    membership_check_ = false;
+    maybe_advance_membership(last_now_);
+  }
   // New entries proposed since the last drain go out as one append per
   // follower: this is where proposals are batched.
   if (appends_dirty_) flush_appends();
@@ -169,6 +189,12 @@ void Raft::take_ready(Ready& out) {
   if (out_mask_ & kOutReads) out.reads.swap(ready_.reads);
   if (out_mask_ & kOutProposals) out.proposals.swap(ready_.proposals);
   if (out_mask_ & kOutEvents) out.events.swap(ready_.events);
+  if (out_mask_ & kOutSnapshot) {
+    std::swap(out.snapshot_request, ready_.snapshot_request);
+    std::swap(out.compact_before, ready_.compact_before);
+    out.snapshot_sends.swap(ready_.snapshot_sends);
+    out.snapshot_chunks.swap(ready_.snapshot_chunks);
+  }
   out_mask_ = 0;
 }
 
@@ -263,7 +289,11 @@ void Raft::reset_election_deadline(TimePoint now) {
 }
 
 void Raft::tick(TimePoint now) {
+  last_now_ = std::max(last_now_, now);
   apply_blocked_ = false;
+  if (recv_.meta.index != 0 && !recv_.complete && now >= recv_.deadline) {
+    recv_ = Receiving{};  // a stalled transfer is forgotten; the next one starts at 0
+  }
   if (role_ != Role::kLeader) {
     if (is_voter_ && now >= election_deadline_) campaign(now);
     return;
@@ -325,6 +355,8 @@ void Raft::become_follower(Term term, NodeId leader, TimePoint now) {
 void Raft::step_down_as_leader(TimePoint now, const char* why) {
   NORI_ASSERT(role_ == Role::kLeader);
   event(EventKind::kStepDown, id_, now);
+  for (Progress& p : peers_)
+    end_snapshot_transfer(p);
   role_ = Role::kFollower;
   leader_ = kNoNode;
   // Everything in flight loses its leader: proposals may still commit under a
@@ -470,6 +502,7 @@ void Raft::become_leader(TimePoint now) {
 // --- elections -------------------------------------------------------------------
 
 void Raft::step(Message m, TimePoint now) {
+  last_now_ = std::max(last_now_, now);
   NORI_ASSERT(m.group == group_, "message for group {} stepped into group {}", m.group, group_);
   if (m.to != id_ || m.from == id_ || m.from == kNoNode) return;
   MessageType type = m.type();
@@ -480,9 +513,8 @@ void Raft::step(Message m, TimePoint now) {
   // anyone (at most one leader per term); dropping the rest keeps removed
   // nodes from disrupting elections.
   bool from_leader = type == MessageType::kAppend || type == MessageType::kHeartbeat ||
-                     type == MessageType::kTimeoutNow;
+                     type == MessageType::kTimeoutNow || type == MessageType::kSnapshotChunk;
   if (!from_leader && !is_peer(m.from)) return;
-  if (type == MessageType::kSnapshotChunk || type == MessageType::kSnapshotReply) return;
 
   if (m.term > term_) {
     if (type == MessageType::kVoteRequest) {
@@ -501,10 +533,7 @@ void Raft::step(Message m, TimePoint now) {
                std::get<VoteReply>(m.body).granted) {
       // A granted pre-vote is stamped with the term we would campaign in.
     } else {
-      NodeId leader = (type == MessageType::kAppend || type == MessageType::kHeartbeat ||
-                       type == MessageType::kTimeoutNow)
-                          ? m.from
-                          : kNoNode;
+      NodeId leader = from_leader ? m.from : kNoNode;
       become_follower(m.term, leader, now);
     }
   } else if (m.term < term_) {
@@ -535,7 +564,10 @@ void Raft::step(Message m, TimePoint now) {
       handle_timeout_now(m, std::get<TimeoutNow>(m.body), now);
       break;
     case MessageType::kSnapshotChunk:
+      handle_snapshot_chunk(m, std::get<SnapshotChunk>(m.body), now);
+      break;
     case MessageType::kSnapshotReply:
+      handle_snapshot_reply(m, std::get<SnapshotReply>(m.body), now);
       break;
   }
 }
@@ -630,6 +662,7 @@ void Raft::handle_vote_reply(const Message& m, const VoteReply& rep, TimePoint n
 }
 
 void Raft::hard_state_persisted(const HardState& hs, TimePoint now) {
+  last_now_ = std::max(last_now_, now);
   if (hs.term > durable_term_) {
     durable_term_ = hs.term;
     durable_vote_ = hs.vote;
@@ -744,6 +777,7 @@ void Raft::handle_heartbeat(const Message& m, const Heartbeat& hb, TimePoint now
 }
 
 void Raft::entries_persisted(Index index, Term term, TimePoint now) {
+  last_now_ = std::max(last_now_, now);
   if (index <= durable_index_ || index > last_index_) return;
   auto t = try_term_at(index);
   if (!t || *t != term) return;  // acknowledges entries since truncated
@@ -759,8 +793,13 @@ void Raft::applied(Index index, TimePoint now) {
   NORI_ASSERT(index <= apply_sent_, "applied {} beyond what was handed out {}", index, apply_sent_);
   if (index <= applied_) return;
   applied_ = index;
+  while (!apply_configs_.empty() && apply_configs_.front().index <= applied_) {
+    applied_membership_ = std::move(apply_configs_.front().membership);
+    apply_configs_.pop_front();
+  }
   if (!reads_.empty()) advance_reads(now);
   trim_log_cache();
+  maybe_request_snapshot();
 }
 
 void Raft::emit_committed() {
@@ -775,6 +814,13 @@ void Raft::emit_committed() {
     ready_.committed.resize(before);
     apply_blocked_ = true;
     return;
+  }
+  for (size_t k = before; k < ready_.committed.size(); ++k) {
+    const Entry& e = ready_.committed[k];
+    if (e.type != EntryType::kConfig) continue;
+    auto m = Membership::decode(e.data);
+    NORI_ASSERT(m.ok(), "committed configuration entry {} is corrupt", e.index);
+    apply_configs_.push_back(ConfigAt{e.index, std::move(*m)});
   }
   apply_sent_ += ready_.committed.size() - before;
   if (!ready_.committed.empty()) out_mask_ |= kOutCommitted;
@@ -810,10 +856,16 @@ void Raft::send_append(Progress& p, bool allow_empty) {
                           p.inflight_bytes >= config_.inflight_bytes_max)) {
       return;  // flow control: the window is full
     }
+    if (p.snapshotting) return;  // replication resumes once the snapshot is in
     if (p.next > last_index_ && !allow_empty) return;
     Index prev = p.next - 1;
+    if (prev < mem_first_ && prev + 1 < storage_.first_index()) {
+      // The entries this follower needs were compacted away.
+      send_snapshot(p);
+      return;
+    }
     auto prev_term = try_term_at(prev);
-    if (!prev_term) return;  // compacted away: needs a snapshot (next issue)
+    if (!prev_term) return;  // unreadable: retried on the next trigger
     Append app{.prev_index = prev, .prev_term = *prev_term, .commit = commit_, .entries = {}};
     if (p.next <= last_index_ && !fetch_entries(p.next, last_index_ + 1, config_.append_bytes_max,
                                                 config_.append_entries_max, app.entries)) {
@@ -863,8 +915,9 @@ void Raft::handle_append_reply(const Message& m, const AppendReply& rep, TimePoi
     maybe_commit(now);
     maybe_send_timeout_now(now);
     send_append(p, false);
-    // A learner marked for promotion may just have caught up.
-    if (role_ == Role::kLeader && !membership().promote.empty()) maybe_advance_membership(now);
+    // A learner marked for promotion may just have caught up (checked at
+    // take_ready, see on_commit_advanced).
+    if (role_ == Role::kLeader && !membership().promote.empty()) membership_check_ = true;
     return;
   }
   // Rejected: ignore rejections of appends we have already moved past.
@@ -913,6 +966,17 @@ void Raft::send_heartbeat_round(TimePoint now) {
       p.stalled_rounds = 0;
     }
     p.match_at_round = p.match;
+    if (p.snapshotting) {
+      if (p.snap_deadline == TimePoint{}) {
+        p.snap_deadline = now + milliseconds(config_.snapshot_timeout_ms);
+      } else if (now >= p.snap_deadline) {
+        // No progress: re-drive from the last acknowledged offset (the
+        // follower resumes: same transfer identity).
+        p.snap_deadline = now + milliseconds(config_.snapshot_timeout_ms);
+        send_snapshot(p);
+      }
+      continue;
+    }
     if (p.stalled_rounds >= kStalledRoundsMax) {
       p.stalled_rounds = 0;
       p.replicating = false;
@@ -1004,11 +1068,14 @@ void Raft::on_commit_advanced(TimePoint now) {
     proposals_.pop_front();
   }
   if (!reads_.empty()) advance_reads(now);
-  maybe_advance_membership(now);
+  // Deferred to take_ready: proposing a configuration entry rebuilds peers_,
+  // which callers up the stack may be holding a Progress& into.
+  if (role_ == Role::kLeader) membership_check_ = true;
 }
 
 base::Result<Index> Raft::propose(std::string data, uint64_t proposal_id, TimePoint now,
                                   TimePoint deadline) {
+  last_now_ = std::max(last_now_, now);
   using base::ErrorKind;
   if (role_ != Role::kLeader) {
     return base::Error(ErrorKind::kNotLeader, "not the leader", leader_);
@@ -1220,6 +1287,9 @@ void Raft::apply_membership(TimePoint now) {
   // Keep the progress of members that stay; new ones start probing from the
   // end of the log (as leader: at once).
   std::vector<NodeId> others = m.others(id_);
+  for (Progress& p : peers_) {
+    if (!std::binary_search(others.begin(), others.end(), p.id)) end_snapshot_transfer(p);
+  }
   std::vector<Progress> next;
   next.reserve(others.size());
   std::vector<size_t> fresh;
@@ -1445,6 +1515,232 @@ base::Result<Index> Raft::abandon_member_change(TimePoint now) {
   return propose_membership(std::move(next), now);
 }
 
+// --- snapshots ---------------------------------------------------------------------------
+
+SnapshotMeta Raft::applied_meta() const {
+  auto t = try_term_at(applied_);
+  return SnapshotMeta{applied_, t ? *t : 0, applied_membership_};
+}
+
+void Raft::maybe_request_snapshot() {
+  if (snapshot_requested_ || applied_ <= snapshot_.index) return;
+  bool due = snapshot_triggered_ || applied_ - snapshot_.index >= config_.snapshot_entries_max ||
+             log_bytes_since_snapshot_ >= config_.snapshot_log_bytes_max;
+  if (!due) return;
+  auto t = try_term_at(applied_);
+  if (!t) return;  // unreadable: asked again at the next apply
+  // The state machine is at exactly applied_ now: the driver reports
+  // applied() after applying and before its next take_ready, which carries
+  // this request ahead of any newly committed entries.
+  ready_.snapshot_request = SnapshotMeta{applied_, *t, applied_membership_};
+  out_mask_ |= kOutSnapshot;
+  snapshot_requested_ = true;
+  snapshot_triggered_ = false;
+}
+
+void Raft::trigger_snapshot() {
+  snapshot_triggered_ = true;
+  maybe_request_snapshot();
+}
+
+void Raft::snapshot_taken(const SnapshotMeta& meta, TimePoint now) {
+  (void)now;
+  snapshot_requested_ = false;
+  if (meta.index <= snapshot_.index) return;  // older than what we have
+  NORI_ASSERT(meta.index <= applied_, "snapshot {} beyond the applied index {}", meta.index,
+              applied_);
+  snapshot_ = meta;
+  log_bytes_since_snapshot_ = 0;
+  // Keep snapshot_keep_entries entries behind the snapshot for followers
+  // that lag a little; everything older may go.
+  uint64_t keep = config_.snapshot_keep_entries;
+  Index before = meta.index + 1 > keep ? meta.index + 1 - keep : 1;
+  if (before <= storage_.first_index()) return;
+  while (!mem_.empty() && mem_first_ < before) {
+    mem_bytes_ -= entry_bytes(mem_.front());
+    mem_.pop_front();
+    ++mem_first_;
+  }
+  mem_first_ = std::max(mem_first_, before);
+  ready_.compact_before = before;
+  out_mask_ |= kOutSnapshot;
+}
+
+void Raft::send_snapshot(Progress& p) {
+  if (snapshot_.index == 0) return;  // nothing to send (cannot happen once compacted)
+  if (!p.snapshotting) {
+    p.snapshotting = true;
+    p.snap = snapshot_;  // pinned for this transfer, even if a newer one is taken
+    p.snap_offset = 0;
+    p.snap_deadline = TimePoint{};
+  }
+  p.replicating = false;
+  p.probe_sent = false;
+  p.inflight.clear();
+  p.inflight_bytes = 0;
+  ready_.snapshot_sends.push_back(SnapshotSend{p.id, term_, p.snap, p.snap_offset, false});
+  out_mask_ |= kOutSnapshot;
+}
+
+void Raft::end_snapshot_transfer(Progress& p) {
+  if (!p.snapshotting) return;
+  p.snapshotting = false;
+  ready_.snapshot_sends.push_back(SnapshotSend{p.id, term_, p.snap, p.snap_offset, true});
+  out_mask_ |= kOutSnapshot;
+}
+
+void Raft::handle_snapshot_reply(const Message& m, const SnapshotReply& rep, TimePoint now) {
+  if (role_ != Role::kLeader) return;
+  Progress* pp = progress(m.from);
+  if (pp == nullptr) return;
+  Progress& p = *pp;
+  heard_from(p, now);
+  if (rep.done) {
+    // Installed, or the follower already had it committed: its log matches
+    // ours up to match_index (a committed prefix). Resume with a probe.
+    if (p.snapshotting && (rep.index != p.snap.index || rep.index_term != p.snap.term)) return;
+    end_snapshot_transfer(p);
+    p.match = std::max(p.match, std::min(rep.match_index, last_index_));
+    p.next = p.match + 1;
+    p.replicating = false;
+    p.probe_sent = false;
+    maybe_commit(now);
+    send_append(p, true);
+    return;
+  }
+  if (!p.snapshotting || rep.index != p.snap.index || rep.index_term != p.snap.term) return;
+  // Progress (or a restart at a lower offset: the follower lost its partial
+  // file). Either way, send from where the follower is.
+  p.snap_offset = rep.next_offset;
+  p.snap_deadline = now + milliseconds(config_.snapshot_timeout_ms);
+  send_snapshot(p);
+}
+
+void Raft::handle_snapshot_chunk(const Message& m, SnapshotChunk& c, TimePoint now) {
+  NORI_ASSERT(role_ != Role::kLeader, "two leaders in term {}: {} and {}", term_, id_, m.from);
+  if (role_ != Role::kFollower || leader_ != m.from) become_follower(term_, m.from, now);
+  last_leader_contact_ = now;
+  reset_election_deadline(now);
+  extend_promise(m.from, now);
+  auto reply = [&](SnapshotReply r) {
+    r.index = c.index;
+    r.index_term = c.index_term;
+    send(m.from, r, SendAfter::kNow);
+  };
+  if (c.index <= commit_) {
+    // Nothing to install: our committed prefix already covers it.
+    reply(SnapshotReply{.done = true, .match_index = commit_});
+    return;
+  }
+  auto mem = Membership::decode(c.membership);
+  if (!mem.ok() || c.index_term == 0 || c.index_term > m.term) return;  // malformed
+  bool same =
+      recv_.meta.index == c.index && recv_.meta.term == c.index_term && recv_.leader_term == m.term;
+  if (!same) {
+    if (recv_.complete) return;  // installing another one; its answer follows
+    if (c.offset != 0) {
+      // Resumable only for the same transfer: start over.
+      reply(SnapshotReply{.next_offset = 0});
+      return;
+    }
+    recv_ = Receiving{};
+    recv_.leader_term = m.term;
+    recv_.from = m.from;
+    recv_.meta = SnapshotMeta{c.index, c.index_term, std::move(*mem)};
+  }
+  if (recv_.complete || recv_.chunk_pending) return;  // one chunk at a time
+  if (c.offset != recv_.written) {
+    reply(SnapshotReply{.next_offset = recv_.written});
+    return;
+  }
+  recv_.chunk_pending = true;
+  recv_.deadline = now + milliseconds(config_.snapshot_timeout_ms);
+  ready_.snapshot_chunks.push_back(SnapshotChunkIn{m.from, m.term, std::move(c)});
+  out_mask_ |= kOutSnapshot;
+}
+
+void Raft::snapshot_chunk_written(const SnapshotMeta& meta, Term leader_term, uint64_t end_offset,
+                                  TimePoint now) {
+  if (!recv_.chunk_pending || recv_.meta.index != meta.index || recv_.meta.term != meta.term ||
+      recv_.leader_term != leader_term || end_offset < recv_.written) {
+    return;
+  }
+  recv_.chunk_pending = false;
+  recv_.written = end_offset;
+  recv_.deadline = now + milliseconds(config_.snapshot_timeout_ms);
+  if (leader_term != term_) return;  // a newer term: the new leader starts over
+  send(recv_.from,
+       SnapshotReply{.index = meta.index, .index_term = meta.term, .next_offset = end_offset},
+       SendAfter::kNow);
+}
+
+void Raft::snapshot_receive_failed(TimePoint now) {
+  (void)now;
+  if (recv_.meta.index == 0) return;
+  NodeId from = recv_.from;
+  SnapshotMeta meta = recv_.meta;
+  Term t = recv_.leader_term;
+  recv_ = Receiving{};
+  if (t == term_) {
+    send(from, SnapshotReply{.index = meta.index, .index_term = meta.term, .next_offset = 0},
+         SendAfter::kNow);
+  }
+}
+
+void Raft::snapshot_installed(const SnapshotMeta& meta, TimePoint now) {
+  NORI_ASSERT(role_ != Role::kLeader, "a leader installing a snapshot");
+  NORI_ASSERT(meta.index > 0 && meta.term > 0, "installing an empty snapshot");
+  // The storage did the same (raft/storage.h, install step 2): keep the
+  // suffix only if it continues the snapshot.
+  auto t = meta.index <= last_index_ ? try_term_at(meta.index) : std::nullopt;
+  bool keep = t && *t == meta.term;
+  if (keep) {
+    while (!mem_.empty() && mem_first_ <= meta.index) {
+      mem_bytes_ -= entry_bytes(mem_.front());
+      mem_.pop_front();
+      ++mem_first_;
+    }
+    mem_first_ = std::max(mem_first_, meta.index + 1);
+    durable_index_ = std::max(durable_index_, meta.index);
+    while (configs_.size() > 1 && configs_[1].index <= meta.index)
+      configs_.erase(configs_.begin());
+    configs_.front() = ConfigAt{meta.index, meta.membership};
+  } else {
+    mem_.clear();
+    mem_bytes_ = 0;
+    mem_first_ = meta.index + 1;
+    last_index_ = meta.index;
+    last_term_ = meta.term;
+    durable_index_ = meta.index;
+    // Entries not yet handed to the driver would land after the reset.
+    ready_.entries.clear();
+    ready_.truncate_from.reset();
+    configs_.clear();
+    configs_.push_back(ConfigAt{meta.index, meta.membership});
+  }
+  // The state machine is exactly at meta.index now.
+  commit_ = std::max(commit_, meta.index);
+  applied_ = apply_sent_ = meta.index;
+  ready_.committed.clear();
+  applied_membership_ = meta.membership;
+  apply_configs_.clear();
+  for (const ConfigAt& c : configs_) {
+    if (c.index > meta.index) apply_configs_.push_back(c);
+  }
+  apply_membership(now);
+  if (meta.index > snapshot_.index) snapshot_ = meta;
+  log_bytes_since_snapshot_ = 0;
+  NodeId from = recv_.meta.index == meta.index ? recv_.from : leader_;
+  Term t_leader = recv_.leader_term;
+  recv_ = Receiving{};
+  if (from != kNoNode && (t_leader == 0 || t_leader == term_)) {
+    send(from,
+         SnapshotReply{
+             .index = meta.index, .index_term = meta.term, .done = true, .match_index = meta.index},
+         SendAfter::kNow);
+  }
+}
+
 // --- log --------------------------------------------------------------------------------
 
 std::optional<Term> Raft::try_term_at(Index index) const {
@@ -1466,6 +1762,7 @@ Term Raft::term_at(Index index) const {
 void Raft::append_local(Entry e, TimePoint now) {
   NORI_ASSERT(e.index == last_index_ + 1, "append {} after {}", e.index, last_index_);
   NORI_ASSERT(e.term >= last_term_, "entry term {} below last term {}", e.term, last_term_);
+  log_bytes_since_snapshot_ += entry_bytes(e);
   last_index_ = e.index;
   last_term_ = e.term;
   mem_bytes_ += entry_bytes(e);

@@ -82,6 +82,30 @@
 //     pending promotion is dropped with its learner; a joint configuration
 //     goes back to C_old (safe at any time: every joint quorum contains a
 //     majority of C_old).
+//
+// Snapshots (raft/storage.h for the driver's side of the contract):
+//   - Requested in Ready::snapshot_request (the applied index, its term and
+//     the configuration there, both halves if joint) when the log has grown
+//     by Config::snapshot_log_bytes_max since the last snapshot, or the
+//     applied index is Config::snapshot_entries_max past it, or on
+//     trigger_snapshot(). The driver reports the durable file with
+//     snapshot_taken(); the core then allows compaction below
+//     (index - snapshot_keep_entries) in Ready::compact_before.
+//   - A follower whose next entry the leader no longer has gets the latest
+//     snapshot: Ready::snapshot_sends asks the driver for one chunk at a time
+//     (stop-and-wait; the driver's sender applies global concurrency and
+//     byte-rate limits and pins the file until `finished`); each
+//     SnapshotReply moves the offset. No progress for snapshot_timeout_ms
+//     re-drives the transfer from the last acknowledged offset.
+//   - The follower ignores (answers "done") a snapshot at or below its commit
+//     index; accepts a chunk only at the offset it has written so far for
+//     the same transfer (leader term, index, term at index), restarting from
+//     0 for any other; hands accepted chunks to the driver
+//     (Ready::snapshot_chunks), acknowledges them once written
+//     (snapshot_chunk_written), and after the install steps of
+//     raft/storage.h (snapshot_installed) resets its log and configuration to
+//     the snapshot and answers done. A partial transfer is forgotten after
+//     snapshot_timeout_ms without a chunk, and on restart.
 #pragma once
 
 #include <algorithm>
@@ -214,6 +238,26 @@ class Raft {
   base::Result<Index> remove_member(NodeId id, TimePoint now);
   base::Result<Index> abandon_member_change(TimePoint now);
 
+  // Snapshots (see the header comment).
+  // Asks for a snapshot at the next take_ready even below the thresholds.
+  void trigger_snapshot();
+  // The driver holds a durable snapshot file for `meta` (meta.index <= the
+  // applied index). Older ones are superseded. The compaction point follows
+  // in Ready::compact_before.
+  void snapshot_taken(const SnapshotMeta& meta, TimePoint now);
+  // Follower: the chunk at `offset` of the current transfer is written, up
+  // to `end_offset` (ignored unless it matches the transfer in progress).
+  void snapshot_chunk_written(const SnapshotMeta& meta, Term leader_term, uint64_t end_offset,
+                              TimePoint now);
+  // Follower: the received file failed verification (digest or identity):
+  // the transfer restarts from offset 0.
+  void snapshot_receive_failed(TimePoint now);
+  // Follower: steps 1-3 of the install order are done for `meta`: the log
+  // and configuration are reset to it and the leader is told.
+  void snapshot_installed(const SnapshotMeta& meta, TimePoint now);
+  // The latest snapshot the core knows (taken here or installed).
+  const SnapshotMeta& snapshot() const { return snapshot_; }
+
   // Durability acknowledgements (raft/storage.h). Out-of-date ones are ignored.
   void hard_state_persisted(const HardState& hs, TimePoint now);
   void entries_persisted(Index index, Term term, TimePoint now);
@@ -224,7 +268,7 @@ class Raft {
   // --- outputs -----------------------------------------------------------------
 
   bool has_ready() const {
-    return out_mask_ != 0 || need_hard_state_ || appends_dirty_ ||
+    return out_mask_ != 0 || need_hard_state_ || appends_dirty_ || membership_check_ ||
            (!apply_blocked_ && apply_sent_ < std::min(commit_, durable_index_));
   }
   // Moves the accumulated outputs into `out` (cleared first; its buffers are
@@ -291,6 +335,11 @@ class Raft {
   // the in-flight window, touched only under load, comes last.
   struct Progress {
     NodeId id = kNoNode;
+    // Snapshot transfer in progress (cold; replication is paused meanwhile).
+    bool snapshotting = false;
+    SnapshotMeta snap;
+    uint64_t snap_offset = 0;   // acknowledged by the follower
+    TimePoint snap_deadline{};  // re-driven if no progress by then (set at the next round)
     Index match = 0;
     Index match_at_round = 0;     // match when the last heartbeat round was sent
     uint64_t acked_round = 0;     // highest heartbeat round acknowledged this term
@@ -379,6 +428,14 @@ class Raft {
   void handle_heartbeat(const Message& m, const Heartbeat& hb, TimePoint now);
   void handle_heartbeat_reply(const Message& m, const HeartbeatReply& rep, TimePoint now);
   void handle_timeout_now(const Message& m, const TimeoutNow& tn, TimePoint now);
+  void handle_snapshot_chunk(const Message& m, SnapshotChunk& c, TimePoint now);
+  void handle_snapshot_reply(const Message& m, const SnapshotReply& rep, TimePoint now);
+  // Leader: starts (or re-drives from p.snap_offset) the transfer of the
+  // latest snapshot to p.
+  void send_snapshot(Progress& p);
+  void end_snapshot_transfer(Progress& p);
+  void maybe_request_snapshot();
+  SnapshotMeta applied_meta() const;
   void reply_stale_term(const Message& m);
 
   // Leader machinery.
@@ -463,6 +520,7 @@ class Raft {
   bool apply_blocked_ = false;    // reading committed entries failed; retried at tick()
   bool check_quorum_;             // config_.check_quorum
   bool read_round_wanted_ = false;
+  bool membership_check_ = false;  // leader: maybe_advance_membership at take_ready
   // Which vectors of ready_ hold output (kOut* bits): has_ready() and
   // take_ready() look at this byte instead of every vector.
   uint8_t out_mask_ = 0;
@@ -472,6 +530,7 @@ class Raft {
   static constexpr uint8_t kOutReads = 8;
   static constexpr uint8_t kOutProposals = 16;
   static constexpr uint8_t kOutEvents = 32;
+  static constexpr uint8_t kOutSnapshot = 64;  // snapshot_request/compact_before/sends/chunks
   Index commit_ = 0;
   Index durable_index_ = 0;
   Index apply_sent_ = 0;  // highest index handed out in Ready::committed
@@ -483,6 +542,10 @@ class Raft {
   TimePoint next_heartbeat_{};
   TimePoint last_leader_contact_{};
   TimePoint earliest_deadline_ = TimePoint::max();  // of proposals_
+  // The latest `now` any input brought: the time used for work deferred to
+  // take_ready (never later than the real time, which is the safe side for
+  // round send times).
+  TimePoint last_now_{};
   TimePoint quorum_heard_{};  // leader: a quorum was heard from at or after this
   uint64_t rng_state_;
   // Lease promise this node made (docs/lease.md).
@@ -549,6 +612,27 @@ class Raft {
   uint64_t uncommitted_bytes_ = 0;
   TimePoint transfer_deadline_{};
   bool timeout_now_sent_ = false;
+
+  // Snapshots.
+  SnapshotMeta snapshot_;                  // latest durable snapshot (taken or installed)
+  uint64_t log_bytes_since_snapshot_ = 0;  // entry_bytes appended since (approximate log growth)
+  bool snapshot_triggered_ = false;        // trigger_snapshot() called
+  bool snapshot_requested_ = false;        // a request is out, no snapshot_taken yet
+  // The configuration at the applied index (for the snapshot's metadata),
+  // and configuration entries handed out to apply but not yet applied.
+  Membership applied_membership_;
+  std::deque<ConfigAt> apply_configs_;
+  // Follower: the transfer being received (index 0: none).
+  struct Receiving {
+    Term leader_term = 0;
+    NodeId from = kNoNode;
+    SnapshotMeta meta;
+    uint64_t written = 0;        // bytes the driver has written
+    bool chunk_pending = false;  // handed out, not yet written
+    bool complete = false;       // last chunk written: installing
+    TimePoint deadline{};
+  };
+  Receiving recv_;
 };
 
 }  // namespace nori::raft

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "raft/message.h"
+#include "raft/storage.h"
 #include "raft/types.h"
 #include "runtime/base/result.h"
 
@@ -87,6 +88,30 @@ struct Event {
   TimePoint time{};
 };
 
+// Leader -> driver: send one chunk of snapshot `meta` (the file the driver
+// registered with Raft::snapshot_taken) to `to`, starting at `offset`, at
+// most the driver's chunk size, stamped with `term`. One chunk per round
+// trip: the next request comes with the follower's reply. `finished`: the
+// transfer to `to` is over (installed, abandoned or superseded): unpin.
+struct SnapshotSend {
+  NodeId to = kNoNode;
+  Term term = 0;
+  SnapshotMeta meta;
+  uint64_t offset = 0;
+  bool finished = false;
+};
+
+// Follower -> driver: a chunk the core accepted (its offset is exactly what
+// the driver has written so far for this transfer; offset 0 starts a new
+// file, discarding any other partial one). Write it, then call
+// Raft::snapshot_chunk_written; after the last chunk, verify the digest and
+// install (raft/storage.h, "Installing a snapshot").
+struct SnapshotChunkIn {
+  NodeId from = kNoNode;
+  Term term = 0;  // the leader's
+  SnapshotChunk chunk;
+};
+
 struct Ready {
   // Persist, then acknowledge (raft/storage.h).
   std::optional<HardState> hard_state;
@@ -105,9 +130,22 @@ struct Ready {
   std::vector<ProposalResult> proposals;
   std::vector<Event> events;
 
+  // Snapshots (raft/raft.h, "Snapshots"). snapshot_request: take a snapshot
+  // of the state machine as it is BEFORE applying this Ready's `committed`
+  // (its applied index is snapshot_request->index), off the hot path, then
+  // call Raft::snapshot_taken(meta). compact_before: every entry below this
+  // index may be dropped from the log (the WAL's compaction mark); the core
+  // no longer reads them.
+  std::optional<SnapshotMeta> snapshot_request;
+  std::optional<Index> compact_before;
+  std::vector<SnapshotSend> snapshot_sends;
+  std::vector<SnapshotChunkIn> snapshot_chunks;
+
   bool empty() const {
     return !hard_state && !truncate_from && entries.empty() && messages.empty() &&
-           committed.empty() && reads.empty() && proposals.empty() && events.empty();
+           committed.empty() && reads.empty() && proposals.empty() && events.empty() &&
+           !snapshot_request && !compact_before && snapshot_sends.empty() &&
+           snapshot_chunks.empty();
   }
   void clear() {
     hard_state.reset();
@@ -118,6 +156,10 @@ struct Ready {
     reads.clear();
     proposals.clear();
     events.clear();
+    snapshot_request.reset();
+    compact_before.reset();
+    snapshot_sends.clear();
+    snapshot_chunks.clear();
   }
 };
 

@@ -30,6 +30,31 @@
 //     durable;
 //   - heartbeat replies never wait for a data sync (only for a term change).
 //
+// Snapshots (raft/raft.h, "Snapshots"):
+//   Taking one: on Ready::snapshot_request the driver writes the state
+//   machine's point-in-time view to a file (temporary file, sync, rename,
+//   sync the directory), then calls Raft::snapshot_taken(meta); the core
+//   answers with Ready::compact_before, below which the log may be dropped
+//   (first_index() moves up; term(first_index() - 1) must still answer, and
+//   snapshot_meta() returns the new snapshot from then on).
+//   Installing one (a follower, after the last chunk): in this order, each
+//   step durable before the next, so that a crash at any point leaves either
+//   the old state or the new one, never a mix:
+//     1. the snapshot file is complete and durable, its whole-file digest and
+//        its identity (index, term at index) verified;
+//     2. a log record resetting the group to (index, term, membership) is
+//        durable: snapshot_meta() returns it from then on, and the log keeps
+//        entries after `index` only if it holds entry `index` with term
+//        `term` (otherwise the whole log is dropped and last_index() ==
+//        index);
+//     3. the state machine is restored from the file;
+//     4. Raft::snapshot_installed(meta) is called (it acknowledges to the
+//        leader).
+//   Recovery: a driver restarting after step 2 restores the state machine
+//   from the snapshot before constructing Raft (Config::applied >= the
+//   snapshot index); entries at or below the snapshot index are never
+//   applied again. Temporary and superseded snapshot files are removed.
+//
 // Threading: LogStorage is called only from inside Raft's methods, on the
 // thread that owns that Raft object. Reads are synchronous; a driver backed by
 // a disk log keeps an in-memory index so they are cheap.

@@ -41,6 +41,16 @@ std::vector<Message> samples() {
   add(Heartbeat{.commit = 12, .round = 99});
   add(HeartbeatReply{.round = 99});
   add(TimeoutNow{.leader_wait_remaining_ns = 5});
+  add(SnapshotChunk{.index = 1000,
+                    .index_term = 7,
+                    .offset = 1 << 20,
+                    .total_bytes = (1 << 20) + 5,
+                    .digest = 0x0123456789abcdefull,
+                    .last = true,
+                    .membership = "m",
+                    .data = "tail!"});
+  add(SnapshotReply{.index = 1000, .index_term = 7, .next_offset = 1 << 20});
+  add(SnapshotReply{.index = 1000, .index_term = 7, .done = true, .match_index = 1000});
   return out;
 }
 
@@ -94,11 +104,27 @@ TEST(RaftCodec, HugeEntryCountIsRejectedBeforeAllocating) {
   EXPECT_FALSE(decode_message(buf).ok());
 }
 
+TEST(SnapshotCodec, ChunkClaimingBytesBeyondTheFileIsRejected) {
+  Message m{1, 2, 3, 4, SnapshotChunk{.offset = 10, .total_bytes = 12, .data = "abc"}};
+  std::string buf;
+  encode_message(m, buf);
+  EXPECT_FALSE(decode_message(buf).ok());
+  std::get<SnapshotChunk>(m.body).total_bytes = 14;
+  std::get<SnapshotChunk>(m.body).last = true;  // "last" but 1 byte short of the end
+  buf.clear();
+  encode_message(m, buf);
+  EXPECT_FALSE(decode_message(buf).ok());
+  std::get<SnapshotChunk>(m.body).total_bytes = 13;
+  buf.clear();
+  encode_message(m, buf);
+  EXPECT_TRUE(decode_message(buf).ok());
+}
+
 TEST(RaftCodec, UnknownTypeFlagsAndReservedTypesAreRejected) {
   std::string buf;
   encode_message(samples()[0], buf);
   std::string bad = buf;
-  bad[1] = static_cast<char>(MessageType::kSnapshotChunk);
+  bad[1] = static_cast<char>(kMessageTypeMax + 1);
   EXPECT_FALSE(decode_message(bad).ok());
   bad[1] = 0;
   EXPECT_FALSE(decode_message(bad).ok());
