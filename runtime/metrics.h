@@ -201,8 +201,9 @@ class Registry {
   Series& get(const std::string& name, const std::string& help, Type type, const Labels& labels,
               const Unit* unit);
 
-  mutable std::mutex mu_;
-  std::deque<Series> series_;  // stable addresses
+  mutable std::mutex mu_;  // reactor-ok: registration and scrape only, never per sample
+  std::deque<Series>
+      series_;  // reactor-ok: stable addresses; one per metric name+labels, fixed at start
 };
 
 // Prometheus text format (version 0.0.4) of the given registries, series with

@@ -384,7 +384,7 @@ void Reactor::wake_peer(Reactor& peer, bool now) {
 
 void Reactor::wake_from_any_thread() {
   uint64_t one = 1;
-  ssize_t n = ::write(eventfd_, &one, sizeof one);
+  ssize_t n = ::write(eventfd_, &one, sizeof one);  // reactor-ok: eventfd add never blocks
   NORI_ASSERT(n == sizeof one, "eventfd write: {}", std::strerror(errno));
 }
 

@@ -264,7 +264,7 @@ class Reactor {
   bool eventfd_armed_ = false;
 
   alignas(kCacheLineBytes) std::atomic<bool> inject_pending_{false};
-  std::mutex inject_mu_;  // alien threads only; never taken on the hot path
+  std::mutex inject_mu_;  // reactor-ok: alien threads only; never taken on the hot path
   std::vector<std::function<void()>> injected_;
 
   ReactorStats stats_;

@@ -116,13 +116,13 @@ class Runtime {
   std::vector<std::unique_ptr<SpscRing>> rings_;  // rings_[from * n + to]
   std::vector<Reactor*> reactors_;
   std::vector<std::unique_ptr<Reactor>> owned_;  // destroyed after the threads are joined
-  std::vector<std::thread> threads_;
-  std::latch created_;
-  std::latch connected_;
-  std::latch exited_;
+  std::vector<std::thread> threads_;             // reactor-ok: the reactor threads themselves
+  std::latch created_;                           // reactor-ok: start-up, before any loop runs
+  std::latch connected_;                         // reactor-ok: start-up, before any loop runs
+  std::latch exited_;                            // reactor-ok: shutdown, after every loop exited
   std::atomic<bool> stopping_{false};  // set once by stop(); read seq_cst in the sleep protocol
   std::atomic<unsigned> quiescent_{0};
-  std::mutex stop_mu_;
+  std::mutex stop_mu_;  // reactor-ok: stop() on alien threads only
   bool joined_ = false;
 };
 
@@ -353,8 +353,8 @@ detail::PostAwaitable<F> post(unsigned core, F fn) {
 namespace detail {
 template <typename R>
 struct BlockState {
-  std::mutex mu;
-  std::condition_variable cv;
+  std::mutex mu;               // reactor-ok: block_on, waited on by the alien caller
+  std::condition_variable cv;  // reactor-ok: block_on, waited on by the alien caller
   bool done = false;
   std::optional<Stored<R>> value;
   std::exception_ptr exception;
