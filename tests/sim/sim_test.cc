@@ -3,6 +3,11 @@
 // election storm keeps one leader per term.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <sstream>
 
 #include "tests/sim/simulation.h"
@@ -106,6 +111,50 @@ TEST(Simulation, LeaseReadWithoutClockCheckIsCaught) {
       NORI_SIM_BROKEN_SEEDS);
   EXPECT_GE(caught, (NORI_SIM_BROKEN_SEEDS + 2) / 3)
       << "the checkers missed a core whose lease never expires";
+}
+
+// Runs a shell command; returns (exit status, stdout+stderr).
+std::pair<int, std::string> run_command(const std::string& cmd) {
+  std::string out;
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) return {-1, out};
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0)
+    out.append(buf, n);
+  int status = ::pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+TEST(Simulation, FailingSeedPrintsACommandThatReplaysIt) {
+  // Seed 1 of the lease-hazard scenario catches the broken core.
+  auto [status, out] =
+      run_command(std::string(NORI_SIM_TOOL) + " --lease-hazard --unsafe-skip-lease-wait --seed 1");
+  EXPECT_EQ(status, 1) << out;
+  const std::string marker = "replay: ";
+  size_t at = out.find(marker);
+  ASSERT_NE(at, std::string::npos) << out;
+  std::string replay = out.substr(at + marker.size());
+  replay = replay.substr(0, replay.find('\n'));
+  EXPECT_NE(replay.find("--seed 1"), std::string::npos) << replay;
+  EXPECT_NE(replay.find("--unsafe-skip-lease-wait"), std::string::npos) << replay;
+  // The printed command, as is, fails the same way and writes its trace.
+  const std::string trace = replay.substr(replay.find("--trace ") + 8);
+  std::filesystem::remove(trace);
+  auto [status2, out2] = run_command(replay);
+  EXPECT_EQ(status2, 1) << out2;
+  // Same run: same first line (the summary with its counts).
+  EXPECT_EQ(out2.substr(0, out2.find('\n')), out.substr(0, out.find('\n')));
+  std::ifstream in(trace);
+  std::string line;
+  size_t lines = 0, violations = 0;
+  while (std::getline(in, line)) {
+    ++lines;
+    violations += line.find("\"ev\":\"violation\"") != std::string::npos;
+  }
+  EXPECT_GT(lines, 1000u);
+  EXPECT_GT(violations, 0u);
+  std::filesystem::remove(trace);
 }
 
 TEST(Simulation, ElectionStormKeepsOneLeaderPerTerm) {
