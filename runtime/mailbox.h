@@ -113,6 +113,12 @@ class SpscRing {
     tail_.store(p_.tail, std::memory_order_release);
     return true;
   }
+  // Published entries the consumer has not released yet (refreshes the cached
+  // head: an acquire load of the consumer's line).
+  uint32_t unconsumed() {
+    p_.cached_head = head_.load(std::memory_order_acquire);
+    return p_.published - p_.cached_head;
+  }
   // True when every published entry has been consumed (and released).
   bool drained_by_consumer() const { return head_.load(std::memory_order_acquire) == p_.published; }
 

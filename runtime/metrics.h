@@ -202,8 +202,9 @@ class Registry {
               const Unit* unit);
 
   mutable std::mutex mu_;  // reactor-ok: registration and scrape only, never per sample
-  std::deque<Series>
-      series_;  // reactor-ok: stable addresses; one per metric name+labels, fixed at start
+  // One Series per metric name + labels, registered at start-up; a deque for
+  // stable addresses.
+  std::deque<Series> series_;  // reactor-ok: bounded by the metric names
 };
 
 // Prometheus text format (version 0.0.4) of the given registries, series with

@@ -247,7 +247,20 @@ void Reactor::send(unsigned to, Message* m) {
 void Reactor::publish(unsigned to, bool mid_round) {
   Outbox& ob = outboxes_[to];
   ob.staged = 0;
-  if (ob.ring->publish()) maybe_wake_consumer(*peers_[to], mid_round);
+  const bool published = ob.ring->publish();
+  // Mid-round, a small backlog does not pay for the wake-up check: an awake
+  // consumer sees the release store anyway, and a sleeping one is woken by
+  // the end-of-round flush (wake_owed), which every round reaches before this
+  // core can sleep, so the wake-up is delayed by at most one round, never
+  // lost. A large backlog wakes it now, so it works in parallel with us.
+  if (mid_round && ob.ring->unconsumed() < cfg_.mailbox_wake_backlog) {
+    ob.wake_owed |= published;
+    return;
+  }
+  if (published || ob.wake_owed) {
+    ob.wake_owed = false;
+    maybe_wake_consumer(*peers_[to], mid_round);
+  }
 }
 
 bool Reactor::try_take_credit(unsigned to) {
@@ -341,7 +354,7 @@ bool Reactor::flush_outgoing() {
     if (ob.pending_head == nullptr && ob.ring->producer_waiting().load(std::memory_order_relaxed)) {
       ob.ring->producer_waiting().store(false, std::memory_order_relaxed);
     }
-    if (ob.staged > 0) {
+    if (ob.staged > 0 || ob.wake_owed) {
       publish(static_cast<unsigned>(to), /*mid_round=*/false);
       any = true;
     }

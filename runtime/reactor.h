@@ -74,8 +74,15 @@ struct RuntimeConfig {
   // sleeping consumer's wake-up latency tripled post throughput), else 1024,
   // since memory grows with cores^2.
   uint32_t mailbox_slots = 0;
-  uint32_t mailbox_batch_max = 256;       // messages drained per ring per loop round
-  uint32_t mailbox_publish_batch = 32;    // staged messages made visible at once mid-round
+  uint32_t mailbox_batch_max = 256;     // messages drained per ring per loop round
+  uint32_t mailbox_publish_batch = 32;  // staged messages made visible at once mid-round
+  // A mid-round publish checks whether the consumer sleeps (and wakes it)
+  // only once this many published messages are unconsumed; smaller backlogs
+  // get their wake-up check at the end of the producer's round. Fewer, larger
+  // batches per wake-up: with 32 the consumer caught up and slept every ~450
+  // messages of a long burst, and the sleep/wake pair was most of the CPU per
+  // message (docs/runtime.md). 0 = auto: mailbox_slots / 2.
+  uint32_t mailbox_wake_backlog = 0;
   uint32_t mailbox_in_flight_max = 1024;  // unanswered submit_to + unpushed posts per destination
   uint32_t tasks_per_round_max = 256;     // ready coroutines resumed per loop round
   // io-wq worker bounds (IORING_REGISTER_IOWQ_MAX_WORKERS): bounded = regular
@@ -207,6 +214,9 @@ class Reactor {
     Message* pending_tail = nullptr;
     uint32_t credits_used = 0;
     uint32_t staged = 0;  // pushed into the ring since the last publish
+    // A mid-round publish skipped the consumer's wake-up check (backlog below
+    // mailbox_wake_backlog); flush_outgoing must do it before the round ends.
+    bool wake_owed = false;
     boost::intrusive::list<Schedulable, boost::intrusive::constant_time_size<false>> waiters;
   };
 

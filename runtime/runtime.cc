@@ -31,6 +31,9 @@ RuntimeConfig normalized(RuntimeConfig cfg) {
   if (cfg.mailbox_slots == 0) cfg.mailbox_slots = cfg.cores <= 8 ? 4096 : 1024;
   NORI_ASSERT(cfg.mailbox_batch_max >= 1 && cfg.mailbox_batch_max <= cfg.mailbox_slots,
               "mailbox_batch_max {} must be in [1, mailbox_slots]", cfg.mailbox_batch_max);
+  if (cfg.mailbox_wake_backlog == 0) cfg.mailbox_wake_backlog = cfg.mailbox_slots / 2;
+  NORI_ASSERT(cfg.mailbox_wake_backlog <= cfg.mailbox_slots, "mailbox_wake_backlog {} > slots {}",
+              cfg.mailbox_wake_backlog, cfg.mailbox_slots);
   NORI_ASSERT(cfg.mailbox_in_flight_max >= 1);
   NORI_ASSERT(cfg.tasks_per_round_max >= 1);
   return cfg;

@@ -257,14 +257,17 @@ constexpr int kBatch = 10000;
 // Core 0 posts kBatch messages per iteration to core 1 (each bumps a counter
 // there); the iteration ends when a final round trip confirms all ran.
 // range(0): idle poll in microseconds; range(1): mailbox slots per ring;
-// range(2): messages per mid-round publish.
+// range(2): messages per mid-round publish; range(3): mailbox_wake_backlog
+// (0 = auto, slots/2; 1 = check for a sleeping consumer at every publish,
+// the behaviour before that option existed).
 void BM_PostThroughput(benchmark::State& state) {
   Runtime rt({.cores = 2,
               .pin = PinMode::kNone,
               .wake = WakeMode::kMsgRing,
               .idle_poll = std::chrono::microseconds(state.range(0)),
               .mailbox_slots = static_cast<uint32_t>(state.range(1)),
-              .mailbox_publish_batch = static_cast<uint32_t>(state.range(2))});
+              .mailbox_publish_batch = static_cast<uint32_t>(state.range(2)),
+              .mailbox_wake_backlog = static_cast<uint32_t>(state.range(3))});
   uint64_t received = 0;  // touched only on core 1
   const ReactorStats& consumer = rt.reactor(1).stats();
   const ReactorStats& producer = rt.reactor(0).stats();
@@ -292,10 +295,12 @@ void BM_PostThroughput(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_PostThroughput)
-    ->ArgNames({"poll_us", "slots", "publish"})
-    ->Args({0, 512, 32})
-    ->Args({0, 4096, 32})
-    ->Args({20, 4096, 32})
+    ->ArgNames({"poll_us", "slots", "publish", "wake_backlog"})
+    ->Args({0, 512, 32, 0})
+    ->Args({0, 4096, 32, 0})
+    ->Args({0, 4096, 32, 1})
+    ->Args({0, 4096, 32, 1024})
+    ->Args({20, 4096, 32, 0})
     ->UseRealTime();
 
 // Baseline: a std::deque guarded by std::mutex, consumer waiting on a
