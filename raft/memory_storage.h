@@ -27,8 +27,9 @@ class MemoryStorage final : public LogStorage {
   MemoryStorage() = default;
 
   HardState hard_state() const override { return hard_state_; }
-  Index first_index() const override { return 1; }
-  Index last_index() const override { return entries_.size(); }
+  Index first_index() const override { return first_; }
+  Index last_index() const override { return first_ + entries_.size() - 1; }
+  SnapshotMeta snapshot_meta() const override { return snapshot_; }
   base::Result<Term> term(Index index) const override;
   base::Status entries(Index lo, Index hi, uint64_t bytes_max,
                        std::vector<Entry>& out) const override;
@@ -40,7 +41,14 @@ class MemoryStorage final : public LogStorage {
   void truncate_from(Index index);
   void append(const std::vector<Entry>& entries);
 
-  // For checkers: the whole durable log.
+  // Snapshots (raft/storage.h): a snapshot taken here (the log is compacted
+  // separately, to compact_before), the log compaction itself, and install
+  // step 2 (the reset record).
+  void set_snapshot(const SnapshotMeta& meta) { snapshot_ = meta; }
+  void compact(Index before);
+  void install_snapshot(const SnapshotMeta& meta);
+
+  // For checkers: the durable log from first_index().
   const std::vector<Entry>& log() const { return entries_; }
 
   // Fault injection: while set, term() (except term(0)) and entries() fail
@@ -49,7 +57,10 @@ class MemoryStorage final : public LogStorage {
 
  private:
   HardState hard_state_;
-  std::vector<Entry> entries_;  // entries_[i] has index i + 1
+  std::vector<Entry> entries_;  // entries_[i] has index first_ + i
+  Index first_ = 1;
+  Term term_before_ = 0;  // term of entry first_ - 1
+  SnapshotMeta snapshot_;
   bool fail_reads_ = false;
 };
 

@@ -292,7 +292,9 @@ void Raft::tick(TimePoint now) {
   last_now_ = std::max(last_now_, now);
   apply_blocked_ = false;
   if (recv_.meta.index != 0 && !recv_.complete && now >= recv_.deadline) {
-    recv_ = Receiving{};  // a stalled transfer is forgotten; the next one starts at 0
+    // A stalled transfer is forgotten (the next one starts at 0). Twice the
+    // leader's re-drive timeout, so that a leader that re-drives resumes.
+    recv_ = Receiving{};
   }
   if (role_ != Role::kLeader) {
     if (is_voter_ && now >= election_deadline_) campaign(now);
@@ -1647,14 +1649,16 @@ void Raft::handle_snapshot_chunk(const Message& m, SnapshotChunk& c, TimePoint n
     recv_.leader_term = m.term;
     recv_.from = m.from;
     recv_.meta = SnapshotMeta{c.index, c.index_term, std::move(*mem)};
+    recv_.total_bytes = c.total_bytes;
   }
+  if (c.total_bytes != recv_.total_bytes) return;     // malformed: the file changed size
   if (recv_.complete || recv_.chunk_pending) return;  // one chunk at a time
   if (c.offset != recv_.written) {
     reply(SnapshotReply{.next_offset = recv_.written});
     return;
   }
   recv_.chunk_pending = true;
-  recv_.deadline = now + milliseconds(config_.snapshot_timeout_ms);
+  recv_.deadline = now + 2 * milliseconds(config_.snapshot_timeout_ms);
   ready_.snapshot_chunks.push_back(SnapshotChunkIn{m.from, m.term, std::move(c)});
   out_mask_ |= kOutSnapshot;
 }
@@ -1667,7 +1671,13 @@ void Raft::snapshot_chunk_written(const SnapshotMeta& meta, Term leader_term, ui
   }
   recv_.chunk_pending = false;
   recv_.written = end_offset;
-  recv_.deadline = now + milliseconds(config_.snapshot_timeout_ms);
+  recv_.deadline = now + 2 * milliseconds(config_.snapshot_timeout_ms);
+  if (end_offset >= recv_.total_bytes) {
+    // The whole file is written: the driver verifies and installs it; the
+    // answer is snapshot_installed's (or a restart on failure).
+    recv_.complete = true;
+    return;
+  }
   if (leader_term != term_) return;  // a newer term: the new leader starts over
   send(recv_.from,
        SnapshotReply{.index = meta.index, .index_term = meta.term, .next_offset = end_offset},

@@ -628,6 +628,7 @@ class Raft {
     NodeId from = kNoNode;
     SnapshotMeta meta;
     uint64_t written = 0;        // bytes the driver has written
+    uint64_t total_bytes = 0;    // of the whole file
     bool chunk_pending = false;  // handed out, not yet written
     bool complete = false;       // last chunk written: installing
     TimePoint deadline{};

@@ -24,6 +24,7 @@
 #include "raft/memory_storage.h"
 #include "raft/raft.h"
 #include "runtime/base/assert.h"
+#include "runtime/base/bytes.h"
 
 namespace nori::raft::testing {
 
@@ -55,7 +56,44 @@ class TestCluster {
     std::vector<Message> sent;  // every message that left, for assertions
     Ready ready;
     int64_t drift_ppm = 0;
+    // Snapshot "files" (survive crashes): index -> (meta, bytes). The state
+    // machine is `applied`; a snapshot encodes its entries.
+    std::map<Index, std::pair<SnapshotMeta, std::string>> snapshots;
+    std::string receiving;  // partial file of the transfer being received
+    size_t installs = 0;
+    size_t snapshots_taken = 0;
   };
+
+  // Snapshot chunk size for every node's sender.
+  void set_snapshot_chunk_bytes(size_t n) { chunk_bytes_ = n; }
+
+  static std::string encode_state(const std::vector<Entry>& applied, Index upto) {
+    std::string out;
+    base::ByteWriter w(out);
+    for (const Entry& e : applied) {
+      if (e.index > upto) break;
+      w.varint(e.index);
+      w.varint(e.term);
+      w.u8(static_cast<uint8_t>(e.type));
+      w.length_prefixed(e.data);
+    }
+    return out;
+  }
+  static std::vector<Entry> decode_state(std::string_view data) {
+    std::vector<Entry> out;
+    base::ByteReader r(data);
+    while (!r.empty()) {
+      Entry e;
+      uint8_t type;
+      std::string_view d;
+      NORI_ASSERT(r.varint(e.index) && r.varint(e.term) && r.u8(type) &&
+                  r.length_prefixed(d, 1ull << 30));
+      e.type = static_cast<EntryType>(type);
+      e.data.assign(d);
+      out.push_back(std::move(e));
+    }
+    return out;
+  }
 
   explicit TestCluster(size_t n, std::function<void(Config&)> tweak = {},
                        TimePoint start = base::time_from_ns(1'000'000'000'000))
@@ -123,10 +161,18 @@ class TestCluster {
     if (!joined_.count(id)) n.config.voters = voters_;
     n.config.random_seed = 42 + id;
     if (tweak_) tweak_(n.config);
-    n.raft = std::make_unique<Raft>(n.config, *n.disk, to_local(n, now_));
     n.batches.clear();
     n.applied.clear();
     n.pending_apply = 0;
+    n.receiving.clear();
+    // Recovery: restore the state machine from the latest snapshot first.
+    SnapshotMeta snap = n.disk->snapshot_meta();
+    if (snap.index > 0) {
+      n.applied = decode_state(n.snapshots.at(snap.index).second);
+      n.config.applied = snap.index;
+      n.pending_apply = snap.index;
+    }
+    n.raft = std::make_unique<Raft>(n.config, *n.disk, to_local(n, now_));
     n.up = true;
   }
   void crash(NodeId id) {
@@ -326,6 +372,34 @@ class TestCluster {
     } else if (b.hard_state || b.truncate_from || !b.entries.empty() || !b.held.empty()) {
       n.batches.push_back(std::move(b));
     }
+    TimePoint local_now = to_local(n, now_);
+    if (r.snapshot_request) {
+      // The state machine is exactly at the requested index (this Ready's
+      // committed entries are not applied yet).
+      const SnapshotMeta& meta = *r.snapshot_request;
+      NORI_ASSERT(!n.applied.empty() && n.applied.back().index == meta.index,
+                  "snapshot request at {} but the state machine is at {}", meta.index,
+                  n.applied.empty() ? 0 : n.applied.back().index);
+      n.snapshots[meta.index] = {meta, encode_state(n.applied, meta.index)};
+      n.disk->set_snapshot(meta);
+      ++n.snapshots_taken;
+      n.raft->snapshot_taken(meta, local_now);
+    }
+    if (r.compact_before) n.disk->compact(*r.compact_before);
+    for (const SnapshotSend& ss : r.snapshot_sends) {
+      if (ss.finished) continue;
+      const std::string& file = n.snapshots.at(ss.meta.index).second;
+      NORI_ASSERT(ss.offset <= file.size());
+      SnapshotChunk c{.index = ss.meta.index,
+                      .index_term = ss.meta.term,
+                      .offset = ss.offset,
+                      .total_bytes = file.size(),
+                      .digest = base::xxh3_64(file),
+                      .last = ss.offset + chunk_bytes_ >= file.size(),
+                      .membership = ss.meta.membership.encode(),
+                      .data = file.substr(ss.offset, chunk_bytes_)};
+      send(n, Message{1, n.id, ss.to, ss.term, std::move(c)});
+    }
     for (Entry& e : r.committed) {
       n.pending_apply = e.index;
       n.applied.push_back(std::move(e));
@@ -337,8 +411,54 @@ class TestCluster {
     for (auto& x : r.events)
       n.events.push_back(x);
     if (n.auto_apply && !r.committed.empty()) n.raft->applied(n.pending_apply, to_local(n, now_));
+    for (SnapshotChunkIn& in : r.snapshot_chunks) {
+      SnapshotChunk& c = in.chunk;
+      if (c.offset == 0) n.receiving.clear();
+      NORI_ASSERT(n.receiving.size() == c.offset, "chunk at {} after {} bytes", c.offset,
+                  n.receiving.size());
+      n.receiving += c.data;
+      auto mem = Membership::decode(c.membership);
+      NORI_ASSERT(mem.ok());
+      SnapshotMeta meta{c.index, c.index_term, *mem};
+      n.raft->snapshot_chunk_written(meta, in.term, n.receiving.size(), local_now);
+      if (!c.last) continue;
+      if (base::xxh3_64(n.receiving) != c.digest) {
+        n.receiving.clear();
+        n.raft->snapshot_receive_failed(local_now);
+        continue;
+      }
+      // Install order: file durable, reset record durable, state machine
+      // restored, then acknowledge.
+      if (install_fault_ == 1) {
+        install_fault_ = 0;
+        return;  // crash right after the file: the caller crashes the node
+      }
+      n.snapshots[meta.index] = {meta, n.receiving};
+      n.receiving.clear();
+      if (install_fault_ == 2) {
+        install_fault_ = 0;
+        return;  // file durable, reset record not written
+      }
+      n.disk->install_snapshot(meta);
+      if (install_fault_ == 3) {
+        install_fault_ = 0;
+        return;  // reset record durable, state machine not restored
+      }
+      n.applied = decode_state(n.snapshots.at(meta.index).second);
+      n.pending_apply = meta.index;
+      ++n.installs;
+      n.raft->snapshot_installed(meta, local_now);
+    }
   }
 
+ public:
+  // The next snapshot install on any node stops after step `step` (1: file
+  // received but not renamed, 2: file durable, 3: reset record durable); the
+  // test then crashes that node, as a power cut at that point would.
+  void set_install_fault(int step) { install_fault_ = step; }
+  bool install_fault_pending() const { return install_fault_ != 0; }
+
+ private:
   TimePoint to_local(const Node& n, TimePoint real) const {
     if (n.drift_ppm == 0) return real;
     __int128 ns = base::to_ns(real - start_);
@@ -355,6 +475,8 @@ class TestCluster {
   std::set<NodeId> isolated_;
   std::set<NodeId> joined_;  // added by add_node: no bootstrap configuration
   bool chaos_ = false;
+  size_t chunk_bytes_ = 1 << 20;
+  int install_fault_ = 0;
   std::mt19937_64 chaos_rng_;
 };
 
