@@ -94,7 +94,10 @@ Raft::Raft(Config config, LogStorage& storage, TimePoint now)
   // configuration entry of the durable log after it; the latest is in effect
   // whether committed or not.
   SnapshotMeta snap = storage_.snapshot_meta();
-  NORI_ASSERT(snap.index < first, "snapshot index {} but the log starts at {}", snap.index, first);
+  // The snapshot covers everything before the log (entries may also be
+  // kept behind it: snapshot_keep_entries).
+  NORI_ASSERT(first <= snap.index + 1, "the log starts at {} past snapshot {} + 1", first,
+              snap.index);
   if (snap.index > 0) {
     configs_.push_back(ConfigAt{snap.index, snap.membership});
   } else {
