@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -254,6 +256,22 @@ TEST(Idle, TwoIdleReactorsUseAlmostNoCpu) {
   // A busy-polling reactor would burn ~2 CPU-seconds here; a sleeping one
   // close to nothing. The bound is CPU time, not wall-clock time.
   EXPECT_LT(used, 0.05) << "CPU seconds used by two idle reactors over 2 s";
+}
+
+TEST(Idle, ThreeIdleTwoCoreRuntimesOnTwoCpusUseAlmostNoCpu) {
+  // A local 3-node cluster's shape: three runtimes of two unpinned reactors
+  // each (6 reactor threads on 2 CPUs). Idle, they must all sleep in the
+  // kernel; any loop that spins or re-wakes itself shows up here 6 times.
+  std::vector<std::unique_ptr<Runtime>> nodes;
+  for (int i = 0; i < 3; ++i) {
+    nodes.push_back(std::make_unique<Runtime>(RuntimeConfig{.cores = 2, .pin = PinMode::kNone}));
+    nodes.back()->block_on(0, [] { return submit_to(1, [] { return 0; }); });
+  }
+  const double before = cpu_seconds();
+  std::this_thread::sleep_for(2s);
+  const double used = cpu_seconds() - before;
+  std::printf("3 idle runtimes x 2 reactors: %.1f ms CPU over 2 s\n", used * 1e3);
+  EXPECT_LT(used, 0.05) << "CPU seconds used by six idle reactors over 2 s";
 }
 
 TEST(Shutdown, StopCancelsSleepsIoAndCrossCoreLoopsThenJoins) {
