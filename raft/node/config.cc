@@ -75,6 +75,14 @@ base::Status RaftConfig::validate() const {
   return {};
 }
 
+uint64_t election_seed(NodeId node, GroupId group) {
+  // splitmix64's finalizer over both ids: no linear relation to either.
+  uint64_t z = (node * 0xD1B54A32D192ED03ull) ^ (group + 0x632BE59BD9B4E019ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
 Config RaftConfig::group_config(GroupId group, Index applied) const {
   Config c;
   c.id = node_id;
@@ -94,8 +102,13 @@ Config RaftConfig::group_config(GroupId group, Index applied) const {
   c.proposals_pending_max = proposals_pending_max;
   c.reads_pending_max = reads_pending_max;
   c.log_cache_bytes_max = log_cache_bytes_max;
-  // Distinct election timers per (node, group), reproducible per node.
-  c.random_seed = (node_id * 0x9E3779B97F4A7C15ull) ^ (group + 0x632BE59BD9B4E019ull);
+  // Distinct election timers per (node, group), reproducible per node. The
+  // seed goes through a non-linear mix: Raft XORs `id * 0x9e3779b97f4a7c15`
+  // into it, so a seed linear in the node id with that same constant (the
+  // previous formula) cancelled the node id out and gave every node the SAME
+  // timer sequence for a group: all replicas of a group timed out in the same
+  // 5 ms tick and split the vote forever (10,000 groups never elected).
+  c.random_seed = election_seed(node_id, group);
   c.applied = applied;
   return c;
 }

@@ -30,6 +30,7 @@
 #include "raft/config.h"
 #include "raft/types.h"
 #include "runtime/base/result.h"
+#include "runtime/reactor.h"
 #include "wal/engine.h"
 
 namespace nori::raft {
@@ -83,6 +84,14 @@ struct RaftConfig {
   uint32_t propose_timeout_ms = 5000;  // accepted proposal not committed: kOutcomeUnknown
   uint32_t read_timeout_ms = 5000;     // read not granted by then: kTimedOut
 
+  // --- reactors ---------------------------------------------------------------------
+  // Thread placement of the node's reactors. Default kNone: kAuto pins reactor
+  // i to CPU i in EVERY process, so several nodes (or a node and its clients)
+  // on one host all land on CPU 0 and queue behind each other (on the 2-core
+  // test machine, 3 node processes shared one CPU). Dedicated hosts can ask
+  // for kAuto.
+  runtime::PinMode reactor_pin = runtime::PinMode::kNone;
+
   // --- WAL (per core) ----------------------------------------------------------------
   uint64_t wal_segment_bytes = uint64_t{64} << 20;
   uint64_t wal_log_bytes_max = uint64_t{1} << 30;
@@ -106,6 +115,10 @@ struct RaftConfig {
   wal::WalOptions wal_options() const;
   const PeerAddress* self_address() const;
 };
+
+// The seed of group g's election timers on node `node` (RaftConfig::group_config):
+// differs between nodes for the same group, so replicas do not time out together.
+uint64_t election_seed(NodeId node, GroupId group);
 
 // The core of every node that hosts group g (the same function everywhere).
 inline unsigned placement(GroupId g, unsigned cores) {

@@ -143,6 +143,7 @@ base::Status Node::start() {
   }
   runtime::RuntimeConfig rc;
   rc.cores = cfg_.cores;
+  rc.pin = cfg_.reactor_pin;
   rt_ = std::make_unique<runtime::Runtime>(rc);
   for (unsigned c = 0; c < cfg_.cores; ++c)
     hosts_.push_back(std::make_unique<CoreHost>(*this, cfg_, c, incarnation_));

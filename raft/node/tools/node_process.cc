@@ -430,6 +430,12 @@ int node_process_main(int argc, char** argv) {
   app.add_option("--wal-dsync", cfg.wal_use_rwf_dsync,
                  "RWF_DSYNC writes instead of write + fdatasync");
   app.add_option("--wal-batch-delay-us", cfg.wal_batch_delay_us);
+  app.add_option("--pin", cfg.reactor_pin, "reactor pinning: none (default) | auto | wrap")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, runtime::PinMode>{{"none", runtime::PinMode::kNone},
+                                                  {"auto", runtime::PinMode::kAuto},
+                                                  {"wrap", runtime::PinMode::kWrap}},
+          CLI::ignore_case));
   app.add_flag("--record-applied", record_applied, "keep applied entries for 'applied'");
   CLI11_PARSE(app, argc, argv);
 
