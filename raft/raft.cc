@@ -96,8 +96,9 @@ Raft::Raft(Config config, LogStorage& storage, TimePoint now)
   SnapshotMeta snap = storage_.snapshot_meta();
   // The snapshot covers everything before the log (entries may also be
   // kept behind it: snapshot_keep_entries).
-  NORI_ASSERT(first <= snap.index + 1, "the log starts at {} past snapshot {} + 1", first,
-              snap.index);
+  // (A storage without snapshot support reports none: index 0.)
+  NORI_ASSERT(snap.index == 0 || first <= snap.index + 1,
+              "the log starts at {} past snapshot {} + 1", first, snap.index);
   if (snap.index > 0) {
     configs_.push_back(ConfigAt{snap.index, snap.membership});
   } else {
@@ -1715,9 +1716,13 @@ void Raft::snapshot_installed(const SnapshotMeta& meta, TimePoint now) {
     }
     mem_first_ = std::max(mem_first_, meta.index + 1);
     durable_index_ = std::max(durable_index_, meta.index);
-    while (configs_.size() > 1 && configs_[1].index <= meta.index)
-      configs_.erase(configs_.begin());
-    configs_.front() = ConfigAt{meta.index, meta.membership};
+    // The snapshot's configuration, then the configuration entries of the
+    // kept suffix (any at or below the snapshot are covered by it).
+    std::vector<ConfigAt> kept{ConfigAt{meta.index, meta.membership}};
+    for (ConfigAt& c : configs_) {
+      if (c.index > meta.index) kept.push_back(std::move(c));
+    }
+    configs_ = std::move(kept);
   } else {
     mem_.clear();
     mem_bytes_ = 0;
