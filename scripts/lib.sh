@@ -29,16 +29,23 @@ nori_install_deps() {
   fi
 }
 
-# nori_build DIR [cmake args...]: configure (once) and build DIR.
-nori_build() {
+# nori_configure DIR [cmake args...]: configure DIR once (CMake re-runs itself
+# on later builds when a CMakeLists.txt changes).
+nori_configure() {
   local dir=$1
   shift
-  local jobs=${NORI_JOBS:-$(nproc)}
   if [ ! -f "$dir/build.ninja" ]; then
     nori_log "configuring $dir"
     CXX=${NORI_CXX:-clang++} CC=${NORI_CC:-clang} \
       cmake -S "$NORI_ROOT" -B "$dir" -G Ninja "$@" >/dev/null
   fi
+}
+
+# nori_build DIR [cmake args...]: configure (once) and build DIR.
+nori_build() {
+  local dir=$1
+  shift
+  nori_configure "$dir" "$@"
   nori_log "building $dir"
-  cmake --build "$dir" -j "$jobs"
+  cmake --build "$dir" -j "${NORI_JOBS:-$(nproc)}"
 }
