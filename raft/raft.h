@@ -335,11 +335,6 @@ class Raft {
   // the in-flight window, touched only under load, comes last.
   struct Progress {
     NodeId id = kNoNode;
-    // Snapshot transfer in progress (cold; replication is paused meanwhile).
-    bool snapshotting = false;
-    SnapshotMeta snap;
-    uint64_t snap_offset = 0;   // acknowledged by the follower
-    TimePoint snap_deadline{};  // re-driven if no progress by then (set at the next round)
     Index match = 0;
     Index match_at_round = 0;     // match when the last heartbeat round was sent
     uint64_t acked_round = 0;     // highest heartbeat round acknowledged this term
@@ -347,10 +342,15 @@ class Raft {
     uint32_t stalled_rounds = 0;  // rounds with appends in flight and no progress
     bool replicating = false;     // false: probing (one append until a reply)
     bool probe_sent = false;
-    int8_t vote = -1;  // -1 none, 0 rejected, 1 granted (election)
+    bool snapshotting = false;  // a snapshot transfer runs; replication is paused
+    int8_t vote = -1;           // -1 none, 0 rejected, 1 granted (election)
     Index next = 1;
     InflightRing inflight;  // bounded by inflight_msgs_max
     uint64_t inflight_bytes = 0;
+    // The snapshot being sent (cold, last; see `snapshotting`).
+    SnapshotMeta snap;
+    uint64_t snap_offset = 0;   // acknowledged by the follower
+    TimePoint snap_deadline{};  // re-driven if no progress by then (set at the next round)
   };
 
   struct PendingProposal {
