@@ -480,6 +480,7 @@ int bench_main(int argc, char** argv) {
   std::string json_path = "nori-bench-result.json", svg_path = "nori-bench-result.svg";
   uint32_t heartbeat_ms = 150, lease_ms = 2000;
   bool wal_dsync = false;
+  std::string pin = "none";
   app.add_option("--nodes", nodes, "node processes")->check(CLI::Range(1, 7));
   app.add_option("--cores", cores, "cores (reactors) per node")->check(CLI::Range(1, 64));
   app.add_option("--groups", groups, "Raft groups (spread over the cores)")
@@ -504,6 +505,10 @@ int bench_main(int argc, char** argv) {
   app.add_option("--svg", svg_path, "chart file");
   app.add_option("--heartbeat-ms", heartbeat_ms);
   app.add_option("--lease-ms", lease_ms);
+  app.add_option("--pin", pin,
+                 "node reactors' pinning: none (default: the nodes share the machine) | auto | "
+                 "wrap")
+      ->check(CLI::IsMember({"none", "auto", "wrap"}));
   app.add_option("--wal-dsync", wal_dsync,
                  "WAL writes with RWF_DSYNC instead of write + fdatasync");
   CLI11_PARSE(app, argc, argv);
@@ -542,10 +547,27 @@ int bench_main(int argc, char** argv) {
     const std::string dir = fmt::format("{}/node{}", root, i);
     std::filesystem::create_directories(dir);
     cl.spawn(exe,
-             {"node", "--id", std::to_string(i), "--peers", peers, "--data", dir, "--cores",
-              std::to_string(cores), "--groups", fmt::format("1-{}", groups), "--heartbeat-ms",
-              std::to_string(heartbeat_ms), "--lease-ms", std::to_string(lease_ms), "--wal-dsync",
-              wal_dsync ? "true" : "false", "--events", dir + "/events.jsonl"},
+             {"node",
+              "--id",
+              std::to_string(i),
+              "--peers",
+              peers,
+              "--data",
+              dir,
+              "--cores",
+              std::to_string(cores),
+              "--groups",
+              fmt::format("1-{}", groups),
+              "--heartbeat-ms",
+              std::to_string(heartbeat_ms),
+              "--lease-ms",
+              std::to_string(lease_ms),
+              "--wal-dsync",
+              wal_dsync ? "true" : "false",
+              "--pin",
+              pin,
+              "--events",
+              dir + "/events.jsonl"},
              dir + "/node.log", static_cast<int>(i));
   }
   int status = 0;

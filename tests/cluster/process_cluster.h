@@ -12,9 +12,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <gtest/gtest.h>
 #include <chrono>
 #include <deque>
 #include <filesystem>
+#include <fstream>
+
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -137,17 +140,33 @@ class ProcessCluster {
     if (p.pid < 0) return;
     send(i, {{"cmd", "quit"}});
     const auto end = std::chrono::steady_clock::now() + 10s;
-    while (::waitpid(p.pid, nullptr, WNOHANG) == 0 && std::chrono::steady_clock::now() < end)
+    int status = 0;
+    pid_t done = 0;
+    while ((done = ::waitpid(p.pid, &status, WNOHANG)) == 0 &&
+           std::chrono::steady_clock::now() < end)
       std::this_thread::sleep_for(5ms);
-    if (std::chrono::steady_clock::now() >= end) {
+    if (done == 0) {
       ::kill(p.pid, SIGKILL);
       ::waitpid(p.pid, nullptr, 0);
+    }
+    // A node asked to quit exits 0: anything else (a sanitizer report, an
+    // assertion, a hang on close) is a failure of the run, with its log.
+    if (done != p.pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      ADD_FAILURE() << "node " << i + 1 << " did not exit cleanly on quit (status " << status
+                    << "); its log:\n"
+                    << log_tail(i);
     }
     ::close(p.in);
     ::close(p.out);
     p.pid = -1;
   }
   bool up(int i) const { return procs_[i].pid >= 0; }
+  // The last 4 KiB of node i's stderr log.
+  std::string log_tail(int i) const {
+    std::ifstream f(root_ + "/n" + std::to_string(i + 1) + "/node.log");
+    std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    return all.size() > 4096 ? all.substr(all.size() - 4096) : all;
+  }
   int size() const { return n_; }
 
   void send(int i, const json& j) {
