@@ -25,23 +25,16 @@
 #include <vector>
 
 #include "runtime/base/assert.h"
+#include "tests/node/free_ports.h"
 
 namespace nori::cluster_test {
 
 using json = nlohmann::json;
 using namespace std::chrono_literals;
 
+// Node i's core c listens on base + 3 * (i - 1) + c (one core per node today).
 inline uint16_t free_port_base() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  uint16_t p = ntohs(a.sin_port);
-  return p < 1024 || p > 60000 ? 23000 : p;
+  return nori::testing::free_port_block(9);
 }
 
 class ProcessCluster {

@@ -17,26 +17,11 @@
 #include <vector>
 
 #include "raft/node/node.h"
+#include "tests/node/free_ports.h"
 
 namespace nori::raft::testing {
 
-// A port that was free a moment ago (bound to 0, read back, closed), with room
-// for `span` consecutive ports after it.
-inline uint16_t free_port_block(unsigned span) {
-  for (int attempt = 0; attempt < 50; ++attempt) {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    socklen_t len = sizeof a;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    ::close(fd);
-    uint16_t p = ntohs(a.sin_port);
-    if (p + span < 65000) return p;
-  }
-  return 0;
-}
+using nori::testing::free_port_block;
 
 inline std::string fresh_dir(const std::string& name) {
   std::string d = std::filesystem::current_path().string() + "/node-test-data/" + name + "-" +
