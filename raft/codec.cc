@@ -52,7 +52,8 @@ struct BodyEncoder {
       w.length_prefixed(e.data);
     }
   }
-  void operator()(const SnapshotChunk& b) {
+  void operator()(const SnapshotChunkMsg& boxed) {
+    const SnapshotChunk& b = *boxed;
     w.u8(b.last ? kFlagLast : 0);
     w.varint(b.index);
     w.varint(b.index_term);
@@ -236,7 +237,7 @@ base::Result<Message> decode_message(std::string_view in) {
       }
       b.membership.assign(mem);
       b.data.assign(data);
-      m.body = std::move(b);
+      m.body = SnapshotChunkMsg(std::move(b));
       break;
     }
     case MessageType::kSnapshotReply: {

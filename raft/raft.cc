@@ -194,10 +194,7 @@ void Raft::take_ready(Ready& out) {
   if (out_mask_ & kOutProposals) out.proposals.swap(ready_.proposals);
   if (out_mask_ & kOutEvents) out.events.swap(ready_.events);
   if (out_mask_ & kOutSnapshot) {
-    std::swap(out.snapshot_request, ready_.snapshot_request);
-    std::swap(out.compact_before, ready_.compact_before);
-    out.snapshot_sends.swap(ready_.snapshot_sends);
-    out.snapshot_chunks.swap(ready_.snapshot_chunks);
+    out.snapshot = std::move(ready_.snapshot);
   }
   out_mask_ = 0;
 }
@@ -570,7 +567,7 @@ void Raft::step(Message m, TimePoint now) {
       handle_timeout_now(m, std::get<TimeoutNow>(m.body), now);
       break;
     case MessageType::kSnapshotChunk:
-      handle_snapshot_chunk(m, std::get<SnapshotChunk>(m.body), now);
+      handle_snapshot_chunk(m, *std::get<SnapshotChunkMsg>(m.body), now);
       break;
     case MessageType::kSnapshotReply:
       handle_snapshot_reply(m, std::get<SnapshotReply>(m.body), now);
@@ -973,12 +970,12 @@ void Raft::send_heartbeat_round(TimePoint now) {
     }
     p.match_at_round = p.match;
     if (p.snapshotting) {
-      if (p.snap_deadline == TimePoint{}) {
-        p.snap_deadline = now + milliseconds(config_.snapshot_timeout_ms);
-      } else if (now >= p.snap_deadline) {
+      if (p.tx->deadline == TimePoint{}) {
+        p.tx->deadline = now + milliseconds(config_.snapshot_timeout_ms);
+      } else if (now >= p.tx->deadline) {
         // No progress: re-drive from the last acknowledged offset (the
         // follower resumes: same transfer identity).
-        p.snap_deadline = now + milliseconds(config_.snapshot_timeout_ms);
+        p.tx->deadline = now + milliseconds(config_.snapshot_timeout_ms);
         send_snapshot(p);
       }
       continue;
@@ -1523,6 +1520,12 @@ base::Result<Index> Raft::abandon_member_change(TimePoint now) {
 
 // --- snapshots ---------------------------------------------------------------------------
 
+SnapshotWork& Raft::snapshot_work() {
+  if (!ready_.snapshot) ready_.snapshot = std::make_unique<SnapshotWork>();
+  out_mask_ |= kOutSnapshot;
+  return *ready_.snapshot;
+}
+
 SnapshotMeta Raft::applied_meta() const {
   auto t = try_term_at(applied_);
   return SnapshotMeta{applied_, t ? *t : 0, applied_membership_};
@@ -1538,7 +1541,7 @@ void Raft::maybe_request_snapshot() {
   // The state machine is at exactly applied_ now: the driver reports
   // applied() after applying and before its next take_ready, which carries
   // this request ahead of any newly committed entries.
-  ready_.snapshot_request = SnapshotMeta{applied_, *t, applied_membership_};
+  snapshot_work().request = SnapshotMeta{applied_, *t, applied_membership_};
   out_mask_ |= kOutSnapshot;
   snapshot_requested_ = true;
   snapshot_triggered_ = false;
@@ -1568,7 +1571,7 @@ void Raft::snapshot_taken(const SnapshotMeta& meta, TimePoint now) {
     ++mem_first_;
   }
   mem_first_ = std::max(mem_first_, before);
-  ready_.compact_before = before;
+  snapshot_work().compact_before = before;
   out_mask_ |= kOutSnapshot;
 }
 
@@ -1576,22 +1579,23 @@ void Raft::send_snapshot(Progress& p) {
   if (snapshot_.index == 0) return;  // nothing to send (cannot happen once compacted)
   if (!p.snapshotting) {
     p.snapshotting = true;
-    p.snap = snapshot_;  // pinned for this transfer, even if a newer one is taken
-    p.snap_offset = 0;
-    p.snap_deadline = TimePoint{};
+    p.tx = std::make_unique<SnapshotTransfer>();
+    p.tx->snap = snapshot_;
   }
   p.replicating = false;
   p.probe_sent = false;
   p.inflight.clear();
   p.inflight_bytes = 0;
-  ready_.snapshot_sends.push_back(SnapshotSend{p.id, term_, p.snap, p.snap_offset, false});
+  snapshot_work().sends.push_back(SnapshotSend{p.id, term_, p.tx->snap, p.tx->offset, false});
   out_mask_ |= kOutSnapshot;
 }
 
 void Raft::end_snapshot_transfer(Progress& p) {
   if (!p.snapshotting) return;
   p.snapshotting = false;
-  ready_.snapshot_sends.push_back(SnapshotSend{p.id, term_, p.snap, p.snap_offset, true});
+  snapshot_work().sends.push_back(
+      SnapshotSend{p.id, term_, std::move(p.tx->snap), p.tx->offset, true});
+  p.tx.reset();
   out_mask_ |= kOutSnapshot;
 }
 
@@ -1604,7 +1608,8 @@ void Raft::handle_snapshot_reply(const Message& m, const SnapshotReply& rep, Tim
   if (rep.done) {
     // Installed, or the follower already had it committed: its log matches
     // ours up to match_index (a committed prefix). Resume with a probe.
-    if (p.snapshotting && (rep.index != p.snap.index || rep.index_term != p.snap.term)) return;
+    if (p.snapshotting && (rep.index != p.tx->snap.index || rep.index_term != p.tx->snap.term))
+      return;
     end_snapshot_transfer(p);
     p.match = std::max(p.match, std::min(rep.match_index, last_index_));
     p.next = p.match + 1;
@@ -1614,11 +1619,11 @@ void Raft::handle_snapshot_reply(const Message& m, const SnapshotReply& rep, Tim
     send_append(p, true);
     return;
   }
-  if (!p.snapshotting || rep.index != p.snap.index || rep.index_term != p.snap.term) return;
+  if (!p.snapshotting || rep.index != p.tx->snap.index || rep.index_term != p.tx->snap.term) return;
   // Progress (or a restart at a lower offset: the follower lost its partial
   // file). Either way, send from where the follower is.
-  p.snap_offset = rep.next_offset;
-  p.snap_deadline = now + milliseconds(config_.snapshot_timeout_ms);
+  p.tx->offset = rep.next_offset;
+  p.tx->deadline = now + milliseconds(config_.snapshot_timeout_ms);
   send_snapshot(p);
 }
 
@@ -1663,7 +1668,7 @@ void Raft::handle_snapshot_chunk(const Message& m, SnapshotChunk& c, TimePoint n
   }
   recv_.chunk_pending = true;
   recv_.deadline = now + 2 * milliseconds(config_.snapshot_timeout_ms);
-  ready_.snapshot_chunks.push_back(SnapshotChunkIn{m.from, m.term, std::move(c)});
+  snapshot_work().chunks.push_back(SnapshotChunkIn{m.from, m.term, std::move(c)});
   out_mask_ |= kOutSnapshot;
 }
 

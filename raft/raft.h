@@ -331,6 +331,11 @@ class Raft {
     uint32_t head_ = 0;
     uint32_t size_ = 0;
   };
+  struct SnapshotTransfer {
+    SnapshotMeta snap;     // pinned for this transfer, even if a newer one is taken
+    uint64_t offset = 0;   // acknowledged by the follower
+    TimePoint deadline{};  // re-driven if no progress by then (set at the next round)
+  };
   // Fields touched by every heartbeat round come first (one cache line);
   // the in-flight window, touched only under load, comes last.
   struct Progress {
@@ -347,10 +352,9 @@ class Raft {
     Index next = 1;
     InflightRing inflight;  // bounded by inflight_msgs_max
     uint64_t inflight_bytes = 0;
-    // The snapshot being sent (cold, last; see `snapshotting`).
-    SnapshotMeta snap;
-    uint64_t snap_offset = 0;   // acknowledged by the follower
-    TimePoint snap_deadline{};  // re-driven if no progress by then (set at the next round)
+    // The transfer while `snapshotting` (allocated then: keeps Progress small
+    // for the heartbeat round over thousands of groups).
+    std::unique_ptr<SnapshotTransfer> tx;
   };
 
   struct PendingProposal {
@@ -436,6 +440,7 @@ class Raft {
   void end_snapshot_transfer(Progress& p);
   void maybe_request_snapshot();
   SnapshotMeta applied_meta() const;
+  SnapshotWork& snapshot_work();  // ready_.snapshot, allocated on first use
   void reply_stale_term(const Message& m);
 
   // Leader machinery.

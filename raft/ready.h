@@ -22,6 +22,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -112,6 +113,19 @@ struct SnapshotChunkIn {
   SnapshotChunk chunk;
 };
 
+// The snapshot work of one Ready (rare: allocated only when there is some).
+// request: take a snapshot of the state machine as it is BEFORE applying
+// this Ready's `committed` (its applied index is request->index), off the
+// hot path, then call Raft::snapshot_taken(meta). compact_before: every
+// entry below this index may be dropped from the log (the WAL's compaction
+// mark); the core no longer reads them.
+struct SnapshotWork {
+  std::optional<SnapshotMeta> request;
+  std::optional<Index> compact_before;
+  std::vector<SnapshotSend> sends;
+  std::vector<SnapshotChunkIn> chunks;
+};
+
 struct Ready {
   // Persist, then acknowledge (raft/storage.h).
   std::optional<HardState> hard_state;
@@ -130,22 +144,13 @@ struct Ready {
   std::vector<ProposalResult> proposals;
   std::vector<Event> events;
 
-  // Snapshots (raft/raft.h, "Snapshots"). snapshot_request: take a snapshot
-  // of the state machine as it is BEFORE applying this Ready's `committed`
-  // (its applied index is snapshot_request->index), off the hot path, then
-  // call Raft::snapshot_taken(meta). compact_before: every entry below this
-  // index may be dropped from the log (the WAL's compaction mark); the core
-  // no longer reads them.
-  std::optional<SnapshotMeta> snapshot_request;
-  std::optional<Index> compact_before;
-  std::vector<SnapshotSend> snapshot_sends;
-  std::vector<SnapshotChunkIn> snapshot_chunks;
+  // Snapshots (raft/raft.h, "Snapshots"): null unless there is snapshot
+  // work, so that an idle group's Ready stays small.
+  std::unique_ptr<SnapshotWork> snapshot;
 
   bool empty() const {
     return !hard_state && !truncate_from && entries.empty() && messages.empty() &&
-           committed.empty() && reads.empty() && proposals.empty() && events.empty() &&
-           !snapshot_request && !compact_before && snapshot_sends.empty() &&
-           snapshot_chunks.empty();
+           committed.empty() && reads.empty() && proposals.empty() && events.empty() && !snapshot;
   }
   void clear() {
     hard_state.reset();
@@ -156,10 +161,7 @@ struct Ready {
     reads.clear();
     proposals.clear();
     events.clear();
-    snapshot_request.reset();
-    compact_before.reset();
-    snapshot_sends.clear();
-    snapshot_chunks.clear();
+    snapshot.reset();
   }
 };
 

@@ -109,12 +109,12 @@ TEST(SnapshotCodec, ChunkClaimingBytesBeyondTheFileIsRejected) {
   std::string buf;
   encode_message(m, buf);
   EXPECT_FALSE(decode_message(buf).ok());
-  std::get<SnapshotChunk>(m.body).total_bytes = 14;
-  std::get<SnapshotChunk>(m.body).last = true;  // "last" but 1 byte short of the end
+  std::get<SnapshotChunkMsg>(m.body)->total_bytes = 14;
+  std::get<SnapshotChunkMsg>(m.body)->last = true;  // "last" but 1 byte short of the end
   buf.clear();
   encode_message(m, buf);
   EXPECT_FALSE(decode_message(buf).ok());
-  std::get<SnapshotChunk>(m.body).total_bytes = 13;
+  std::get<SnapshotChunkMsg>(m.body)->total_bytes = 13;
   buf.clear();
   encode_message(m, buf);
   EXPECT_TRUE(decode_message(buf).ok());

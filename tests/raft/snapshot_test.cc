@@ -131,7 +131,8 @@ TEST(RaftSnapshot, InterruptedTransferResumesFromTheAcknowledgedOffset) {
   // Lose one chunk in the middle of the transfer, once.
   bool dropped = false;
   c.set_drop([&](const Message& m) {
-    auto* ch = std::get_if<SnapshotChunk>(&m.body);
+    auto* box = std::get_if<SnapshotChunkMsg>(&m.body);
+    const SnapshotChunk* ch = box ? &**box : nullptr;
     if (ch == nullptr || dropped || ch->offset < 5 * 32) return false;
     dropped = true;
     return true;
@@ -141,7 +142,7 @@ TEST(RaftSnapshot, InterruptedTransferResumesFromTheAcknowledgedOffset) {
   EXPECT_TRUE(dropped);
   size_t from_zero = 0;
   for (const Message& m : c.node(l).sent) {
-    if (auto* ch = std::get_if<SnapshotChunk>(&m.body)) from_zero += ch->offset == 0;
+    if (auto* ch = std::get_if<SnapshotChunkMsg>(&m.body)) from_zero += (*ch)->offset == 0;
   }
   EXPECT_EQ(from_zero, 1u) << "the transfer restarted from 0 instead of resuming";
   expect_same_state(c, 3, l);
@@ -164,7 +165,8 @@ TEST(RaftSnapshot, SnapshotAtOrBelowCommitIsIgnored) {
                  c.local(2));
   Ready r;
   c.raft(2).take_ready(r);
-  EXPECT_TRUE(r.snapshot_chunks.empty()) << "a snapshot at the commit index was accepted";
+  EXPECT_TRUE(!r.snapshot || r.snapshot->chunks.empty())
+      << "a snapshot at the commit index was accepted";
   bool done = false;
   for (const OutMessage& om : r.messages) {
     if (auto* rep = std::get_if<SnapshotReply>(&om.msg.body)) done = rep->done;
@@ -190,12 +192,13 @@ TEST(RaftSnapshot, ChunkOfAnotherTransferRestartsFromZero) {
   Ready r;
   c.raft(2).step(chunk(far, 0), c.local(2));
   c.raft(2).take_ready(r);
-  ASSERT_EQ(r.snapshot_chunks.size(), 1u);
+  ASSERT_TRUE(r.snapshot);
+  ASSERT_EQ(r.snapshot->chunks.size(), 1u);
   c.raft(2).snapshot_chunk_written(SnapshotMeta{far, t, m}, t, 10, c.local(2));
   // A chunk of a different snapshot (another index) in mid-file.
   c.raft(2).step(chunk(far + 1, 10), c.local(2));
   c.raft(2).take_ready(r);
-  EXPECT_TRUE(r.snapshot_chunks.empty());
+  EXPECT_TRUE(!r.snapshot || r.snapshot->chunks.empty());
   bool restart = false;
   for (const OutMessage& om : r.messages) {
     if (auto* rep = std::get_if<SnapshotReply>(&om.msg.body)) {
@@ -206,7 +209,8 @@ TEST(RaftSnapshot, ChunkOfAnotherTransferRestartsFromZero) {
   // The same transfer resumes where it was.
   c.raft(2).step(chunk(far, 10), c.local(2));
   c.raft(2).take_ready(r);
-  EXPECT_EQ(r.snapshot_chunks.size(), 1u);
+  ASSERT_TRUE(r.snapshot);
+  EXPECT_EQ(r.snapshot->chunks.size(), 1u);
 }
 
 TEST(RaftSnapshot, CorruptFileIsNotInstalledAndTheTransferRestarts) {
@@ -217,10 +221,10 @@ TEST(RaftSnapshot, CorruptFileIsNotInstalledAndTheTransferRestarts) {
   write_n(c, l, 60);
   bool flipped = false;
   c.set_drop([&](const Message& m) {
-    auto* ch = std::get_if<SnapshotChunk>(&m.body);
-    if (ch != nullptr && !flipped && ch->offset == 64) {
+    auto* ch = std::get_if<SnapshotChunkMsg>(&m.body);
+    if (ch != nullptr && !flipped && (*ch)->offset == 64) {
       flipped = true;
-      const_cast<SnapshotChunk*>(ch)->data[0] ^= 1;  // bit rot on the wire
+      const_cast<SnapshotChunk&>(**ch).data[0] ^= 1;  // bit rot on the wire
     }
     return false;
   });

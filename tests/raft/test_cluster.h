@@ -373,10 +373,12 @@ class TestCluster {
       n.batches.push_back(std::move(b));
     }
     TimePoint local_now = to_local(n, now_);
-    if (r.snapshot_request) {
+    SnapshotWork none;
+    SnapshotWork& sw = r.snapshot ? *r.snapshot : none;
+    if (sw.request) {
       // The state machine is exactly at the requested index (this Ready's
       // committed entries are not applied yet).
-      const SnapshotMeta& meta = *r.snapshot_request;
+      const SnapshotMeta& meta = *sw.request;
       NORI_ASSERT(!n.applied.empty() && n.applied.back().index == meta.index,
                   "snapshot request at {} but the state machine is at {}", meta.index,
                   n.applied.empty() ? 0 : n.applied.back().index);
@@ -385,8 +387,8 @@ class TestCluster {
       ++n.snapshots_taken;
       n.raft->snapshot_taken(meta, local_now);
     }
-    if (r.compact_before) n.disk->compact(*r.compact_before);
-    for (const SnapshotSend& ss : r.snapshot_sends) {
+    if (sw.compact_before) n.disk->compact(*sw.compact_before);
+    for (const SnapshotSend& ss : sw.sends) {
       if (ss.finished) continue;
       const std::string& file = n.snapshots.at(ss.meta.index).second;
       NORI_ASSERT(ss.offset <= file.size());
@@ -411,7 +413,7 @@ class TestCluster {
     for (auto& x : r.events)
       n.events.push_back(x);
     if (n.auto_apply && !r.committed.empty()) n.raft->applied(n.pending_apply, to_local(n, now_));
-    for (SnapshotChunkIn& in : r.snapshot_chunks) {
+    for (SnapshotChunkIn& in : sw.chunks) {
       SnapshotChunk& c = in.chunk;
       if (c.offset == 0) n.receiving.clear();
       NORI_ASSERT(n.receiving.size() == c.offset, "chunk at {} after {} bytes", c.offset,
