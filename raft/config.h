@@ -37,7 +37,7 @@ struct Config {
   uint64_t promote_lag_entries_max = 0;
 
   // --- snapshots ---------------------------------------------------------------
-  // A snapshot is requested (Ready::snapshot_request) once the log has grown
+  // A snapshot is requested (Ready::snapshot->request) once the log has grown
   // by this many bytes (entry_bytes) since the last snapshot, or the applied
   // index is this many entries past it, or trigger_snapshot() was called.
   uint64_t snapshot_log_bytes_max = 256ull << 20;

@@ -84,15 +84,15 @@
 //     majority of C_old).
 //
 // Snapshots (raft/storage.h for the driver's side of the contract):
-//   - Requested in Ready::snapshot_request (the applied index, its term and
+//   - Requested in Ready::snapshot->request (the applied index, its term and
 //     the configuration there, both halves if joint) when the log has grown
 //     by Config::snapshot_log_bytes_max since the last snapshot, or the
 //     applied index is Config::snapshot_entries_max past it, or on
 //     trigger_snapshot(). The driver reports the durable file with
 //     snapshot_taken(); the core then allows compaction below
-//     (index - snapshot_keep_entries) in Ready::compact_before.
+//     (index - snapshot_keep_entries) in Ready::snapshot->compact_before.
 //   - A follower whose next entry the leader no longer has gets the latest
-//     snapshot: Ready::snapshot_sends asks the driver for one chunk at a time
+//     snapshot: Ready::snapshot->sends asks the driver for one chunk at a time
 //     (stop-and-wait; the driver's sender applies global concurrency and
 //     byte-rate limits and pins the file until `finished`); each
 //     SnapshotReply moves the offset. No progress for snapshot_timeout_ms
@@ -101,7 +101,7 @@
 //     index; accepts a chunk only at the offset it has written so far for
 //     the same transfer (leader term, index, term at index), restarting from
 //     0 for any other; hands accepted chunks to the driver
-//     (Ready::snapshot_chunks), acknowledges them once written
+//     (Ready::snapshot->chunks), acknowledges them once written
 //     (snapshot_chunk_written), and after the install steps of
 //     raft/storage.h (snapshot_installed) resets its log and configuration to
 //     the snapshot and answers done. A partial transfer is forgotten after
@@ -243,7 +243,7 @@ class Raft {
   void trigger_snapshot();
   // The driver holds a durable snapshot file for `meta` (meta.index <= the
   // applied index). Older ones are superseded. The compaction point follows
-  // in Ready::compact_before.
+  // in Ready::snapshot->compact_before.
   void snapshot_taken(const SnapshotMeta& meta, TimePoint now);
   // Follower: the chunk at `offset` of the current transfer is written, up
   // to `end_offset` (ignored unless it matches the transfer in progress).
@@ -535,7 +535,7 @@ class Raft {
   static constexpr uint8_t kOutReads = 8;
   static constexpr uint8_t kOutProposals = 16;
   static constexpr uint8_t kOutEvents = 32;
-  static constexpr uint8_t kOutSnapshot = 64;  // snapshot_request/compact_before/sends/chunks
+  static constexpr uint8_t kOutSnapshot = 64;  // ready_.snapshot holds work
   Index commit_ = 0;
   Index durable_index_ = 0;
   Index apply_sent_ = 0;  // highest index handed out in Ready::committed

@@ -31,10 +31,10 @@
 //   - heartbeat replies never wait for a data sync (only for a term change).
 //
 // Snapshots (raft/raft.h, "Snapshots"):
-//   Taking one: on Ready::snapshot_request the driver writes the state
+//   Taking one: on Ready::snapshot->request the driver writes the state
 //   machine's point-in-time view to a file (temporary file, sync, rename,
 //   sync the directory), then calls Raft::snapshot_taken(meta); the core
-//   answers with Ready::compact_before, below which the log may be dropped
+//   answers with Ready::snapshot->compact_before, below which the log may be dropped
 //   (first_index() moves up; term(first_index() - 1) must still answer, and
 //   snapshot_meta() returns the new snapshot from then on).
 //   Installing one (a follower, after the last chunk): in this order, each
