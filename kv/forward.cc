@@ -29,7 +29,7 @@ void ForwardLink::fail_all(const std::string& why) {
   std::deque<Pending> failed;
   failed.swap(pending_);
   for (auto& p : failed) {
-    p.slot->set(base::Error(ErrorKind::kOutcomeUnknown, "forward link failed: " + why));
+    p.slot->resolve(base::Error(ErrorKind::kOutcomeUnknown, "forward link failed: " + why));
   }
 }
 
@@ -65,7 +65,7 @@ runtime::Task<base::Result<std::string>> ForwardLink::call(std::string request) 
   if (pending_.size() >= opt_.inflight_max) {
     co_return base::Error(ErrorKind::kBusy, "forward link full");
   }
-  Slot<base::Result<std::string>> slot;
+  runtime::OneShot<base::Result<std::string>> slot;
   out_ += request;
   pending_.push_back({&slot, base::BootClock::now()});
   ++requests_;
@@ -118,7 +118,7 @@ runtime::Task<void> ForwardLink::reader(uint64_t gen) {
       }
       Pending p = pending_.front();
       pending_.pop_front();
-      p.slot->set(in.substr(0, *end));
+      p.slot->resolve(in.substr(0, *end));
       in.erase(0, *end);
     }
   }

@@ -29,35 +29,11 @@
 #include "kv/resp.h"
 #include "runtime/base/clock.h"
 #include "runtime/base/result.h"
+#include "runtime/oneshot.h"
 #include "runtime/reactor.h"
 #include "runtime/task.h"
 
 namespace nori::kv {
-
-// A value a coroutine on this core waits for; set exactly once.
-template <typename T>
-class Slot {
- public:
-  Slot() = default;
-  Slot(const Slot&) = delete;
-  Slot& operator=(const Slot&) = delete;
-  void set(T v) {
-    NORI_ASSERT(!value_.has_value(), "slot set twice");
-    value_.emplace(std::move(v));
-    if (waiting_) runtime::Reactor::here().schedule(sched_);
-  }
-  bool await_ready() const noexcept { return value_.has_value(); }
-  void await_suspend(std::coroutine_handle<> h) {
-    sched_.handle = h;
-    waiting_ = true;
-  }
-  T await_resume() { return std::move(*value_); }
-
- private:
-  runtime::Schedulable sched_;
-  std::optional<T> value_;
-  bool waiting_ = false;
-};
 
 struct ForwardOptions {
   uint32_t connect_timeout_ms = 500;
@@ -79,7 +55,7 @@ class ForwardLink {
 
  private:
   struct Pending {
-    Slot<base::Result<std::string>>* slot;
+    runtime::OneShot<base::Result<std::string>>* slot;
     base::TimePoint sent;
   };
   runtime::Task<base::Status> connect();

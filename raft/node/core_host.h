@@ -47,36 +47,14 @@
 #include "raft/node/wal_storage.h"
 #include "raft/raft.h"
 #include "runtime/metrics.h"
+#include "runtime/oneshot.h"
 #include "runtime/reactor.h"
 #include "runtime/timer_set.h"
 #include "wal/wal.h"
 
 namespace nori::raft {
 
-// A one-shot result a coroutine waits for on this core; resolved exactly once.
-template <typename T>
-class OneShot {
- public:
-  OneShot() = default;
-  OneShot(const OneShot&) = delete;
-  OneShot& operator=(const OneShot&) = delete;
-  void resolve(T v) {
-    NORI_ASSERT(!value_.has_value(), "resolved twice");
-    value_.emplace(std::move(v));
-    if (waiting_) runtime::Reactor::here().schedule(sched_);
-  }
-  bool await_ready() const noexcept { return value_.has_value(); }
-  void await_suspend(std::coroutine_handle<> h) {
-    sched_.handle = h;
-    waiting_ = true;
-  }
-  T await_resume() { return std::move(*value_); }
-
- private:
-  runtime::Schedulable sched_;
-  std::optional<T> value_;
-  bool waiting_ = false;
-};
+using runtime::OneShot;
 
 class CoreHost final : public net::TransportHandler {
  public:
