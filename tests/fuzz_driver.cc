@@ -40,7 +40,8 @@ int main(int argc, char** argv) {
       corpus.emplace_back(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
     }
   }
-  for (const auto& c : corpus) run(c);
+  for (const auto& c : corpus)
+    run(c);
   std::mt19937_64 rng(0x6e6f7269);  // fixed seed: a failure reproduces exactly
   for (int i = 0; i < kRandomInputs; ++i) {
     std::string input;
@@ -50,14 +51,21 @@ int main(int argc, char** argv) {
       for (int f = 0; f < flips && !input.empty(); ++f) {
         size_t at = rng() % input.size();
         switch (rng() % 3) {
-          case 0: input[at] = static_cast<char>(rng()); break;
-          case 1: input.resize(at); break;
-          default: input.insert(at, 1, static_cast<char>(rng())); break;
+          case 0:
+            input[at] = static_cast<char>(rng());
+            break;
+          case 1:
+            input.resize(at);
+            break;
+          default:
+            input.insert(at, 1, static_cast<char>(rng()));
+            break;
         }
       }
     } else {
       input.resize(rng() % kRandomInputBytesMax);
-      for (auto& ch : input) ch = static_cast<char>(rng());
+      for (auto& ch : input)
+        ch = static_cast<char>(rng());
     }
     run(input);
   }

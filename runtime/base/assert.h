@@ -21,19 +21,21 @@ namespace nori::base {
 #define NORI_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 // NORI_ASSERT(cond) or NORI_ASSERT(cond, "fmt {}", args...).
-#define NORI_ASSERT(cond, ...)                                                       \
-  do {                                                                               \
-    if (NORI_UNLIKELY(!(cond))) {                                                    \
-      ::nori::base::panic_at(__FILE__, __LINE__, "assertion failed: " #cond,         \
-                             ::nori::base::detail::assert_message(__VA_ARGS__));     \
-    }                                                                                \
+#define NORI_ASSERT(cond, ...)                                                   \
+  do {                                                                           \
+    if (NORI_UNLIKELY(!(cond))) {                                                \
+      ::nori::base::panic_at(__FILE__, __LINE__, "assertion failed: " #cond,     \
+                             ::nori::base::detail::assert_message(__VA_ARGS__)); \
+    }                                                                            \
   } while (0)
 
 #define NORI_PANIC(...) \
   ::nori::base::panic_at(__FILE__, __LINE__, "panic", ::fmt::format(__VA_ARGS__))
 
 namespace nori::base::detail {
-inline std::string assert_message() { return {}; }
+inline std::string assert_message() {
+  return {};
+}
 template <typename... Args>
 std::string assert_message(fmt::format_string<Args...> f, Args&&... args) {
   return fmt::format(f, std::forward<Args>(args)...);

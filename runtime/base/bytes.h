@@ -27,9 +27,15 @@ static_assert(std::endian::native == std::endian::little,
               "nori-raft's on-disk and wire formats are little-endian; big-endian hosts would "
               "need byte swaps in bytes.h");
 
-inline void store_u16(void* p, uint16_t v) { std::memcpy(p, &v, sizeof v); }
-inline void store_u32(void* p, uint32_t v) { std::memcpy(p, &v, sizeof v); }
-inline void store_u64(void* p, uint64_t v) { std::memcpy(p, &v, sizeof v); }
+inline void store_u16(void* p, uint16_t v) {
+  std::memcpy(p, &v, sizeof v);
+}
+inline void store_u32(void* p, uint32_t v) {
+  std::memcpy(p, &v, sizeof v);
+}
+inline void store_u64(void* p, uint64_t v) {
+  std::memcpy(p, &v, sizeof v);
+}
 inline uint16_t load_u16(const void* p) {
   uint16_t v;
   std::memcpy(&v, p, sizeof v);
@@ -185,7 +191,11 @@ inline uint64_t xxh3_64(std::string_view s, uint64_t seed = 0) {
 }
 
 // Rounds up/down to a power-of-two alignment.
-inline constexpr uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
-inline constexpr uint64_t align_down(uint64_t v, uint64_t a) { return v & ~(a - 1); }
+inline constexpr uint64_t align_up(uint64_t v, uint64_t a) {
+  return (v + a - 1) & ~(a - 1);
+}
+inline constexpr uint64_t align_down(uint64_t v, uint64_t a) {
+  return v & ~(a - 1);
+}
 
 }  // namespace nori::base

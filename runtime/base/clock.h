@@ -35,9 +35,15 @@ struct BootClock {
 using Duration = std::chrono::nanoseconds;
 using TimePoint = BootClock::time_point;
 
-inline constexpr int64_t to_ns(Duration d) { return d.count(); }
-inline constexpr int64_t to_ns(TimePoint t) { return t.time_since_epoch().count(); }
-inline constexpr TimePoint time_from_ns(int64_t ns) { return TimePoint(Duration(ns)); }
+inline constexpr int64_t to_ns(Duration d) {
+  return d.count();
+}
+inline constexpr int64_t to_ns(TimePoint t) {
+  return t.time_since_epoch().count();
+}
+inline constexpr TimePoint time_from_ns(int64_t ns) {
+  return TimePoint(Duration(ns));
+}
 
 // Thread CPU time and process CPU time (for measurements, not decisions).
 inline Duration thread_cpu_time() noexcept {

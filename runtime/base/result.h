@@ -70,7 +70,7 @@ class [[nodiscard]] Error {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}  // NOLINT: implicit
+  Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}      // NOLINT: implicit
   Result(Error error) : v_(std::in_place_index<1>, std::move(error)) {}  // NOLINT: implicit
 
   bool ok() const { return v_.index() == 0; }
@@ -130,7 +130,9 @@ class [[nodiscard]] Result<void> {
 
 using Status = Result<void>;
 
-inline Status ok_status() { return {}; }
+inline Status ok_status() {
+  return {};
+}
 
 // Shorthands: base::err(ErrorKind::kBusy, "queue full ({} bytes)", n).
 template <typename... Args>
@@ -144,16 +146,16 @@ Error err(ErrorKind kind, fmt::format_string<Args...> f, Args&&... args) {
 #define NORI_CONCAT(a, b) NORI_CONCAT_INNER(a, b)
 
 // Returns the error of a Result-valued expression from the enclosing function.
-#define NORI_TRY(expr)                                         \
-  do {                                                         \
-    auto&& nori_try_result_ = (expr);                          \
+#define NORI_TRY(expr)                                           \
+  do {                                                           \
+    auto&& nori_try_result_ = (expr);                            \
     if (!nori_try_result_.ok()) return nori_try_result_.error(); \
   } while (0)
 
 // Same, for coroutines (co_return).
-#define NORI_CO_TRY(expr)                                         \
-  do {                                                            \
-    auto&& nori_try_result_ = (expr);                             \
+#define NORI_CO_TRY(expr)                                           \
+  do {                                                              \
+    auto&& nori_try_result_ = (expr);                               \
     if (!nori_try_result_.ok()) co_return nori_try_result_.error(); \
   } while (0)
 

@@ -16,7 +16,8 @@ TEST(BytesTest, VarintsRoundTripAtEveryWidth) {
     values.push_back(uint64_t{1} << shift);
   }
   values.push_back(std::numeric_limits<uint64_t>::max());
-  for (uint64_t v : values) w.varint(v);
+  for (uint64_t v : values)
+    w.varint(v);
   ByteReader r(buf);
   for (uint64_t v : values) {
     uint64_t got;
