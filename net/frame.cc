@@ -66,6 +66,12 @@ void encode_header_fields(uint8_t* out, FrameHeader h) {
 // XXH3-64 of header[0, 16) then the body pieces, with the session seed.
 uint64_t frame_checksum(const void* header, std::span<const iovec> body, uint64_t seed) {
   XXH3_state_t state;
+  // A stack-allocated state must be initialised before a seeded reset:
+  // XXH3_64bits_reset_withSeed skips deriving the secret when the state's
+  // (uninitialised) seed field already equals `seed`, so stale stack bytes
+  // from an earlier call could pass for the secret and yield a wrong checksum
+  // (seen as an intermittent frame verification failure under ASan).
+  XXH3_INITSTATE(&state);
   XXH3_64bits_reset_withSeed(&state, seed);
   XXH3_64bits_update(&state, header, kFrameChecksummedHeaderBytes);
   for (const iovec& v : body)
