@@ -2,6 +2,7 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -70,6 +71,12 @@ std::string error_reply(const base::Error& e, uint32_t shard) {
 
 constexpr std::string_view kMovedPrefix = "-NORIMOVED ";
 
+uint64_t random_nonce() {
+  uint64_t v = 0;
+  if (::getrandom(&v, sizeof v, 0) != sizeof v) NORI_PANIC("getrandom failed: {}", errno);
+  return v;
+}
+
 }  // namespace
 
 struct Server::CoreState {
@@ -82,6 +89,11 @@ struct Server::CoreState {
   std::unordered_map<GroupId, std::unique_ptr<Shard>> shards;
   std::map<raft::NodeId, std::unique_ptr<ForwardLink>> links;
   uint64_t next_conn = 0;
+  // Random per process start: the node id and incarnation survive a restart
+  // (they name the data directory) and next_conn starts again at 0, so without
+  // it a restarted node would hand out session ids its shards already hold
+  // and new writes would be answered as duplicates of old ones.
+  uint64_t boot_nonce = random_nonce();
   int listen_fd = -1;
   int admin_fd = -1;
   // Published counters (written by this core only, read by /metrics).
@@ -641,7 +653,8 @@ struct ServerImpl {
     auto& st = here();
     Conn c;
     const unsigned core = runtime::Reactor::here().core();
-    const uint64_t seed[4] = {node().id(), node().incarnation(), core, ++st.next_conn};
+    const uint64_t seed[5] = {node().id(), node().incarnation(), st.boot_nonce, core,
+                              ++st.next_conn};
     c.id = base::xxh3_64(seed, sizeof seed) | 1;  // non-zero
     RequestParser parser(cfg().limits);
     std::vector<char> buf(16384);
