@@ -55,6 +55,25 @@ base::Status RaftConfig::validate() const {
   if (snapshot_log_bytes == 0 || snapshot_entries == 0) {
     return invalid("snapshot_log_bytes and snapshot_entries must be > 0");
   }
+  if (snapshot_chunk_bytes < kSnapshotChunkBytesMin ||
+      snapshot_chunk_bytes > kSnapshotChunkBytesMax) {
+    return invalid(fmt::format("snapshot_chunk_bytes ({}) not in {}..{}", snapshot_chunk_bytes,
+                               kSnapshotChunkBytesMin, kSnapshotChunkBytesMax));
+  }
+  if (send_queue_bytes_max < 2 * uint64_t{snapshot_chunk_bytes}) {
+    return invalid(fmt::format("send_queue_bytes_max ({}) must hold two snapshot chunks ({})",
+                               send_queue_bytes_max, snapshot_chunk_bytes));
+  }
+  if (snapshot_transfers_max == 0) return invalid("snapshot_transfers_max must be > 0");
+  if (snapshot_send_bytes_per_s < snapshot_chunk_bytes) {
+    return invalid(
+        fmt::format("snapshot_send_bytes_per_s ({}) must be >= snapshot_chunk_bytes ({})",
+                    snapshot_send_bytes_per_s, snapshot_chunk_bytes));
+  }
+  if (snapshot_timeout_ms < 2 * heartbeat_ms) {
+    return invalid(fmt::format("snapshot_timeout_ms ({}) must be >= 2 x heartbeat_ms ({})",
+                               snapshot_timeout_ms, heartbeat_ms));
+  }
   if (propose_timeout_ms == 0 || read_timeout_ms == 0) {
     return invalid("propose_timeout_ms and read_timeout_ms must be > 0");
   }
@@ -102,6 +121,10 @@ Config RaftConfig::group_config(GroupId group, Index applied) const {
   c.proposals_pending_max = proposals_pending_max;
   c.reads_pending_max = reads_pending_max;
   c.log_cache_bytes_max = log_cache_bytes_max;
+  c.snapshot_log_bytes_max = snapshot_log_bytes;
+  c.snapshot_entries_max = snapshot_entries;
+  c.snapshot_keep_entries = snapshot_keep_entries;
+  c.snapshot_timeout_ms = snapshot_timeout_ms;
   // Distinct election timers per (node, group), reproducible per node. The
   // seed goes through a non-linear mix: Raft XORs `id * 0x9e3779b97f4a7c15`
   // into it, so a seed linear in the node id with that same constant (the

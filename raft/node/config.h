@@ -35,6 +35,10 @@
 
 namespace nori::raft {
 
+// Bounds of RaftConfig::snapshot_chunk_bytes (the codec accepts up to 64 MiB).
+inline constexpr uint32_t kSnapshotChunkBytesMin = 4 << 10;
+inline constexpr uint32_t kSnapshotChunkBytesMax = 16 << 20;
+
 struct PeerAddress {
   NodeId id = kNoNode;
   std::string host;   // numeric IPv4 or IPv6
@@ -67,9 +71,23 @@ struct RaftConfig {
   // same window tick together (one coalesced heartbeat message per peer).
   uint32_t tick_granularity_ms = 5;
 
-  // --- snapshots (accepted and validated; acted on by the snapshot issue) --------
+  // --- snapshots (docs/node.md, "Snapshots"; only groups with snapshot hooks) -----
+  // A group takes a snapshot once its log grew by snapshot_log_bytes since the
+  // last one, or its applied index is snapshot_entries past it.
   uint64_t snapshot_log_bytes = uint64_t{256} << 20;
   uint64_t snapshot_entries = 1'000'000;
+  // Entries kept in the log behind a snapshot: a follower lagging by fewer
+  // catches up from the log, not by snapshot.
+  uint64_t snapshot_keep_entries = 10'000;
+  // One snapshot chunk message (bulk lane); also the unit of the blocking
+  // file read/write a chunk costs the reactor.
+  uint32_t snapshot_chunk_bytes = 64 << 10;
+  // Outgoing transfers running at once on one core, and their shared rate.
+  uint32_t snapshot_transfers_max = 4;
+  uint64_t snapshot_send_bytes_per_s = uint64_t{64} << 20;
+  // A transfer without progress for this long is re-driven from the last
+  // acknowledged offset (leader) or forgotten (follower after twice this).
+  uint32_t snapshot_timeout_ms = 30'000;
 
   // --- batching and backpressure ------------------------------------------------
   uint32_t inflight_msgs_max = 64;                      // appends in flight per follower

@@ -4,8 +4,10 @@
 //   node.subscribe_events([](const NodeEvent& e) { log(to_json(e)); });
 //
 // Kinds: VoteReq{from}, VoteGranted{from}, LeaderElected{node}, StepDown, and
-// SnapshotStart / SnapshotDone (declared; emitted once the snapshot issue
-// lands). `time` is CLOCK_BOOTTIME (comparable between processes of one
+// SnapshotStart / SnapshotDone (taking one: on the node that takes it, from
+// the capture to the durable file; installing one: on the receiving replica,
+// from the first chunk written to the state machine restored; `node` is this
+// node). `time` is CLOCK_BOOTTIME (comparable between processes of one
 // machine, which nori-bench uses to time failovers), `unix_ms` wall time for
 // people reading logs.
 //
@@ -26,8 +28,8 @@ enum class NodeEventKind : uint8_t {
   kVoteGranted = 1,    // as candidate, counted a granted vote from `node`
   kLeaderElected = 2,  // `node` leads `term` (this node included)
   kStepDown = 3,       // this node stopped leading
-  kSnapshotStart = 4,  // reserved (snapshot issue)
-  kSnapshotDone = 5,   // reserved (snapshot issue)
+  kSnapshotStart = 4,  // a snapshot is being taken or received here
+  kSnapshotDone = 5,   // it is durable (taken) or installed (received)
 };
 const char* to_string(NodeEventKind kind);
 

@@ -45,9 +45,19 @@
 // returns; with manual_ack = true only once the application calls
 // ack_applied(g, index) (linearizable reads wait for that).
 //
-// Not supported yet (membership/snapshot issue): install_snapshot,
-// trigger_snapshot, add_member, remove_member return kInvalidArgument
-// "not supported yet".
+// Snapshots (docs/node.md, "Snapshots"): a group whose hooks set both
+// capture_snapshot and restore_snapshot takes snapshots (automatically past
+// RaftConfig::snapshot_log_bytes / snapshot_entries, or on trigger_snapshot),
+// compacts its log behind them, sends them in chunks to followers the log no
+// longer reaches and installs the ones it receives. capture_snapshot runs on
+// the group's core and returns a point-in-time view; the view's write() runs
+// later on a background thread (it must not touch the live state machine).
+// restore_snapshot runs on the group's core and replaces the whole state
+// machine; apply then continues at the snapshot index + 1. A group without
+// those hooks never takes or installs a snapshot and never compacts its log.
+//
+// Not supported yet (membership): add_member, remove_member return
+// kInvalidArgument "not supported yet".
 #pragma once
 
 #include <atomic>
@@ -64,6 +74,7 @@
 
 #include "raft/node/config.h"
 #include "raft/node/events.h"
+#include "raft/snapshot/store.h"
 #include "raft/types.h"
 #include "runtime/base/result.h"
 #include "runtime/metrics.h"
@@ -77,10 +88,30 @@ class CoreHost;
 // Called on the group's core with each committed entry, in index order.
 using ApplyFn = std::function<void(Index index, std::string_view data)>;
 
+// A point-in-time view of one group's state machine, captured on the group's
+// core when the core asks for a snapshot (it reflects exactly the entries
+// applied so far, i.e. up to the snapshot index) and written out later on a
+// background thread. It must not touch the live state machine after capture.
+class SnapshotView {
+ public:
+  virtual ~SnapshotView() = default;
+  // Streams the state machine's bytes; called once, on a non-reactor thread.
+  // An error from sink.write() (the node is closing, the disk failed) must be
+  // returned as is.
+  virtual base::Status write(snapshot::SnapshotSink& sink) = 0;
+};
+
 struct GroupHooks {
   ApplyFn apply;            // empty: entries count as applied at once
   Index applied = 0;        // the state machine has applied up to here (durably)
   bool manual_ack = false;  // applied only once ack_applied says so
+  // Snapshots (both set, or neither: then the group never takes snapshots and
+  // its log is never compacted). Called on the group's core.
+  // capture: a view of the state as of the last applied entry.
+  std::function<base::Result<std::unique_ptr<SnapshotView>>()> capture_snapshot;
+  // restore: replace the whole state machine with the snapshot's (called on
+  // the group's core; after it returns ok, apply continues at snapshot index + 1).
+  std::function<base::Status(snapshot::SnapshotSource&)> restore_snapshot;
 };
 
 struct NodeCallbacks {
@@ -142,9 +173,19 @@ class Node {
   runtime::Task<base::Status> create_group(GroupId g);
   runtime::Task<base::Status> subscribe_applied(GroupId g, ApplyFn fn, bool manual_ack = false);
   runtime::Task<base::Status> ack_applied(GroupId g, Index index);
-  // Membership and snapshots: kInvalidArgument "not supported yet".
+  // Snapshots. trigger_snapshot: asks the group for a snapshot now (below
+  // the thresholds); resolves once the request is handed to the core (the
+  // snapshot is taken in the background; kSnapshotDone tells when).
+  // kInvalidArgument if the group has no snapshot hooks.
+  // install_snapshot: replaces this replica's state with a snapshot file the
+  // application got elsewhere (the bytes of a snapshot file, header and
+  // digest included, as written by a node: raft/snapshot/store.h), through
+  // the same install order as a received one. Refused (kInvalidArgument) if
+  // the snapshot is at or below the group's commit index; the stream is read
+  // on the calling thread's reactor in chunks (blocking reads).
   runtime::Task<base::Status> install_snapshot(GroupId g, std::istream& snapshot);
   runtime::Task<base::Status> trigger_snapshot(GroupId g);
+  // Membership: kInvalidArgument "not supported yet".
   runtime::Task<base::Status> add_member(GroupId g, NodeId id, std::string addr);
   runtime::Task<base::Status> remove_member(GroupId g, NodeId id);
 
