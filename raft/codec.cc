@@ -13,9 +13,6 @@ constexpr uint8_t kFlagGranted = 2;
 constexpr uint8_t kFlagSuccess = 1;
 constexpr uint8_t kFlagLast = 1;  // SnapshotChunk
 constexpr uint8_t kFlagDone = 1;  // SnapshotReply
-// Bound on one snapshot chunk's payload and membership on the wire.
-constexpr uint64_t kSnapshotChunkBytesMax = 64ull << 20;
-constexpr uint64_t kSnapshotMembershipBytesMax = 64ull << 10;
 // Smallest encoding of one entry: term (1) + type (1) + length (1).
 constexpr uint64_t kEntryBytesMin = 3;
 
@@ -227,8 +224,8 @@ base::Result<Message> decode_message(std::string_view in) {
       std::string_view mem, data;
       if (!r.varint(b.index) || !r.varint(b.index_term) || !r.varint(b.offset) ||
           !r.varint(b.total_bytes) || !r.u64(b.digest) ||
-          !r.length_prefixed(mem, kSnapshotMembershipBytesMax) ||
-          !r.length_prefixed(data, kSnapshotChunkBytesMax)) {
+          !r.length_prefixed(mem, kDecodeSnapshotMembershipBytesMax) ||
+          !r.length_prefixed(data, kDecodeSnapshotChunkBytesMax)) {
         return malformed("truncated snapshot chunk");
       }
       if (b.offset + data.size() > b.total_bytes || b.offset + data.size() < b.offset ||

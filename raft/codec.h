@@ -27,9 +27,13 @@ inline constexpr uint8_t kCodecVersion = 1;
 // append_entries_max / append_bytes_max are far below).
 inline constexpr uint64_t kDecodeEntriesMax = 1 << 16;
 inline constexpr uint64_t kDecodeEntryBytesMax = 64ull << 20;
+// One SnapshotChunk's data and membership (RaftConfig::snapshot_chunk_bytes
+// stays far below; a chunk travels on the transport's bulk lane).
+inline constexpr uint64_t kDecodeSnapshotChunkBytesMax = 64ull << 20;
+inline constexpr uint64_t kDecodeSnapshotMembershipBytesMax = 64ull << 10;
 
-// Appends the encoding of `m` to `out`. Reserved snapshot types are not
-// encodable yet (asserts).
+// Appends the encoding of `m` to `out` (every type, snapshot chunks and
+// replies included).
 void encode_message(const Message& m, std::string& out);
 
 // Decodes exactly one message occupying all of `in`.

@@ -2,9 +2,15 @@
 
 #include <set>
 
+#include "raft/codec.h"
+
 namespace nori::raft {
 
 using base::ErrorKind;
+
+static_assert(kSnapshotChunkBytesMax + kDecodeSnapshotMembershipBytesMax <
+                  kDecodeSnapshotChunkBytesMax,
+              "a chunk the config allows must decode on every peer");
 
 namespace {
 base::Error invalid(std::string msg) {

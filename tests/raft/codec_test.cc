@@ -120,6 +120,92 @@ TEST(SnapshotCodec, ChunkClaimingBytesBeyondTheFileIsRejected) {
   EXPECT_TRUE(decode_message(buf).ok());
 }
 
+// The header of a SnapshotChunk up to (not including) its membership.
+std::string chunk_prefix(uint8_t flags, uint64_t offset, uint64_t total) {
+  std::string buf;
+  base::ByteWriter w(buf);
+  w.u8(kCodecVersion);
+  w.u8(static_cast<uint8_t>(MessageType::kSnapshotChunk));
+  for (int i = 0; i < 4; ++i)
+    w.varint(1);  // group, from, to, term
+  w.u8(flags);
+  w.varint(100);  // index
+  w.varint(1);    // index term
+  w.varint(offset);
+  w.varint(total);
+  w.u64(0);  // digest
+  return buf;
+}
+
+TEST(SnapshotCodec, ChunkDataLengthBeyondTheBoundIsRejectedBeforeAllocating) {
+  // A length prefix one past the bound with nothing behind it, then exactly
+  // the bound with nothing behind it: both refused without reading further.
+  for (uint64_t len : {kDecodeSnapshotChunkBytesMax + 1, kDecodeSnapshotChunkBytesMax}) {
+    std::string buf = chunk_prefix(0, 0, UINT64_MAX);
+    base::ByteWriter w(buf);
+    w.varint(0);  // membership
+    w.varint(len);
+    auto d = decode_message(buf);
+    ASSERT_FALSE(d.ok()) << len;
+    EXPECT_EQ(d.error().kind(), base::ErrorKind::kCorruption);
+  }
+}
+
+TEST(SnapshotCodec, MembershipBeyondTheBoundIsRejected) {
+  std::string buf = chunk_prefix(0, 0, 10);
+  base::ByteWriter w(buf);
+  w.length_prefixed(std::string(kDecodeSnapshotMembershipBytesMax + 1, 'm'));
+  w.length_prefixed("abc");
+  EXPECT_FALSE(decode_message(buf).ok());
+}
+
+TEST(SnapshotCodec, ChunkOffsetOverflowIsRejected) {
+  // offset + len(data) wraps around to below total_bytes.
+  std::string buf = chunk_prefix(0, UINT64_MAX - 1, UINT64_MAX);
+  base::ByteWriter w(buf);
+  w.varint(0);
+  w.length_prefixed("abc");
+  EXPECT_FALSE(decode_message(buf).ok());
+}
+
+TEST(SnapshotCodec, UnknownChunkAndReplyFlagsAreRejected) {
+  std::string buf = chunk_prefix(0x02, 0, 3);
+  base::ByteWriter w(buf);
+  w.varint(0);
+  w.length_prefixed("abc");
+  EXPECT_FALSE(decode_message(buf).ok());
+  buf[6] = 0x01;  // "last": now valid (header: version, type, 4 one-byte varints)
+  EXPECT_TRUE(decode_message(buf).ok());
+  Message rep{1, 2, 3, 4, SnapshotReply{.index = 5, .index_term = 1, .done = true}};
+  std::string r;
+  encode_message(rep, r);
+  r[6] = 0x03;
+  EXPECT_FALSE(decode_message(r).ok());
+}
+
+TEST(SnapshotCodec, ChunkDataSurvivesEveryByteValue) {
+  std::string data;
+  for (int i = 0; i < 4096; ++i)
+    data.push_back(static_cast<char>(i * 131 + 7));
+  Message m{9, 1, 2, 3,
+            SnapshotChunk{.index = 77,
+                          .index_term = 3,
+                          .offset = 4096,
+                          .total_bytes = 3 * 4096,
+                          .digest = 42,
+                          .membership = std::string("\0\1\2", 3),
+                          .data = data}};
+  std::string buf;
+  encode_message(m, buf);
+  auto d = decode_message(buf);
+  ASSERT_TRUE(d.ok());
+  const SnapshotChunk& c = *std::get<SnapshotChunkMsg>(d->body);
+  EXPECT_EQ(c.data, data);
+  EXPECT_EQ(c.membership, std::string("\0\1\2", 3));
+  EXPECT_EQ(c.offset, 4096u);
+  EXPECT_FALSE(c.last);
+}
+
 TEST(RaftCodec, UnknownTypeFlagsAndReservedTypesAreRejected) {
   std::string buf;
   encode_message(samples()[0], buf);
