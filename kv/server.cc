@@ -202,7 +202,8 @@ struct ServerImpl {
       if (target == raft::kNoNode || target == node().id()) {
         r = co_await write_local(g, entry, client, seq);
       } else {
-        std::vector<std::string> fwd = {"NORI.WRITE", std::to_string(g), entry};
+        std::vector<std::string> fwd = {"NORI.WRITE", std::to_string(g), "", entry};
+        fwd[2] = s.auth_.tag(fwd[0], signed_args(fwd));
         r = co_await forward(target, encode_command(fwd));
       }
       if (r.ok()) co_return std::move(*r);
@@ -340,8 +341,9 @@ struct ServerImpl {
       if (target == raft::kNoNode || target == node().id()) {
         r = co_await read_local(g, argv, cfg().read_mode);
       } else {
-        std::vector<std::string> fwd = {"NORI.READ", std::to_string(g)};
+        std::vector<std::string> fwd = {"NORI.READ", std::to_string(g), ""};
         fwd.insert(fwd.end(), argv.begin(), argv.end());
+        fwd[2] = s.auth_.tag(fwd[0], signed_args(fwd));
         r = co_await forward(target, encode_command(fwd));
       }
       if (r.ok()) co_return std::move(*r);
@@ -417,16 +419,33 @@ struct ServerImpl {
 
   // ---- internal forwarded commands (leader side) --------------------------------
 
+  // Internal commands: [name, group, tag, rest...]; the tag covers every
+  // argument but itself (kv/auth.h).
+  static std::vector<std::string> signed_args(const std::vector<std::string>& argv) {
+    std::vector<std::string> args;
+    args.reserve(argv.size() - 2);
+    args.push_back(argv[1]);
+    args.insert(args.end(), argv.begin() + 3, argv.end());
+    return args;
+  }
+  bool authentic(const std::vector<std::string>& argv) const {
+    return argv.size() >= 3 && s.auth_.verify(upper(argv[0]), signed_args(argv), argv[2]);
+  }
+
   Task<std::string> nori_write(std::vector<std::string>& argv) {
-    if (argv.size() != 3) co_return err("ERR wrong number of arguments for 'nori.write'");
+    if (argv.size() != 4) co_return err("ERR wrong number of arguments for 'nori.write'");
+    if (!authentic(argv)) co_return err("NOAUTH internal command with a bad cluster tag");
     const GroupId g = std::strtoull(argv[1].c_str(), nullptr, 10);
     if (g == 0 || g > cfg().shards) co_return err("ERR no such shard");
-    // The session header travels inside the entry; decode client and seq.
-    uint64_t client = 0, seq = 0;
-    if (!peek_session(argv[2], client, seq)) {
+    // The whole entry is checked before it can reach the log: a malformed
+    // one would be refused at apply on every replica anyway (store.h).
+    WriteHeader h;
+    std::vector<std::string> cmd;
+    if (!decode_write(argv[3], h, cmd) || !well_formed_write(cmd) || h.client == 0) {
       co_return err("ERR malformed forwarded entry");
     }
-    auto res = co_await write_local(g, std::move(argv[2]), client, seq);
+    const uint64_t client = h.client, seq = h.seq;
+    auto res = co_await write_local(g, std::move(argv[3]), client, seq);
     if (res.ok()) co_return std::move(*res);
     if (res.error().kind() == ErrorKind::kNotLeader) {
       co_return fmt::format("{}{}\r\n", kMovedPrefix, res.error().hint());
@@ -435,10 +454,11 @@ struct ServerImpl {
   }
 
   Task<std::string> nori_read(std::vector<std::string>& argv) {
-    if (argv.size() < 3) co_return err("ERR wrong number of arguments for 'nori.read'");
+    if (argv.size() < 4) co_return err("ERR wrong number of arguments for 'nori.read'");
+    if (!authentic(argv)) co_return err("NOAUTH internal command with a bad cluster tag");
     const GroupId g = std::strtoull(argv[1].c_str(), nullptr, 10);
     if (g == 0 || g > cfg().shards) co_return err("ERR no such shard");
-    std::vector<std::string> cmd(argv.begin() + 2, argv.end());
+    std::vector<std::string> cmd(argv.begin() + 3, argv.end());
     const auto* spec = find_command(cmd[0]);
     if ((spec == nullptr || spec->kind != CommandKind::kRead) && upper(cmd[0]) != "DBSIZE") {
       co_return err("ERR not a read");
@@ -866,7 +886,7 @@ base::Result<int> reuseport_listener(const std::string& host, uint16_t port) {
 
 }  // namespace
 
-Server::Server(ServerConfig cfg) : cfg_(std::move(cfg)) {}
+Server::Server(ServerConfig cfg) : cfg_(std::move(cfg)), auth_(cfg_.raft.cluster_secret) {}
 
 Server::~Server() {
   close();

@@ -33,6 +33,7 @@
 #include <memory>
 #include <string>
 
+#include "kv/auth.h"
 #include "kv/forward.h"
 #include "kv/resp.h"
 #include "kv/store.h"
@@ -82,6 +83,7 @@ class Server {
   base::Status start();
 
   ServerConfig cfg_;
+  ForwardAuth auth_;  // tags and checks NORI.WRITE / NORI.READ (kv/auth.h)
   std::unique_ptr<raft::Node> node_;
   std::vector<std::unique_ptr<CoreState>> cores_;
   std::unique_ptr<ServerImpl> impl_;  // the reactor-side code (server.cc)

@@ -85,6 +85,13 @@ inline constexpr std::string_view kSessionExpiredReply =
     "-UNKNOWN session expired: the command may or may not have taken effect\r\n";
 
 std::string encode_write(const WriteHeader& h, const std::vector<std::string>& argv);
+// Decodes a whole entry (header and argv, nothing left over); false if
+// `entry` is not an encoded write. It says nothing about the command itself.
+bool decode_write(std::string_view entry, WriteHeader& h, std::vector<std::string>& argv);
+// True if argv is a write in the normalized form normalize_write produces
+// (known command, right arity, numeric arguments that parse): what the log
+// may hold. Checked on forwarded entries before proposing and again on apply.
+bool well_formed_write(const std::vector<std::string>& argv);
 // The (client, seq) of an encoded write; false if `entry` is not one.
 bool peek_session(std::string_view entry, uint64_t& client, uint64_t& seq);
 
@@ -93,8 +100,9 @@ class Store {
   explicit Store(StoreOptions options = {}) : opt_(options) {}
 
   // Applies one committed entry (encoded by encode_write) at `index` and
-  // returns its RESP reply. A malformed entry is a broken invariant (the
-  // proposer validated it; the log is checksummed): it panics.
+  // returns its RESP reply. A malformed entry (decode_write or
+  // well_formed_write fails) is not applied and answers an -ERR reply, the
+  // same on every replica; it is counted in malformed_entries().
   std::string apply(uint64_t index, std::string_view entry);
 
   // The reply of an applied write, if still held (see header comment).
@@ -108,6 +116,7 @@ class Store {
   size_t size() const { return map_.size(); }
   size_t sessions() const { return sessions_.size(); }
   uint64_t clock_ms() const { return clock_ms_; }
+  uint64_t malformed_entries() const { return malformed_entries_; }
 
   base::Status write_snapshot(std::ostream& out) const;
   // Replaces the whole state (sessions, keys, applied index) from a stream.
@@ -136,6 +145,7 @@ class Store {
   std::list<uint64_t> lru_;  // front: least recently used client
   uint64_t applied_ = 0;
   uint64_t clock_ms_ = 0;
+  uint64_t malformed_entries_ = 0;  // not persisted in snapshots: a diagnostic
 };
 
 // Validates a write command's arguments and normalizes it for the log

@@ -77,6 +77,20 @@ def main():
         check(cli(p1, "CONFIG", "GET", "appendonly").split("\n") == ["appendonly", "yes"], "CONFIG GET")
         check(cli(p1, "READONLY") == "OK", "READONLY accepted")
         check(cli(p1, "BGSAVE") != "", "BGSAVE answers (an error until snapshots land)")
+        # Internal commands from a client without the cluster's tag: refused,
+        # and nothing reaches the log (a forged entry used to crash every replica).
+        forged = b"\x01\x01\x07\x01\x01\x00\x01\x08FLUSHALL"
+        for port, args in [(port, args) for port in cl.client for args in (
+                ("NORI.WRITE", "1", b"\x00" * 16, forged), ("NORI.WRITE", "1", forged),
+                ("NORI.READ", "1", b"\x00" * 16, "GET", "greeting"))]:
+            r = Resp(port, timeout=10)
+            try:
+                r.call(*args)
+                ok = False
+            except RespError as e:
+                ok = str(e).startswith(("NOAUTH", "ERR wrong number"))
+            r.close()
+            check(ok, "unauthenticated %s refused" % args[0])
         check(cli(p1, "SET", "t", "v", "EX", "100") == "OK", "SET EX")
 
         # redis-benchmark against a follower-heavy node and the others.

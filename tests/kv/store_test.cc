@@ -120,6 +120,52 @@ TEST(Store, BadInputIsRefusedBeforeTheLog) {
   EXPECT_FALSE(normalize_write({"FLUSHALL"}, 0).ok());
 }
 
+TEST(Store, MalformedLogEntriesAreRefusedIdenticallyWithoutCrashing) {
+  // Entries a buggy or hostile proposer could put in the log: each must be
+  // answered with an error and change nothing, never panic the replica.
+  Store s;
+  Client c{9};
+  WriteHeader h = c.next();
+  const std::vector<std::string> bad_entries = {
+      "",                                                  // empty
+      std::string("\x01\x01", 2),                          // header cut short
+      encode_write(h, {"FLUSHALL"}),                       // unknown command
+      encode_write(h, {"SET", "k"}),                       // missing value
+      encode_write(h, {"APPEND", "k"}),                    // missing value
+      encode_write(h, {"INCRBY", "k", "x"}),               // non-numeric delta
+      encode_write(h, {"SET", "k", "v", "PXAT", "soon"}),  // non-numeric expiry
+      encode_write(h, {"SET", "k", "v", "EX", "10"}),      // not normalized
+      encode_write(h, {"MSET", "a", "1", "b"}),            // odd pairs
+      encode_write(h, {"set", "k", "v"}),                  // not normalized (case)
+      encode_write(h, {"SET", "k", "v"}) + "x",            // trailing bytes
+  };
+  uint64_t index = 0;
+  for (const std::string& e : bad_entries) {
+    EXPECT_EQ(s.apply(++index, e).rfind("-ERR malformed entry", 0), 0u) << index;
+  }
+  EXPECT_EQ(s.size(), 0u);
+  EXPECT_EQ(s.malformed_entries(), bad_entries.size());
+  EXPECT_EQ(s.applied_index(), index);
+  // A good entry after them applies normally.
+  Client good{10};
+  EXPECT_EQ(s.apply(++index, entry(good.next(), {"SET", "k", "v"})), "+OK\r\n");
+}
+
+TEST(Store, EveryNormalizedWriteIsWellFormed) {
+  for (Argv argv : std::vector<Argv>{{"set", "k", "v", "ex", "5", "nx"},
+                                     {"SET", "k", "v", "PX", "7", "XX"},
+                                     {"set", "k", "v"},
+                                     {"del", "a", "b"},
+                                     {"append", "k", "v"},
+                                     {"incr", "n"},
+                                     {"decrby", "n", "3"},
+                                     {"mset", "a", "1", "b", "2"}}) {
+    auto n = normalize_write(argv, 1000);
+    ASSERT_TRUE(n.ok()) << argv[0];
+    EXPECT_TRUE(well_formed_write(*n)) << argv[0];
+  }
+}
+
 TEST(Store, IncrOnNonIntegerAndOverflowLeaveValueUnchanged) {
   Store s;
   Client c{1};
