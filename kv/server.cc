@@ -12,6 +12,7 @@
 #include <unordered_set>
 
 #include "kv/commands.h"
+#include "kv/snapshot.h"
 #include "net/socket.h"
 #include "runtime/base/bytes.h"
 #include "runtime/combinators.h"
@@ -946,6 +947,15 @@ base::Status Server::start() {
           *w->second = std::move(r);
         }
       }
+    };
+    // Snapshots: a copy of the Store written off the reactor; a restore
+    // replaces it (kv/snapshot.h). Writers waiting on entries the snapshot
+    // covers find their reply through the session on retry.
+    h.capture_snapshot = [shard]() -> base::Result<std::unique_ptr<raft::SnapshotView>> {
+      return capture_snapshot(shard->store);
+    };
+    h.restore_snapshot = [shard](raft::snapshot::SnapshotSource& source) {
+      return restore_snapshot(shard->store, source);
     };
     return h;
   };

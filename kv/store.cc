@@ -370,6 +370,20 @@ std::string Store::apply(uint64_t index, std::string_view entry) {
   return out;
 }
 
+std::unique_ptr<Store> Store::clone() const {
+  auto c = std::make_unique<Store>(opt_);
+  c->map_ = map_;
+  c->sessions_.reserve(sessions_.size());
+  for (uint64_t client : lru_) {
+    Session s = sessions_.at(client);
+    s.lru = c->lru_.insert(c->lru_.end(), client);
+    c->sessions_.emplace(client, std::move(s));
+  }
+  c->applied_ = applied_;
+  c->clock_ms_ = clock_ms_;
+  return c;
+}
+
 std::optional<std::string> Store::reply_for(uint64_t client, uint64_t seq) const {
   auto it = sessions_.find(client);
   if (it == sessions_.end()) return std::nullopt;

@@ -54,6 +54,7 @@
 #include <istream>
 #include <list>
 #include <map>
+#include <memory>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -98,6 +99,15 @@ bool peek_session(std::string_view entry, uint64_t& client, uint64_t& seq);
 class Store {
  public:
   explicit Store(StoreOptions options = {}) : opt_(options) {}
+  // Not copyable by accident (sessions hold iterators into the LRU list):
+  // clone() is the deep copy.
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // A deep copy: the point-in-time view a snapshot is written from while
+  // this Store goes on applying (kv/snapshot.h). O(keys + sessions) time and
+  // memory on the calling thread.
+  std::unique_ptr<Store> clone() const;
 
   // Applies one committed entry (encoded by encode_write) at `index` and
   // returns its RESP reply. A malformed entry (decode_write or
