@@ -300,6 +300,24 @@ base::Result<Position> LogEngine::mark_compacted(uint64_t group, uint64_t index,
   return pos;
 }
 
+base::Result<Position> LogEngine::reset_group(uint64_t group, uint64_t index, uint64_t term) {
+  if (index == 0 || index == UINT64_MAX || term == 0) {
+    return base::err(ErrorKind::kInvalidArgument,
+                     "group {}: reset to index {} term {} (index and term must be >= 1)", group,
+                     index, term);
+  }
+  GroupLog& g = groups_[group];
+  // The decision is taken here, once, and the record says which: replay
+  // could not take it again, because the entry at index may be in a segment
+  // reclaimed before the crash.
+  if (g.matches(index, term)) return mark_compacted(group, index, term);
+  char body[kResetBodyBytes];
+  encode_reset(body, ResetBody{group, index, term});
+  NORI_ASSIGN_OR_RETURN(Position pos, append_small(RecordKind::kReset, body));
+  g.reset(index, term, chunks_.back()->seq);
+  return pos;
+}
+
 // ---- Group commit -------------------------------------------------------------
 
 bool LogEngine::has_unwritten() const {

@@ -122,7 +122,21 @@ class LogEngine {
   // Drops the group's entries after last_kept (a Raft log conflict).
   base::Result<Position> truncate_suffix(uint64_t group, uint64_t last_kept);
   // The group's snapshot covers entries through index (term): they can go.
+  // A mark below the group's start point changes nothing.
   base::Result<Position> mark_compacted(uint64_t group, uint64_t index, uint64_t term);
+  // Resets the group to a snapshot at (index, term), durable with the
+  // returned position. If the log holds entry index with term `term` (or
+  // (index, term) is its start point), entries after index are kept and
+  // those through index dropped: exactly mark_compacted(group, index, term),
+  // and written as a compact record. Otherwise every entry is dropped and the
+  // log restarts empty after (index, term): first_index == index + 1,
+  // last_index == index, term(index) == term, even if index is below the old
+  // start point; written as a reset record. Either way the next append is
+  // at first_index (index + 1 when nothing was kept). Atomic across a crash:
+  // recovery finds the log as before the call or as after it, never a mix.
+  // kInvalidArgument: index == 0, index == UINT64_MAX or term == 0.
+  // kBusy / kNoSpace as for the other appends (then nothing changed).
+  base::Result<Position> reset_group(uint64_t group, uint64_t index, uint64_t term);
 
   // ---- Group commit ----
   // The next write to issue, if any: cuts the oldest uncut bytes (padding the
@@ -152,9 +166,12 @@ class LogEngine {
   // ---- Space ----
   // Oldest segment any group still needs for entries (or the active one).
   uint64_t oldest_entry_seq() const;
-  // Appends a checkpoint for every group whose hard state or compaction mark
-  // sits in a segment older than below_seq. Returns the position to await
-  // (the append position if nothing was needed).
+  // Appends a checkpoint for every group whose hard state or start point
+  // (compaction mark, reset or checkpoint) sits in a segment older than
+  // below_seq. A reset is carried forward as a checkpoint of its start
+  // point: replayed after it, a checkpoint never raises an older log over a
+  // reset, because segments are dropped oldest first (docs/wal-format.md). Returns the position to
+  // await (the append position if nothing was needed).
   base::Result<Position> checkpoint_before(uint64_t below_seq);
   // Segments strictly older than this hold nothing any group needs (once the
   // records appended so far are durable).

@@ -158,6 +158,14 @@ size_t encode_checkpoint(std::span<char> out, const CheckpointBody& b) {
   return kCheckpointBodyBytes;
 }
 
+size_t encode_reset(std::span<char> out, const ResetBody& b) {
+  NORI_ASSERT(out.size() >= kResetBodyBytes);
+  store_u64(out.data(), b.group);
+  store_u64(out.data() + 8, b.index);
+  store_u64(out.data() + 16, b.term);
+  return kResetBodyBytes;
+}
+
 namespace {
 size_t count_runs(std::span<const uint64_t> terms) {
   size_t runs = 0;
@@ -248,6 +256,19 @@ base::Result<CheckpointBody> decode_checkpoint(std::string_view body) {
                         load_u64(p + 40)};
 }
 
+base::Result<ResetBody> decode_reset(std::string_view body) {
+  if (body.size() != kResetBodyBytes) return bad_body("reset", body.size());
+  const char* p = body.data();
+  ResetBody b{load_u64(p), load_u64(p + 8), load_u64(p + 16)};
+  // No writer produces these: index 0 is not a snapshot, a term is at least 1
+  // for any entry, and the next append (index + 1) must be representable.
+  if (b.index == 0 || b.index == UINT64_MAX || b.term == 0) {
+    return base::err(ErrorKind::kCorruption, "reset record to index {} term {} is out of range",
+                     b.index, b.term);
+  }
+  return b;
+}
+
 base::Result<EntriesBody> decode_entries(std::string_view body) {
   base::ByteReader r(body);
   EntriesBody out;
@@ -306,6 +327,8 @@ std::string_view kind_name(uint8_t kind) {
       return "compact";
     case RecordKind::kCheckpoint:
       return "checkpoint";
+    case RecordKind::kReset:
+      return "reset";
   }
   return kind >= kFirstOptionalKind ? "optional(unknown)" : "unknown";
 }

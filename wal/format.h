@@ -51,6 +51,9 @@ enum class RecordKind : uint8_t {
   kTruncate = 0x12,
   kCompact = 0x13,
   kCheckpoint = 0x14,
+  // Added after the first release of version 1 (see docs/wal-format.md):
+  // readers that predate it report it as an unknown required kind.
+  kReset = 0x15,
 };
 // Kinds at or above this are optional: unknown ones are verified and skipped.
 inline constexpr uint8_t kFirstOptionalKind = 0x80;
@@ -62,7 +65,9 @@ inline constexpr size_t kHardStateBodyBytes = 8 * 4;
 inline constexpr size_t kTruncateBodyBytes = 8 * 2;
 inline constexpr size_t kCompactBodyBytes = 8 * 3;
 inline constexpr size_t kCheckpointBodyBytes = 8 * 6;
+inline constexpr size_t kResetBodyBytes = 8 /*group*/ + 8 /*index*/ + 8 /*term*/;
 static_assert(kEntriesFixedBytes == 24 && kTermRunBytes == 16 && kCheckpointBodyBytes == 48);
+static_assert(kResetBodyBytes == 24);
 
 inline constexpr uint64_t record_span(uint64_t body_bytes) {
   return (kRecordHeaderBytes + body_bytes + kRecordAlign - 1) & ~uint64_t{kRecordAlign - 1};
@@ -152,6 +157,15 @@ struct CheckpointBody {
   uint64_t compact_term = 0;
 };
 
+// The group's log is replaced by an empty one that starts after (index,
+// term): a snapshot the log does not match was installed. index >= 1,
+// term >= 1, index < UINT64_MAX (else corruption).
+struct ResetBody {
+  uint64_t group = 0;
+  uint64_t index = 0;
+  uint64_t term = 0;
+};
+
 struct TermRun {
   uint64_t term = 0;
   uint32_t count = 0;
@@ -173,6 +187,7 @@ size_t encode_hard_state(std::span<char> out, const HardStateBody& b);
 size_t encode_truncate(std::span<char> out, const TruncateBody& b);
 size_t encode_compact(std::span<char> out, const CompactBody& b);
 size_t encode_checkpoint(std::span<char> out, const CheckpointBody& b);
+size_t encode_reset(std::span<char> out, const ResetBody& b);
 
 // Size of an entries body for these terms (one per entry) and payload sizes.
 size_t entries_body_bytes(std::span<const uint64_t> terms,
@@ -189,6 +204,7 @@ base::Result<HardStateBody> decode_hard_state(std::string_view body);
 base::Result<TruncateBody> decode_truncate(std::string_view body);
 base::Result<CompactBody> decode_compact(std::string_view body);
 base::Result<CheckpointBody> decode_checkpoint(std::string_view body);
+base::Result<ResetBody> decode_reset(std::string_view body);
 base::Result<EntriesBody> decode_entries(std::string_view body);
 
 std::string_view kind_name(uint8_t kind);

@@ -56,8 +56,12 @@ void GroupLog::truncate(uint64_t last_kept) {
 }
 
 void GroupLog::compact(uint64_t index, uint64_t term, uint64_t seq) {
+  // A mark below the start point is a no-op on replay too, so its segment
+  // must not become the one that carries the start point: the older record
+  // that set it would be reclaimed and recovery would find a lower point.
+  if (index < compact_index_) return;
   compact_seq_ = seq;
-  if (index <= compact_index_) return;
+  if (index == compact_index_) return;
   while (!entries_.empty() && first_index() <= index)
     entries_.pop_front();
   compact_index_ = index;
@@ -66,6 +70,19 @@ void GroupLog::compact(uint64_t index, uint64_t term, uint64_t seq) {
     NORI_ASSERT(entries_.empty());
     last_index_ = index;
   }
+}
+
+bool GroupLog::matches(uint64_t index, uint64_t term) const {
+  const auto t = this->term(index);
+  return t.has_value() && *t == term;
+}
+
+void GroupLog::reset(uint64_t index, uint64_t term, uint64_t seq) {
+  entries_.clear();
+  last_index_ = index;
+  compact_index_ = index;
+  compact_term_ = term;
+  compact_seq_ = seq;
 }
 
 void GroupLog::set_hard_state(const HardState& hs, uint64_t seq) {
@@ -139,6 +156,15 @@ base::Status replay_record(GroupMap& groups, const RecordView& rec, uint64_t seq
       auto b = decode_checkpoint(rec.body);
       if (!b) return corrupt(b.error().message());
       groups[b->group].checkpoint(b->hs, b->compact_index, b->compact_term, seq);
+      return {};
+    }
+    case RecordKind::kReset: {
+      // Unconditional: the writer decided (a reset the log matched was
+      // written as a compact record). Replay cannot decide again, since the
+      // entry at the reset index may sit in a segment reclaimed since.
+      auto b = decode_reset(rec.body);
+      if (!b) return corrupt(b.error().message());
+      groups[b->group].reset(b->index, b->term, seq);
       return {};
     }
   }

@@ -29,11 +29,29 @@ struct EntryLoc {
   uint32_t len = 0;
 };
 
+// One group's log as the WAL holds it. The log is the entries
+// first_index()..last_index() (none when first_index() == last_index() + 1),
+// preceded by a start point: the (index, term) it starts after, set by the
+// newest compaction mark (mark_compacted) or reset (reset_group) and
+// (0, 0) for a log that never had one. The same values after recovery as at
+// run time: recovery replays the records that produced them.
+//
+//   first_index() == compact_index() + 1      (recovery checks it: kCorruption if not)
+//   last_index()  >= compact_index()          (== when no entry is held)
+//   term(compact_index()) == compact_term()   (term of the start point)
+//
+// A Raft storage answers first_index() with first_index(), term(first - 1)
+// with compact_term(), and its snapshot's index/term with compact_index() /
+// compact_term() (a snapshot at or above the start point must exist for the
+// group once compact_index() > 0: the caller made it durable before marking).
 class GroupLog {
  public:
-  // Index of the first entry still held (compact_index + 1 once compacted).
+  // Index of the first entry held: compact_index() + 1.
   uint64_t first_index() const { return last_index_ + 1 - entries_.size(); }
+  // Index of the last entry held, or compact_index() if none is held.
   uint64_t last_index() const { return last_index_; }
+  // The start point: the log starts after entry compact_index(), whose term
+  // was compact_term() (the newest compaction mark or reset; 0/0 if none).
   uint64_t compact_index() const { return compact_index_; }
   uint64_t compact_term() const { return compact_term_; }
   const HardState& hard_state() const { return hs_; }
@@ -53,13 +71,22 @@ class GroupLog {
   base::Status check_truncate(uint64_t last_kept) const;
   void truncate(uint64_t last_kept);
   // Entries through index are no longer needed; last_index >= index after.
+  // A mark below the current start point changes nothing (not even which
+  // segment holds the newest mark).
   void compact(uint64_t index, uint64_t term, uint64_t seq);
+  // Whether the log holds entry index with this term (the start point
+  // counts: it is the term of compact_index()).
+  bool matches(uint64_t index, uint64_t term) const;
+  // Every entry goes; the log restarts empty after (index, term), which may
+  // be below the old start point. Recorded by a reset record in segment seq.
+  void reset(uint64_t index, uint64_t term, uint64_t seq);
   void set_hard_state(const HardState& hs, uint64_t seq);
   // A checkpoint re-records hard state and compaction point in segment seq.
   void checkpoint(const HardState& hs, uint64_t compact_index, uint64_t compact_term, uint64_t seq);
 
   // The oldest segment this group needs: its first held entry's, its newest
-  // hard state's and its newest compaction mark's (kNoSeq if none).
+  // hard state's and its newest start point's (compaction mark, reset or
+  // checkpoint; kNoSeq if none).
   uint64_t oldest_needed_seq() const;
   // The oldest segment needed for entries alone (kNoSeq if none held).
   uint64_t oldest_entry_seq() const { return entries_.empty() ? kNoSeq : entries_.front().seq; }

@@ -245,6 +245,13 @@ base::Result<Position> Wal::mark_compacted(uint64_t group, uint64_t index, uint6
   return r;
 }
 
+base::Result<Position> Wal::reset_group(uint64_t group, uint64_t index, uint64_t term) {
+  NORI_ASSERT(!closing_, "reset after close");
+  auto r = engine_.reset_group(group, index, term);
+  if (r) after_append();
+  return r;
+}
+
 namespace {
 struct ListAwaitable {
   boost::intrusive::list<runtime::Schedulable, boost::intrusive::constant_time_size<false>>& list;

@@ -10,6 +10,9 @@
 //   auto hs = wal->persist_hard_state(g, {term, vote, commit});
 //   co_await wal->wait_durable(*hs);                     // before answering a vote
 //   auto entries = co_await wal->read_entries(g, lo, hi, bytes_max);
+//   auto r = wal->reset_group(g, snap_index, snap_term);  // snapshot installed
+//   co_await wal->wait_durable(*r);
+//   wal->group(g)->compact_index();                       // the log starts after this
 //   co_await wal->close();
 //
 // Threads: everything on the reactor that opened it (not thread-safe).
@@ -80,6 +83,12 @@ class Wal {
   base::Result<Position> persist_hard_state(uint64_t group, const HardState& hs);
   base::Result<Position> truncate_suffix(uint64_t group, uint64_t last_kept);
   base::Result<Position> mark_compacted(uint64_t group, uint64_t index, uint64_t term);
+  // Resets group to a snapshot at (index, term) (LogEngine::reset_group has
+  // the whole contract): entries after index kept if the log holds index with
+  // term `term`, else the log restarts empty after (index, term). The
+  // snapshot file must be durable before the caller waits for this position
+  // to acknowledge anything; the WAL does not know snapshot files.
+  base::Result<Position> reset_group(uint64_t group, uint64_t index, uint64_t term);
 
   // Resumes once pos is durable (kCancelled if the caller's scope is).
   class DurableAwaitable;

@@ -64,6 +64,16 @@ void print_record(const RecordView& rec) {
       }
       break;
     }
+    case RecordKind::kReset: {
+      auto b = decode_reset(rec.body);
+      if (b) {
+        fmt::print("  group={} index={} term={} (log dropped, next append {})", b->group, b->index,
+                   b->term, b->index + 1);
+      } else {
+        fmt::print("  UNPARSEABLE: {}", b.error().message());
+      }
+      break;
+    }
     default:
       break;
   }
