@@ -125,6 +125,12 @@ struct RaftConfig {
   // Append every event as one JSON line to this file (empty: none).
   std::string events_jsonl_path;
 
+  // --- test-only, UNSAFE ---------------------------------------------------------------
+  // !!! Flips one byte in each of the first N snapshot chunks this node
+  // receives, before writing them: the whole-file digest check must reject
+  // the file and the transfer start over. For tests of that path only.
+  uint32_t unsafe_snapshot_corrupt_received_chunks_for_testing = 0;
+
   // Clear errors (kInvalidArgument) naming the field and the rule it breaks.
   base::Status validate() const;
 

@@ -1,7 +1,16 @@
 #include "raft/node/core_host.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
 #include <ctime>
+#include <filesystem>
 
 #include "runtime/runtime.h"
 #include "wal/posix_dir.h"
@@ -18,6 +27,11 @@ namespace {
 // raft_role gauges are per group; beyond this many groups on a core they are
 // not registered (a scrape of 10,000 idle groups should not be 10,000 lines).
 constexpr size_t kRoleGaugeGroupsMax = 256;
+// Jobs queued on a core's snapshot worker (writes, finishes, installs); a
+// request beyond it is refused and comes again (the core re-asks).
+constexpr size_t kSnapshotJobsMax = 64;
+// install_snapshot copies the application's stream in pieces of this size.
+constexpr size_t kInstallCopyBytes = 256 << 10;
 
 uint8_t role_code(Role r) {
   switch (r) {
@@ -93,7 +107,26 @@ CoreHost::CoreHost(Node& node, const RaftConfig& cfg, unsigned core, uint64_t in
       net_refused_conns_(registry_.gauge("net_refused_connections", "Handshakes refused so far")),
       net_queue_bytes_(registry_.gauge("net_queue_bytes", "Bytes queued toward peers")),
       storage_disk_reads_(
-          registry_.gauge("raft_storage_disk_reads", "Entries read back from segment files")) {}
+          registry_.gauge("raft_storage_disk_reads", "Entries read back from segment files")),
+      snapshots_taken_(registry_.counter("raft_snapshots_taken_total", "Snapshots written here")),
+      snapshots_installed_(registry_.counter("raft_snapshots_installed_total",
+                                             "Snapshots installed here (received or given)")),
+      snapshot_failures_(registry_.counter(
+          "raft_snapshot_failures_total",
+          "Snapshot takes, receives (digest, identity, I/O) and installs that failed")),
+      snapshot_chunks_sent_(
+          registry_.counter("raft_snapshot_chunks_sent_total", "Snapshot chunks sent")),
+      snapshot_chunks_received_(registry_.counter("raft_snapshot_chunks_received_total",
+                                                  "Snapshot chunks received and written")),
+      snapshot_transfers_deferred_(
+          registry_.counter("raft_snapshot_transfers_deferred_total",
+                            "Snapshot sends held back by the transfer limit (re-driven later)")),
+      snapshot_reactor_io_(
+          registry_.counter("raft_snapshot_reactor_io_total",
+                            "Blocking snapshot chunk reads/writes done on the reactor thread")),
+      snapshot_reactor_io_bytes_(registry_.counter(
+          "raft_snapshot_reactor_io_bytes_total",
+          "Bytes of blocking snapshot chunk reads/writes done on the reactor thread")) {}
 
 CoreHost::~CoreHost() = default;
 
@@ -129,6 +162,18 @@ Task<base::Status> CoreHost::start(std::vector<GroupId> initial_groups) {
   }
 
   tick_timer_ = std::make_unique<runtime::Timer>([this] { on_tick(); });
+  worker_ = std::make_unique<SnapshotWorker>(runtime::Reactor::here(), kSnapshotJobsMax);
+  limiter_ = std::make_unique<snapshot::TransferLimiter>(
+      cfg_.snapshot_transfers_max, cfg_.snapshot_send_bytes_per_s,
+      4 * uint64_t{cfg_.snapshot_chunk_bytes}, BootClock::now());
+  {
+    // Blocking, once, before this core serves anything.
+    std::error_code ec;
+    std::filesystem::create_directories(cfg_.data_dir + "/snapshots", ec);
+    if (ec) {
+      co_return base::err(ErrorKind::kIo, "create {}/snapshots: {}", cfg_.data_dir, ec.message());
+    }
+  }
 
   // Every group the WAL knows, then the configured ones placed here.
   std::vector<GroupId> ids;
@@ -155,6 +200,11 @@ Task<void> CoreHost::close() {
   closing_ = true;
   for (auto& [id, g] : groups_)
     fail_all_waiters(g.get(), ErrorKind::kShuttingDown, "the node is shutting down");
+  // The worker first: a snapshot being written gives up (cancelled), every
+  // queued job's completion is handed back to this reactor (and ignored, or
+  // resolves an install_snapshot caller). Joining blocks this reactor for at
+  // most the current job's next write; shutdown only.
+  if (worker_) worker_->stop();
   loops_scope_.cancel();
   co_await loops_gate_.close();
   if (tick_timer_) tick_timer_->cancel();
@@ -175,19 +225,69 @@ base::Status CoreHost::add_group(GroupId id) {
   }
   if (groups_.contains(id)) return base::err(ErrorKind::kInvalidArgument, "group {} exists", id);
   GroupHooks hooks = node_.group_hooks(id);
+  if (static_cast<bool>(hooks.capture_snapshot) != static_cast<bool>(hooks.restore_snapshot)) {
+    return base::err(ErrorKind::kInvalidArgument,
+                     "group {}: set both capture_snapshot and restore_snapshot, or neither", id);
+  }
   auto g = std::make_unique<Group>(id, this);
   g->storage = std::make_unique<WalStorage>(*wal_, *reader_, id);
-  if (hooks.applied > g->storage->last_index()) {
+  const wal::GroupLog* log = wal_->group(id);
+  const Index compacted = log == nullptr ? 0 : log->compact_index();
+  Index applied = hooks.applied;
+  snapshot::SnapshotFile snap;
+  if (hooks.capture_snapshot) {
+    g->snap = std::make_unique<SnapState>();
+    g->snap->capture = std::move(hooks.capture_snapshot);
+    g->snap->restore = std::move(hooks.restore_snapshot);
+    auto store = snapshot::SnapshotStore::open(fmt::format("{}/snapshots/{}", cfg_.data_dir, id));
+    if (!store.ok()) return std::move(store).error();
+    g->snap->store = std::move(store).value();
+    NORI_ASSIGN_OR_RETURN(snap, recover_snapshot(id, *g->snap->store));
+    if (snap.meta.index > 0) {
+      g->snap->files.emplace(snap.meta.index, snap);
+      // Recovery (raft/storage.h): the state machine is restored from the
+      // snapshot before Raft exists, unless the application's own durable
+      // state is already at or past it. Entries at or below it are never
+      // applied again (Config::applied).
+      if (applied < snap.meta.index) {
+        NORI_ASSIGN_OR_RETURN(auto src, g->snap->store->open_payload(snap));
+        if (auto st = g->snap->restore(*src); !st.ok()) {
+          return base::err(st.error().kind(), "group {}: restoring snapshot {}: {}", id,
+                           snap.meta.index, st.error().message());
+        }
+        applied = snap.meta.index;
+        snapshots_installed_.inc();
+      }
+    }
+  }
+  if (compacted > 0 && snap.meta.index < compacted) {
+    // The log starts after `compacted`: without a snapshot at or past it the
+    // entries before are gone for good.
+    return base::err(
+        ErrorKind::kCorruption,
+        "group {}: the WAL is compacted through {} but {} (snapshot hooks {})", id, compacted,
+        snap.meta.index == 0 ? std::string("no snapshot file matches it")
+                             : fmt::format("the newest snapshot is {}", snap.meta.index),
+        g->snap ? "set" : "not set");
+  }
+  if (applied > std::max(g->storage->last_index(), snap.meta.index)) {
     return base::err(ErrorKind::kInvalidArgument,
                      "group {}: applied index {} is beyond the last index {} in the WAL", id,
-                     hooks.applied, g->storage->last_index());
+                     applied, g->storage->last_index());
   }
-  auto r = Raft::create(cfg_.group_config(id, hooks.applied), *g->storage, BootClock::now());
+  g->storage->set_snapshot_meta(snap.meta);
+  Config rc = cfg_.group_config(id, applied);
+  if (!g->snap) {
+    // No way to take one: never ask (the log is never compacted).
+    rc.snapshot_log_bytes_max = UINT64_MAX;
+    rc.snapshot_entries_max = UINT64_MAX;
+  }
+  auto r = Raft::create(rc, *g->storage, BootClock::now());
   if (!r.ok()) return std::move(r).error();
   g->raft = std::move(r).value();
   g->apply_fn = std::move(hooks.apply);
   g->manual_ack = hooks.manual_ack;
-  g->delivered = g->last_normal = g->acked = g->raft_applied = hooks.applied;
+  g->delivered = g->last_normal = g->acked = g->raft_applied = applied;
   g->cell = std::make_shared<GroupStatusCell>();
   if (groups_.size() < kRoleGaugeGroupsMax) {
     g->role_gauge = &registry_.gauge("raft_role", "0 follower, 1 candidate, 2 leader",
@@ -354,6 +454,12 @@ Task<void> CoreHost::run_round() {
   for (size_t i = 0; i < round_batch_.size(); ++i) {
     Group* g = round_batch_[i];
     g->dirty = false;
+    // A group installing a snapshot keeps its Ready until the core is reset
+    // (install() marks it dirty again): nothing reaches its log in between.
+    if (g->snap && g->snap->installing) {
+      rearm(g);
+      continue;
+    }
     if (g->raft->has_ready()) co_await handle_ready(g);
     if (closing_) co_return;
     publish_status(g);
@@ -450,6 +556,13 @@ Task<void> CoreHost::handle_ready(Group* g) {
   }
   if (hsd.hs || !hsd.messages.empty()) defer(std::move(hsd));
   if (entd.entries || !entd.messages.empty()) defer(std::move(entd));
+
+  // Snapshot work comes before applying: a requested snapshot is of the
+  // state machine before this Ready's committed entries.
+  if (rd.snapshot) {
+    co_await handle_snapshot_work(g, *rd.snapshot);
+    if (closing_) co_return;
+  }
 
   // 4. Apply, resolve, publish.
   const TimePoint now = BootClock::now();
@@ -746,6 +859,536 @@ void CoreHost::collect(NodeMetricsSnapshot& out) const {
       }
     }
   }
+}
+
+// ---- snapshots -------------------------------------------------------------------
+
+namespace {
+
+// "snap-<index>-<term>.snap" (SnapshotStore::path_for), else false.
+bool parse_snapshot_name(const std::string& name, Index& index, Term& term) {
+  unsigned long long i = 0, t = 0;
+  char tail[8] = {};
+  if (std::sscanf(name.c_str(), "snap-%20llu-%20llu.%5s", &i, &t, tail) != 3) return false;
+  if (std::string_view(tail) != "snap") return false;
+  index = i;
+  term = t;
+  return true;
+}
+
+base::Error io_error(const char* what, const std::string& path) {
+  return base::err(ErrorKind::kIo, "{} {}: {}", what, path, std::strerror(errno));
+}
+
+// The sink a view writes into: the store's writer, refusing once the node
+// closes so that a long write stops early.
+class CancellableSink final : public snapshot::SnapshotSink {
+ public:
+  CancellableSink(snapshot::SnapshotSink& inner, const SnapshotWorker& worker)
+      : inner_(inner), worker_(worker) {}
+  base::Status write(std::string_view bytes) override {
+    if (worker_.cancelled()) {
+      return base::Error(ErrorKind::kShuttingDown, "the node is shutting down");
+    }
+    return inner_.write(bytes);
+  }
+
+ private:
+  snapshot::SnapshotSink& inner_;
+  const SnapshotWorker& worker_;
+};
+
+}  // namespace
+
+// The newest snapshot file the WAL confirms: its (index, term) is the WAL's
+// entry or start point for the group. A newer file the WAL does not confirm
+// is an install whose reset record never became durable (a crash between
+// install steps 1 and 2): the old state stands and the file goes. Older
+// files are superseded. Temporary and corrupt files go too (store.recover).
+base::Result<snapshot::SnapshotFile> CoreHost::recover_snapshot(GroupId id,
+                                                                snapshot::SnapshotStore& store) {
+  const wal::GroupLog* log = wal_->group(id);
+  std::vector<std::pair<Index, Term>> candidates;
+  std::error_code ec;
+  for (const auto& ent : std::filesystem::directory_iterator(store.dir(), ec)) {
+    Index i = 0;
+    Term t = 0;
+    if (parse_snapshot_name(ent.path().filename().string(), i, t)) candidates.emplace_back(i, t);
+  }
+  if (ec) return base::err(ErrorKind::kIo, "list {}: {}", store.dir(), ec.message());
+  std::sort(candidates.rbegin(), candidates.rend());
+  snapshot::SnapshotFile chosen;
+  for (const auto& [i, t] : candidates) {
+    if (log == nullptr || log->term(i) != std::optional<uint64_t>(t)) continue;
+    if (log->first_index() > i + 1) continue;  // cannot happen: compaction stays at or below
+    auto f = snapshot::verify_file(store.path_for(SnapshotMeta{i, t, {}}));
+    if (!f.ok()) continue;  // corrupt: an older one may still serve; recover() removes it
+    chosen = *f;
+    break;
+  }
+  if (chosen.meta.index > 0) store.pin(chosen);
+  auto newest = store.recover();
+  if (chosen.meta.index > 0) store.unpin(chosen);
+  if (!newest.ok()) return std::move(newest).error();
+  if (newest->meta.index > chosen.meta.index) {
+    // Unconfirmed by the WAL (see above).
+    if (::unlink(newest->path.c_str()) != 0) return io_error("unlink", newest->path);
+    NORI_TRY(store.sync_dir());
+  }
+  return chosen;
+}
+
+void CoreHost::publish(Group* g, NodeEventKind kind) {
+  node_.publish_event(
+      NodeEvent{kind, g->id, g->raft->term(), cfg_.node_id, BootClock::now(), unix_ms_now()});
+}
+
+void CoreHost::spawn_gated(Task<void> t) {
+  if (closing_ || !loops_gate_.enter()) return;
+  Task<void> w = gated(std::move(t));
+  w.set_scope(&loops_scope_);
+  runtime::spawn(std::move(w));
+}
+
+Task<void> CoreHost::gated(Task<void> t) {
+  co_await std::move(t);
+  loops_gate_.leave();
+}
+
+Task<void> CoreHost::handle_snapshot_work(Group* g, SnapshotWork& sw) {
+  const GroupId id = g->id;
+  if (sw.request) take_snapshot(g, *sw.request);
+  if (sw.compact_before) {
+    // Entries below compact_before are covered by a durable snapshot file
+    // (snapshot_taken came after it): the WAL may drop them. The mark is
+    // (last dropped index, its term), which the WAL keeps as the group's
+    // start point (term(first_index() - 1) after a restart).
+    const Index last_dropped = *sw.compact_before - 1;
+    const wal::GroupLog* log = wal_->group(id);
+    std::optional<uint64_t> t;
+    if (log != nullptr) t = log->term(last_dropped);
+    if (t && last_dropped > log->compact_index()) {
+      const uint64_t term = *t;
+      auto p = co_await wal_append([&] { return wal_->mark_compacted(id, last_dropped, term); });
+      if (!p) co_return;
+    }
+  }
+  for (const SnapshotSend& ss : sw.sends)
+    send_snapshot_chunk(g, ss);
+  for (SnapshotChunkIn& in : sw.chunks)
+    receive_chunk(g, in);
+}
+
+void CoreHost::take_snapshot(Group* g, const SnapshotMeta& meta) {
+  const TimePoint now = BootClock::now();
+  // Declining a request: snapshot_taken with the snapshot the core already
+  // has clears the request; the thresholds ask again later.
+  auto decline = [&](const char* why) {
+    if (why != nullptr) {
+      snapshot_failures_.inc();
+      fmt::print(stderr, "nori: group {}: snapshot at {} not taken: {}\n", g->id, meta.index, why);
+    }
+    g->raft->snapshot_taken(g->raft->snapshot(), now);
+    mark_dirty(g);
+  };
+  if (!g->snap) return decline(nullptr);
+  if (g->snap->taking) return decline(nullptr);  // one at a time; asked again
+  // The view must be exactly at meta.index. With manual acks the
+  // application may hold entries it has not acked yet: not a point the core
+  // can name, so wait for a quieter moment.
+  if (g->delivered != meta.index) return decline(nullptr);
+  auto view = g->snap->capture();
+  if (!view.ok()) return decline(view.error().to_string().c_str());
+  publish(g, NodeEventKind::kSnapshotStart);
+  auto shared_view = std::make_shared<std::unique_ptr<SnapshotView>>(std::move(view).value());
+  snapshot::SnapshotStore* store = g->snap->store.get();
+  SnapshotWorker* worker = worker_.get();
+  const GroupId id = g->id;
+  bool queued = worker_->run<base::Result<snapshot::SnapshotFile>>(
+      [store, worker, shared_view, meta]() -> base::Result<snapshot::SnapshotFile> {
+        // Worker thread: temporary file, the view's bytes, sync, rename,
+        // sync the directory (SnapshotWriter::commit).
+        NORI_ASSIGN_OR_RETURN(auto writer, store->begin(meta));
+        CancellableSink sink(*writer, *worker);
+        NORI_TRY((*shared_view)->write(sink));
+        shared_view->reset();  // the view's resources go before the sync
+        return writer->commit();
+      },
+      [this, id, meta](base::Result<snapshot::SnapshotFile> f) {
+        on_snapshot_written(id, meta, std::move(f));
+      });
+  if (!queued) return decline("the snapshot worker's queue is full");
+  g->snap->taking = true;
+}
+
+void CoreHost::on_snapshot_written(GroupId id, SnapshotMeta meta,
+                                   base::Result<snapshot::SnapshotFile> file) {
+  if (closing_) return;
+  Group* g = find(id);
+  if (g == nullptr || !g->snap) return;
+  g->snap->taking = false;
+  const TimePoint now = BootClock::now();
+  if (!file.ok()) {
+    snapshot_failures_.inc();
+    fmt::print(stderr, "nori: group {}: writing snapshot {} failed: {}\n", id, meta.index,
+               file.error().to_string());
+    g->raft->snapshot_taken(g->raft->snapshot(), now);  // clears the request
+    mark_dirty(g);
+    return;
+  }
+  g->snap->files[meta.index] = *file;
+  // Durable: the core may compact behind it now (compact_before follows).
+  g->raft->snapshot_taken(meta, now);
+  snapshots_taken_.inc();
+  remove_superseded(g, g->raft->snapshot().index);
+  publish(g, NodeEventKind::kSnapshotDone);
+  mark_dirty(g);
+}
+
+// Older files are removed once a newer one is durable (and, for an installed
+// one, its reset record): unless a transfer is still reading them (pinned;
+// the next removal or the next recovery takes them).
+void CoreHost::remove_superseded(Group* g, Index newest) {
+  auto& files = g->snap->files;
+  for (auto it = files.begin(); it != files.end() && it->first < newest;) {
+    if (g->snap->store->pinned(it->second.path)) {
+      ++it;
+      continue;
+    }
+    ::unlink(it->second.path.c_str());  // a leftover is removed by the next recovery
+    it = files.erase(it);
+  }
+}
+
+void CoreHost::end_transfer(Group* g, NodeId to) {
+  auto it = g->snap->sending.find(to);
+  if (it == g->snap->sending.end()) return;
+  limiter_->finish(it->second.key);
+  g->snap->store->unpin(it->second.file);
+  g->snap->sending.erase(it);
+  remove_superseded(g, g->raft->snapshot().index);
+}
+
+void CoreHost::send_snapshot_chunk(Group* g, const SnapshotSend& ss) {
+  if (!g->snap) return;
+  if (ss.finished) {
+    end_transfer(g, ss.to);
+    return;
+  }
+  const snapshot::TransferKey key{g->id, ss.to, ss.meta.index, ss.meta.term};
+  auto it = g->snap->sending.find(ss.to);
+  if (it != g->snap->sending.end() && it->second.key != key) {
+    end_transfer(g, ss.to);  // superseded by a newer snapshot
+    it = g->snap->sending.end();
+  }
+  if (it == g->snap->sending.end()) {
+    auto f = g->snap->files.find(ss.meta.index);
+    if (f == g->snap->files.end() || f->second.meta.term != ss.meta.term) {
+      // Cannot happen: the core sends only a snapshot it was told is durable.
+      snapshot_failures_.inc();
+      fmt::print(stderr, "nori: group {}: no file for snapshot {} to send to {}\n", g->id,
+                 ss.meta.index, ss.to);
+      return;
+    }
+    if (!limiter_->try_start(key)) {
+      // Too many transfers run: the core re-drives this one after
+      // snapshot_timeout_ms.
+      snapshot_transfers_deferred_.inc();
+      return;
+    }
+    g->snap->store->pin(f->second);
+    it = g->snap->sending.emplace(ss.to, Outgoing{key, f->second}).first;
+  }
+  const snapshot::SnapshotFile& file = it->second.file;
+  // A blocking read of one chunk on the reactor (counted; docs/node.md).
+  auto data = g->snap->store->read_file_range(file, ss.offset, cfg_.snapshot_chunk_bytes);
+  if (!data.ok()) {
+    snapshot_failures_.inc();
+    fmt::print(stderr, "nori: group {}: reading snapshot {} at {}: {}\n", g->id, ss.meta.index,
+               ss.offset, data.error().to_string());
+    return;  // re-driven after the timeout
+  }
+  snapshot_reactor_io_.inc();
+  snapshot_reactor_io_bytes_.inc(data->size());
+  const uint64_t n = data->size();
+  Message m{g->id, cfg_.node_id, ss.to, ss.term,
+            SnapshotChunk{.index = ss.meta.index,
+                          .index_term = ss.meta.term,
+                          .offset = ss.offset,
+                          .total_bytes = file.size,
+                          .digest = file.digest,
+                          .last = ss.offset + n == file.size,
+                          .membership = ss.meta.membership.encode(),
+                          .data = std::move(data).value()}};
+  std::string buf;
+  buf.reserve(encoded_size(m));
+  encode_message(m, buf);
+  snapshot_chunks_sent_.inc();
+  const TimePoint now = BootClock::now();
+  const TimePoint at = limiter_->reserve(n, now);
+  if (at <= now) {
+    base::Status st = transport_->send(ss.to, g->id, net::MessageType::kGroupBulk, std::move(buf));
+    if (!st.ok()) send_refused_.inc();  // re-driven after the timeout
+    return;
+  }
+  spawn_gated(send_bulk_later(at, ss.to, g->id, std::move(buf)));
+}
+
+Task<void> CoreHost::send_bulk_later(TimePoint at, NodeId to, GroupId group, std::string buf) {
+  base::Status st = co_await runtime::sleep_until(at);
+  if (!st.ok() || closing_) co_return;
+  st = transport_->send(to, group, net::MessageType::kGroupBulk, std::move(buf));
+  if (!st.ok()) send_refused_.inc();
+}
+
+void CoreHost::receive_chunk(Group* g, SnapshotChunkIn& in) {
+  const TimePoint now = BootClock::now();
+  SnapshotChunk& c = in.chunk;
+  if (!g->snap) return;  // never acknowledged: the leader gives up after its timeout
+  SnapState& sn = *g->snap;
+  auto mem = Membership::decode(c.membership);
+  if (!mem.ok() || sn.finishing || sn.installing) return;  // the core checked; cannot happen
+  SnapshotMeta meta{c.index, c.index_term, std::move(*mem)};
+  if (c.offset == 0) {
+    // A new transfer (the core discarded any other partial one).
+    sn.receiver.reset();
+    auto r = sn.store->begin_receive(meta);
+    if (!r.ok()) {
+      snapshot_failures_.inc();
+      fmt::print(stderr, "nori: group {}: receiving snapshot {}: {}\n", g->id, c.index,
+                 r.error().to_string());
+      g->raft->snapshot_receive_failed(now);
+      mark_dirty(g);
+      return;
+    }
+    sn.receiver = std::move(r).value();
+    sn.recv_meta = meta;
+    sn.recv_term = in.term;
+    publish(g, NodeEventKind::kSnapshotStart);
+  } else if (!sn.receiver || sn.recv_meta.index != meta.index || sn.recv_meta.term != meta.term ||
+             sn.recv_term != in.term || sn.receiver->written() != c.offset) {
+    // The core accepted a chunk we have no file for (cannot happen): start over.
+    g->raft->snapshot_receive_failed(now);
+    mark_dirty(g);
+    return;
+  }
+  if (cfg_.unsafe_snapshot_corrupt_received_chunks_for_testing > corrupted_chunks_ &&
+      !c.data.empty()) {
+    ++corrupted_chunks_;
+    c.data[c.data.size() / 2] ^= 0x5a;
+  }
+  // A blocking write of one chunk on the reactor (counted; docs/node.md).
+  base::Status st = sn.receiver->write_chunk(c.offset, c.data);
+  snapshot_reactor_io_.inc();
+  snapshot_reactor_io_bytes_.inc(c.data.size());
+  if (!st.ok()) {
+    snapshot_failures_.inc();
+    fmt::print(stderr, "nori: group {}: writing snapshot chunk at {}: {}\n", g->id, c.offset,
+               st.error().to_string());
+    sn.receiver.reset();
+    g->raft->snapshot_receive_failed(now);
+    mark_dirty(g);
+    return;
+  }
+  snapshot_chunks_received_.inc();
+  g->raft->snapshot_chunk_written(meta, in.term, sn.receiver->written(), now);
+  mark_dirty(g);
+  if (!c.last) return;
+  // The whole file is here: sync, digest, identity, rename, sync the
+  // directory on the worker (install step 1), then install on this core.
+  auto receiver =
+      std::make_shared<std::unique_ptr<snapshot::SnapshotReceiver>>(std::move(sn.receiver));
+  const uint64_t digest = c.digest;
+  const GroupId id = g->id;
+  const Term leader_term = in.term;
+  bool queued = worker_->run<base::Result<snapshot::SnapshotFile>>(
+      [receiver, meta, digest]() { return (*receiver)->finish(meta, digest); },
+      [this, id, meta, leader_term](base::Result<snapshot::SnapshotFile> f) {
+        on_received_file(id, meta, leader_term, std::move(f));
+      });
+  if (!queued) {
+    snapshot_failures_.inc();
+    g->raft->snapshot_receive_failed(now);
+    return;
+  }
+  sn.finishing = true;
+}
+
+void CoreHost::on_received_file(GroupId id, SnapshotMeta meta, Term leader_term,
+                                base::Result<snapshot::SnapshotFile> file) {
+  (void)leader_term;
+  if (closing_) return;
+  Group* g = find(id);
+  if (g == nullptr || !g->snap) return;
+  g->snap->finishing = false;
+  if (!file.ok()) {
+    // A corrupt transfer (digest or identity) or an I/O error: from 0 again.
+    snapshot_failures_.inc();
+    fmt::print(stderr, "nori: group {}: received snapshot {} rejected: {}\n", id, meta.index,
+               file.error().to_string());
+    g->raft->snapshot_receive_failed(BootClock::now());
+    mark_dirty(g);
+    return;
+  }
+  spawn_gated(install_received(id, std::move(meta), std::move(file).value()));
+}
+
+Task<void> CoreHost::install_received(GroupId id, SnapshotMeta meta, snapshot::SnapshotFile file) {
+  Group* g = find(id);
+  if (g == nullptr) co_return;
+  base::Status st = co_await install(g, std::move(meta), std::move(file));
+  if (!st.ok() && !closing_) {
+    // Refused (the commit index moved past it meanwhile, or this node leads
+    // now): the core's transfer ends and the leader re-drives what it needs.
+    fmt::print(stderr, "nori: group {}: snapshot install: {}\n", id, st.error().to_string());
+    if ((g = find(id)) != nullptr) {
+      g->raft->snapshot_receive_failed(BootClock::now());
+      mark_dirty(g);
+    }
+  }
+}
+
+// Install steps 2-4 (raft/storage.h; step 1, the durable verified file, is
+// done): the reset record durable, the state machine restored, the core told.
+Task<base::Status> CoreHost::install(Group* g, SnapshotMeta meta, snapshot::SnapshotFile file) {
+  const GroupId id = g->id;
+  SnapState& sn = *g->snap;
+  if (sn.installing) co_return base::err(ErrorKind::kBusy, "group {}: an install runs", id);
+  if (g->raft->is_leader()) {
+    co_return base::err(ErrorKind::kInvalidArgument, "group {}: the leader installs no snapshot",
+                        id);
+  }
+  if (meta.index <= g->raft->commit_index()) {
+    co_return base::err(ErrorKind::kInvalidArgument,
+                        "group {}: snapshot {} is at or below the commit index {}", id, meta.index,
+                        g->raft->commit_index());
+  }
+  sn.installing = true;
+  auto pos = co_await wal_append([&] { return wal_->reset_group(id, meta.index, meta.term); });
+  if (!pos) {
+    sn.installing = false;
+    co_return base::Error(ErrorKind::kShuttingDown, "the node is shutting down");
+  }
+  base::Status st = co_await wal_->wait_durable(*pos);
+  if (!st.ok()) {
+    // Closing. The reset record may or may not be durable; recovery
+    // finishes the install from the file, or keeps the old state.
+    sn.installing = false;
+    co_return st;
+  }
+  // From here the durable log starts after the snapshot: the state machine
+  // MUST become the snapshot's. A failure leaves no consistent way on
+  // (the log and the state machine disagree), so it stops the process and
+  // recovery restores from the file.
+  auto src = sn.store->open_payload(file);
+  NORI_ASSERT(src.ok(), "group {}: snapshot {} unreadable after its reset record: {}", id,
+              meta.index, src.ok() ? "" : src.error().to_string());
+  base::Status rs = sn.restore(**src);
+  NORI_ASSERT(rs.ok(), "group {}: restore_snapshot({}) failed after its reset record: {}", id,
+              meta.index, rs.ok() ? "" : rs.error().to_string());
+  const TimePoint now = BootClock::now();
+  g->delivered = g->last_normal = g->acked = g->raft_applied = meta.index;
+  while (!g->stages.empty() && g->stages.front().index <= meta.index) {
+    g->stages.pop_front();
+    if (g->stages_wal_done > 0) --g->stages_wal_done;
+  }
+  sn.files[meta.index] = file;
+  sn.installing = false;
+  g->raft->snapshot_installed(meta, now);
+  snapshots_installed_.inc();
+  remove_superseded(g, meta.index);
+  publish(g, NodeEventKind::kSnapshotDone);
+  mark_dirty(g);
+  co_return base::Status{};
+}
+
+base::Status CoreHost::trigger_snapshot(GroupId id) {
+  Group* g = find(id);
+  if (g == nullptr) return base::err(ErrorKind::kNotFound, "no group {} on this node", id);
+  if (!g->snap) {
+    return base::err(ErrorKind::kInvalidArgument,
+                     "group {} has no snapshot hooks (capture_snapshot / restore_snapshot)", id);
+  }
+  g->raft->trigger_snapshot();
+  mark_dirty(g);
+  return {};
+}
+
+Task<base::Status> CoreHost::install_snapshot(GroupId id, std::istream& in) {
+  if (closing_) co_return base::Error(ErrorKind::kShuttingDown, "the node is shutting down");
+  Group* g = find(id);
+  if (g == nullptr) co_return base::err(ErrorKind::kNotFound, "no group {} on this node", id);
+  if (!g->snap) {
+    co_return base::err(ErrorKind::kInvalidArgument,
+                        "group {} has no snapshot hooks (capture_snapshot / restore_snapshot)", id);
+  }
+  if (g->snap->finishing || g->snap->installing) {
+    co_return base::err(ErrorKind::kBusy, "group {}: a snapshot install runs", id);
+  }
+  // Step 1 on the worker: copy the stream to a temporary file, sync it,
+  // verify digest and header, rename to its final name, sync the directory.
+  snapshot::SnapshotStore* store = g->snap->store.get();
+  SnapshotWorker* worker = worker_.get();
+  std::istream* src = &in;
+  OneShot<base::Result<snapshot::SnapshotFile>> done;
+  bool queued = worker_->run<base::Result<snapshot::SnapshotFile>>(
+      [store, worker, src]() -> base::Result<snapshot::SnapshotFile> {
+        const std::string tmp = store->dir() + "/install.tmp";
+        int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0) return io_error("create", tmp);
+        auto fail = [&](base::Error e) {
+          ::close(fd);
+          ::unlink(tmp.c_str());
+          return e;
+        };
+        std::string buf(kInstallCopyBytes, '\0');
+        while (*src) {
+          if (worker->cancelled()) {
+            return fail(base::Error(ErrorKind::kShuttingDown, "the node is shutting down"));
+          }
+          src->read(buf.data(), static_cast<std::streamsize>(buf.size()));
+          const auto n = static_cast<size_t>(src->gcount());
+          for (size_t off = 0; off < n;) {
+            ssize_t w = ::write(fd, buf.data() + off, n - off);
+            if (w < 0 && errno == EINTR) continue;
+            if (w <= 0) return fail(io_error("write", tmp));
+            off += static_cast<size_t>(w);
+          }
+        }
+        if (src->bad()) return fail(base::err(ErrorKind::kIo, "reading the snapshot stream"));
+        if (::fdatasync(fd) != 0) return fail(io_error("fdatasync", tmp));
+        ::close(fd);
+        auto f = snapshot::verify_file(tmp);
+        if (!f.ok()) {
+          ::unlink(tmp.c_str());
+          return std::move(f).error();
+        }
+        const std::string final_path = store->path_for(f->meta);
+        if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
+          auto e = io_error("rename", tmp);
+          ::unlink(tmp.c_str());
+          return e;
+        }
+        NORI_TRY(store->sync_dir());
+        f->path = final_path;
+        return f;
+      },
+      [&done](base::Result<snapshot::SnapshotFile> f) { done.resolve(std::move(f)); });
+  if (!queued) co_return base::err(ErrorKind::kBusy, "the snapshot worker's queue is full");
+  g->snap->finishing = true;
+  base::Result<snapshot::SnapshotFile> f = co_await done;
+  g = find(id);
+  if (g == nullptr) co_return base::err(ErrorKind::kNotFound, "no group {} on this node", id);
+  g->snap->finishing = false;
+  if (!f.ok()) co_return std::move(f).error();
+  if (closing_) co_return base::Error(ErrorKind::kShuttingDown, "the node is shutting down");
+  const SnapshotMeta meta = f->meta;
+  base::Status st = co_await install(g, meta, *f);
+  if (!st.ok() && !g->snap->files.contains(meta.index)) {
+    // Refused (at or below commit, leader): the file is not ours to keep.
+    ::unlink(f->path.c_str());
+  }
+  co_return st;
 }
 
 }  // namespace nori::raft

@@ -27,11 +27,31 @@
 // tick_granularity_ms so groups due together tick together); a tick touches
 // only the groups that are due.
 //
+// Snapshots (docs/node.md, "Snapshots"), for groups whose hooks set
+// capture_snapshot / restore_snapshot; each such group has a SnapshotStore in
+// <data_dir>/snapshots/<group>/:
+//   taking: Ready::snapshot->request -> capture the view on this core (before
+//     this Ready's committed entries are applied: the view is exactly at the
+//     requested index) -> the SnapshotWorker thread writes it (.tmp, sync,
+//     rename, sync dir) -> back on the core: Raft::snapshot_taken, older
+//     files removed -> compact_before -> Wal::mark_compacted.
+//   sending: one chunk per SnapshotSend, read from the pinned file (a
+//     blocking read of snapshot_chunk_bytes, counted), admitted by the core's
+//     TransferLimiter (transfers_max, bytes/s), sent on the bulk lane.
+//   receiving: each accepted chunk written (a blocking write, counted) and
+//     acknowledged; after the last one the worker finishes the file (sync,
+//     digest and identity, rename, sync dir), then the install: reset record
+//     durable -> restore_snapshot -> Raft::snapshot_installed. The group's
+//     rounds wait during the install (its Ready accumulates), so nothing is
+//     appended to its log between the reset record and the core's reset.
+//
 // Threading: every method runs on this core's reactor except the constructor
 // (alien, before start) and the stats reads that are atomics.
 #pragma once
 
 #include <deque>
+#include <istream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -44,8 +64,11 @@
 #include "raft/node/config.h"
 #include "raft/node/events.h"
 #include "raft/node/node.h"
+#include "raft/node/snapshot_worker.h"
 #include "raft/node/wal_storage.h"
 #include "raft/raft.h"
+#include "raft/snapshot/limiter.h"
+#include "raft/snapshot/store.h"
 #include "runtime/metrics.h"
 #include "runtime/oneshot.h"
 #include "runtime/reactor.h"
@@ -71,6 +94,8 @@ class CoreHost final : public net::TransportHandler {
   base::Status add_group(GroupId g);
   base::Status subscribe_applied(GroupId g, ApplyFn fn, bool manual_ack);
   base::Status ack_applied(GroupId g, Index index);
+  base::Status trigger_snapshot(GroupId g);
+  runtime::Task<base::Status> install_snapshot(GroupId g, std::istream& in);
 
   const runtime::metrics::Registry& registry() const { return registry_; }
   void collect(NodeMetricsSnapshot& out) const;  // on the core
@@ -99,6 +124,26 @@ class CoreHost final : public net::TransportHandler {
     Index index = 0;
     TimePoint called{};
   };
+  // A group's snapshot state (only for groups with snapshot hooks).
+  struct Outgoing {
+    snapshot::TransferKey key;
+    snapshot::SnapshotFile file;  // pinned while the transfer runs
+  };
+  struct SnapState {
+    std::function<base::Result<std::unique_ptr<SnapshotView>>()> capture;
+    std::function<base::Status(snapshot::SnapshotSource&)> restore;
+    std::unique_ptr<snapshot::SnapshotStore> store;
+    std::map<Index, snapshot::SnapshotFile> files;  // durable files by index
+    bool taking = false;                            // a view is being written
+    // Receiving (follower).
+    std::unique_ptr<snapshot::SnapshotReceiver> receiver;
+    SnapshotMeta recv_meta;
+    Term recv_term = 0;
+    bool finishing = false;   // the last chunk's file is being finished
+    bool installing = false;  // reset record .. snapshot_installed: rounds wait
+    // Sending (leader), by follower.
+    std::map<NodeId, Outgoing> sending;
+  };
   struct Group {
     Group(GroupId id, CoreHost* host) : id(id), timer(this, host) {}
     GroupId id;
@@ -122,6 +167,7 @@ class CoreHost final : public net::TransportHandler {
     Role last_role = Role::kFollower;
     std::shared_ptr<GroupStatusCell> cell;
     runtime::metrics::Gauge* role_gauge = nullptr;
+    std::unique_ptr<SnapState> snap;  // null: no snapshot hooks
   };
   // Work released once the WAL is durable at `pos`.
   struct Deferred {
@@ -153,6 +199,24 @@ class CoreHost final : public net::TransportHandler {
   void on_tick();
   TimePoint quantize(TimePoint t) const;
   void fail_all_waiters(Group* g, base::ErrorKind kind, const char* why);
+  // Snapshots.
+  base::Result<snapshot::SnapshotFile> recover_snapshot(GroupId id, snapshot::SnapshotStore& store);
+  runtime::Task<void> handle_snapshot_work(Group* g, SnapshotWork& sw);
+  void take_snapshot(Group* g, const SnapshotMeta& meta);
+  void on_snapshot_written(GroupId id, SnapshotMeta meta,
+                           base::Result<snapshot::SnapshotFile> file);
+  void send_snapshot_chunk(Group* g, const SnapshotSend& ss);
+  void end_transfer(Group* g, NodeId to);
+  runtime::Task<void> send_bulk_later(TimePoint at, NodeId to, GroupId group, std::string buf);
+  void receive_chunk(Group* g, SnapshotChunkIn& in);
+  void on_received_file(GroupId id, SnapshotMeta meta, Term leader_term,
+                        base::Result<snapshot::SnapshotFile> file);
+  runtime::Task<base::Status> install(Group* g, SnapshotMeta meta, snapshot::SnapshotFile file);
+  runtime::Task<void> install_received(GroupId id, SnapshotMeta meta, snapshot::SnapshotFile file);
+  void remove_superseded(Group* g, Index newest);
+  void spawn_gated(runtime::Task<void> t);
+  runtime::Task<void> gated(runtime::Task<void> t);
+  void publish(Group* g, NodeEventKind kind);
 
   Node& node_;
   const RaftConfig& cfg_;
@@ -161,6 +225,8 @@ class CoreHost final : public net::TransportHandler {
   std::unique_ptr<wal::Wal> wal_;
   std::unique_ptr<SegmentReader> reader_;
   std::unique_ptr<net::Transport> transport_;
+  std::unique_ptr<SnapshotWorker> worker_;
+  std::unique_ptr<snapshot::TransferLimiter> limiter_;
   uint16_t port_ = 0;
   std::unordered_map<GroupId, std::unique_ptr<Group>> groups_;
   std::vector<Group*> dirty_;
@@ -175,6 +241,8 @@ class CoreHost final : public net::TransportHandler {
   runtime::Gate loops_gate_;
   bool closing_ = false;
   uint64_t next_request_id_ = 1;
+  uint32_t corrupted_chunks_ =
+      0;                       // RaftConfig::unsafe_snapshot_corrupt_received_chunks_for_testing
   std::string payload_arena_;  // reused per append
   std::vector<uint64_t> terms_scratch_;
   std::vector<std::string_view> views_scratch_;
@@ -202,6 +270,14 @@ class CoreHost final : public net::TransportHandler {
   runtime::metrics::Gauge& net_refused_conns_;
   runtime::metrics::Gauge& net_queue_bytes_;
   runtime::metrics::Gauge& storage_disk_reads_;
+  runtime::metrics::Counter& snapshots_taken_;
+  runtime::metrics::Counter& snapshots_installed_;
+  runtime::metrics::Counter& snapshot_failures_;
+  runtime::metrics::Counter& snapshot_chunks_sent_;
+  runtime::metrics::Counter& snapshot_chunks_received_;
+  runtime::metrics::Counter& snapshot_transfers_deferred_;
+  runtime::metrics::Counter& snapshot_reactor_io_;        // blocking chunk reads/writes
+  runtime::metrics::Counter& snapshot_reactor_io_bytes_;  // their bytes
 };
 
 }  // namespace nori::raft

@@ -227,11 +227,15 @@ base::Error not_supported(const char* what) {
 }
 }  // namespace
 
-Task<base::Status> Node::install_snapshot(GroupId, std::istream&) {
-  co_return not_supported("install_snapshot");
+Task<base::Status> Node::install_snapshot(GroupId g, std::istream& snapshot) {
+  CoreHost* h = hosts_[core_of(g)].get();
+  std::istream* in = &snapshot;
+  co_return co_await runtime::submit_to(core_of(g),
+                                        [h, g, in]() { return h->install_snapshot(g, *in); });
 }
-Task<base::Status> Node::trigger_snapshot(GroupId) {
-  co_return not_supported("trigger_snapshot");
+Task<base::Status> Node::trigger_snapshot(GroupId g) {
+  CoreHost* h = hosts_[core_of(g)].get();
+  co_return co_await runtime::submit_to(core_of(g), [h, g] { return h->trigger_snapshot(g); });
 }
 Task<base::Status> Node::add_member(GroupId, NodeId, std::string) {
   co_return not_supported("add_member");

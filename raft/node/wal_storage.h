@@ -13,6 +13,11 @@
 // Log payloads in the WAL are one byte of EntryType followed by the entry's
 // data (encode_payload / decode_payload).
 //
+// Log bounds after snapshots: first_index() and term(first_index() - 1) come
+// from the WAL's compaction mark or reset record (wal/group_index.h: the
+// group's log starts after that point, whose term the WAL keeps), so they
+// survive restarts and segment reclamation.
+//
 // Threading: the group's reactor only, like the Raft object it serves. The
 // Wal must outlive it.
 #pragma once
@@ -59,11 +64,17 @@ class WalStorage final : public LogStorage {
   base::Result<Term> term(Index index) const override;
   base::Status entries(Index lo, Index hi, uint64_t bytes_max,
                        std::vector<Entry>& out) const override;
+  // The snapshot the log starts after: the newest snapshot file whose
+  // (index, term) the WAL confirms (CoreHost::recover_snapshot matches them;
+  // the membership lives only in the file). Read by Raft at construction.
+  SnapshotMeta snapshot_meta() const override { return snapshot_; }
+  void set_snapshot_meta(const SnapshotMeta& meta) { snapshot_ = meta; }
 
  private:
   wal::Wal& wal_;
   SegmentReader& reader_;
   GroupId group_;
+  SnapshotMeta snapshot_;
 };
 
 }  // namespace nori::raft
