@@ -16,10 +16,10 @@
 namespace nori::wal::testing {
 
 struct Op {
-  enum Kind { kAppend, kHardState, kTruncate, kCompact } kind;
+  enum Kind { kAppend, kHardState, kTruncate, kCompact, kReset } kind;
   uint64_t group = 0;
-  uint64_t index = 0;  // first index / last kept / compact index
-  uint64_t term = 0;   // compaction term
+  uint64_t index = 0;  // first index / last kept / compact or reset index
+  uint64_t term = 0;   // compaction or reset term
   std::vector<uint64_t> terms;
   std::vector<std::string> payloads;
   HardState hs;
@@ -60,6 +60,22 @@ inline void apply_op(ModelState& s, const Op& op) {
         if (g.last < op.index) g.last = op.index;
       }
       break;
+    case Op::kReset: {
+      // Written independently of the engine: the log matches the snapshot
+      // if it holds entry index with that term, or it is the start point.
+      auto it = g.entries.find(op.index);
+      const bool matches = (it != g.entries.end() && it->second.first == op.term) ||
+                           (g.compact == op.index && g.compact_term == op.term);
+      if (matches) {
+        apply_op(s, Op{Op::kCompact, op.group, op.index, op.term, {}, {}, {}});
+      } else {
+        g.entries.clear();
+        g.last = op.index;
+        g.compact = op.index;
+        g.compact_term = op.term;
+      }
+      break;
+    }
   }
 }
 
