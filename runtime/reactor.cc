@@ -491,7 +491,13 @@ void Reactor::idle() {
         }
         if (inject_pending_.load(std::memory_order_relaxed)) return;
         if (io_uring_cq_ready(&ring_) != 0) return;
-        if (IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_TASKRUN) return;
+        if (IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_TASKRUN) {
+          // Completions wait as deferred task work: only entering the kernel
+          // posts them. Returning without entering would spin forever (the
+          // loop enters only when it has other work), so enter here.
+          submit_and_get_events();
+          return;
+        }
         _mm_pause();
       }
       const base::TimePoint now = base::BootClock::now();

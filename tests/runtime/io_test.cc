@@ -182,6 +182,45 @@ TEST(Io, AcceptConnectSendRecvSendmsgOverLoopback) {
   EXPECT_EQ(got, "abcdefgh");
 }
 
+// With idle_poll > 0 the reactor polls memory before sleeping. Socket
+// completions under DEFER_TASKRUN are only flagged (IORING_SQ_TASKRUN) until
+// the ring is entered; a poll that returned on the flag without entering
+// spun forever and the ping-pong below never finished (ctest's timeout).
+TEST(Io, IdlePollEntersTheKernelForDeferredSocketCompletions) {
+  for (bool defer : {true, false}) {
+    int sv[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    RuntimeConfig cfg{.cores = 2, .pin = PinMode::kNone};
+    cfg.ring_defer_taskrun = defer;
+    cfg.idle_poll = 50us;
+    Runtime rt(cfg);
+    constexpr int kRounds = 500;
+    rt.spawn_on(1, [&]() -> Task<void> {
+      char b[8];
+      for (int i = 0; i < kRounds; ++i) {
+        auto n = co_await io::recv(sv[1], b, 1);
+        if (!n.ok() || *n == 0) co_return;
+        (void)co_await io::send(sv[1], b, 1);
+      }
+    });
+    int echoed = rt.block_on(0, [&]() -> Task<int> {
+      int done = 0;
+      char b[8] = {'x'};
+      for (int i = 0; i < kRounds; ++i) {
+        if (!(co_await io::send(sv[0], b, 1)).ok()) break;
+        auto n = co_await io::recv(sv[0], b, 1);
+        if (!n.ok() || *n != 1) break;
+        ++done;
+      }
+      co_return done;
+    });
+    EXPECT_EQ(echoed, kRounds) << "defer_taskrun " << defer;
+    rt.stop();
+    ::close(sv[0]);
+    ::close(sv[1]);
+  }
+}
+
 TEST(Io, PendingRecvTimesOutAndIsCancelledInTheKernel) {
   int sv[2];
   ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
