@@ -69,9 +69,18 @@ int main(int argc, char** argv) {
                  "close a client connection silent this long (0: never)")
       ->capture_default_str();
   std::string secret = "norikv-local-secret";
-  app.add_option("--secret", secret, "cluster secret (peer handshake MAC)");
+  app.add_option("--secret", secret, "cluster secret (peer handshake and forwarded commands MAC)");
   app.add_option("--events", cfg.raft.events_jsonl_path, "append Raft events as JSON lines here");
   app.add_option("--lease-ms", cfg.raft.lease_ms, "leader lease")->capture_default_str();
+  app.add_option("--snapshot-entries", cfg.raft.snapshot_entries,
+                 "snapshot a shard once its applied index is this far past the last snapshot")
+      ->capture_default_str();
+  app.add_option("--snapshot-log-bytes", cfg.raft.snapshot_log_bytes,
+                 "snapshot a shard once its log grew this much since the last snapshot")
+      ->capture_default_str();
+  app.add_option("--snapshot-keep-entries", cfg.raft.snapshot_keep_entries,
+                 "log entries kept behind a snapshot for slightly lagging followers")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   cfg.raft.node_id = node_id;
