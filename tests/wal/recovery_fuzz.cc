@@ -8,7 +8,9 @@
 // bytes. Structured mode: the bytes are a list of records {kind u8, len u8,
 // body[len]} that are sealed with valid checksums at their offsets (the first
 // forced to a segment_open), so decoders and replay rules see hostile bodies
-// that pass the checksum.
+// that pass the checksum. The corpus's reset-* seeds hold reset records
+// (kind 0x15) among entries, compactions and checkpoints, so mutations reach
+// the reset replay rule with hostile bodies.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -81,6 +83,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // Whatever recovery accepted must be internally consistent.
     for (const auto& [id, g] : r->groups) {
       if (g.entry_count() > 0 && g.first_index() > g.last_index()) __builtin_trap();
+      // The log starts right after its start point (compaction or reset).
+      if (g.last_index() < g.compact_index()) __builtin_trap();
+      if (g.entry_count() > 0 && g.first_index() != g.compact_index() + 1) __builtin_trap();
     }
   }
   return 0;

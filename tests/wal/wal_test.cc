@@ -261,6 +261,69 @@ TEST(WalTest, CompactedSegmentsAreReclaimedAndPinningGroupsReported) {
   });
 }
 
+// reset_group on the io_uring driver: durable once awaited, reads follow the
+// new start point (from memory and from disk), appends continue after it,
+// and a reset whose dropped entries filled old segments lets them be
+// reclaimed; all of it the same after a reopen.
+TEST(WalTest, ResetGroupIsDurableAndReadsAndAppendsFollowIt) {
+  runtime::Runtime rt({.cores = 1});
+  const std::string dir = fresh_dir("reset");
+  const WalOptions o = test_options();
+  rt.block_on(0, [&]() -> Task<void> {
+    auto w = co_await Wal::open(dir, o);
+    EXPECT_TRUE(w.ok());
+    if (!w) co_return;
+    Wal& wal = **w;
+    EXPECT_TRUE((co_await append_n(wal, 2, 200, 20000)).ok());  // several segments
+    EXPECT_TRUE((co_await append_n(wal, 1, 60, 300)).ok());
+    const size_t live_before = wal.engine().live_segments().size();
+    EXPECT_GT(live_before, 2u);
+    auto keep = wal.reset_group(1, 40, 1);   // matches: 41..60 stay
+    auto drop = wal.reset_group(2, 500, 3);  // conflicts: the whole log goes
+    EXPECT_TRUE(keep.ok() && drop.ok());
+    if (!keep || !drop) co_return;
+    EXPECT_TRUE((co_await wal.wait_durable(std::max(*keep, *drop))).ok());
+    EXPECT_EQ(wal.group(1)->first_index(), 41u);
+    EXPECT_EQ(wal.group(2)->first_index(), 501u);
+    EXPECT_EQ(wal.group(2)->last_index(), 500u);
+    auto gone = co_await wal.read_entries(2, 200, 201, UINT64_MAX);
+    EXPECT_FALSE(gone.ok());
+    if (!gone) EXPECT_EQ(gone.error().kind(), base::ErrorKind::kNotFound);
+    std::vector<Entry> cached;
+    EXPECT_EQ(wal.read_cached(1, 40, 41, UINT64_MAX, cached).error().kind(),
+              base::ErrorKind::kNotFound);
+    // Group 2's old entries pinned every segment; now nothing does.
+    EXPECT_TRUE((co_await wal.reclaim()).ok());
+    EXPECT_LT(wal.engine().live_segments().size(), live_before);
+    co_await wal.close();
+  });
+  rt.block_on(0, [&]() -> Task<void> {
+    auto w = co_await Wal::open(dir, o);
+    EXPECT_TRUE(w.ok()) << w.error().to_string();
+    if (!w) co_return;
+    Wal& wal = **w;
+    EXPECT_EQ(wal.group(1)->compact_index(), 40u);
+    EXPECT_EQ(wal.group(1)->last_index(), 60u);
+    EXPECT_EQ(wal.group(2)->compact_index(), 500u);
+    EXPECT_EQ(wal.group(2)->compact_term(), 3u);
+    EXPECT_EQ(wal.group(2)->entry_count(), 0u);
+    auto kept = co_await wal.read_entries(1, 41, 61, UINT64_MAX);  // from disk
+    EXPECT_TRUE(kept.ok());
+    if (kept) {
+      EXPECT_EQ(kept->size(), 20u);
+      for (const auto& x : *kept)
+        EXPECT_EQ(x.payload, payload_for(1, x.index, 300));
+    }
+    EXPECT_TRUE((co_await append_n(wal, 2, 3, 100)).ok());
+    EXPECT_EQ(wal.group(2)->first_index(), 501u);
+    EXPECT_EQ(wal.group(2)->last_index(), 503u);
+    auto fresh = co_await wal.read_entries(2, 501, 504, UINT64_MAX);
+    EXPECT_TRUE(fresh.ok() && fresh->size() == 3u &&
+                (*fresh)[0].payload == payload_for(2, 501, 100));
+    co_await wal.close();
+  });
+}
+
 TEST(WalTest, CorruptSealedSegmentFailsOpenWithFileAndOffset) {
   runtime::Runtime rt({.cores = 1});
   const std::string dir = fresh_dir("corrupt");
