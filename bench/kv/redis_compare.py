@@ -6,6 +6,12 @@ norikv cluster (by default the node leading the most shards; the share of its re
 shard leaders is measured from its /metrics) and a local redis-server.
 
   python3 bench/kv/redis_compare.py --norikv build-release/kv/norikv [--quick] [--out table.md]
+      [--etcd-load build-release/bench/kv/etcd_put_load]
+
+With --etcd-load (and Debian's etcd-server installed) a 3-member etcd 3.4
+cluster on loopback is measured in the same run: PUTs through its v3 JSON
+gateway by etcd_put_load (closed loop, one connection per client, like
+redis-benchmark at pipeline 1), at 1 / 64 / 256 clients.
 
 Everything (3 norikv nodes, redis-server, redis-benchmark) shares the
 machine's cores: numbers from a busy machine are noisy; the ratio to the
@@ -53,6 +59,43 @@ def metric(port, name):
     return int(m.group(1)) if m else 0
 
 
+def start_etcd(work):
+    """A 3-member etcd cluster on loopback; returns (processes, client port of member 1)."""
+    ports = free_ports(6)
+    cluster = ",".join("e%d=http://127.0.0.1:%d" % (i + 1, ports[3 + i]) for i in range(3))
+    procs = []
+    for i in range(3):
+        log = open(os.path.join(work, "etcd%d.log" % (i + 1)), "wb")
+        procs.append(subprocess.Popen(
+            ["etcd", "--name", "e%d" % (i + 1), "--data-dir", os.path.join(work, "etcd%d" % (i + 1)),
+             "--listen-client-urls", "http://127.0.0.1:%d" % ports[i],
+             "--advertise-client-urls", "http://127.0.0.1:%d" % ports[i],
+             "--listen-peer-urls", "http://127.0.0.1:%d" % ports[3 + i],
+             "--initial-advertise-peer-urls", "http://127.0.0.1:%d" % ports[3 + i],
+             "--initial-cluster", cluster, "--initial-cluster-state", "new"],
+            stdout=log, stderr=log))
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            req = urllib.request.Request("http://127.0.0.1:%d/v3/kv/put" % ports[0],
+                                         data=b'{"key":"cHJvYmU=","value":"MQ=="}', method="POST")
+            if urllib.request.urlopen(req, timeout=2).status == 200:
+                break
+        except OSError:
+            time.sleep(0.2)
+    return procs, ports[0]
+
+
+def run_etcd(tool, port, size, clients, quick):
+    n = {1: 1000, 64: 10000, 256: 20000}[clients] // (4 if quick else 1)
+    r = subprocess.run([tool, "--port", str(port), "--clients", str(clients), "--requests", str(n),
+                        "--value-bytes", str(size)], capture_output=True, text=True, timeout=600)
+    f = r.stdout.strip().split(",")
+    if r.returncode != 0 or len(f) < 7:
+        return None
+    return {"rps": float(f[3]), "p50": float(f[4]), "p99": float(f[5])}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--norikv", required=True)
@@ -60,6 +103,7 @@ def main():
     ap.add_argument("--node", type=int, default=0, help="node to drive (1..3); 0: the one leading most shards")
     ap.add_argument("--quick", action="store_true", help="a quarter of the requests")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--etcd-load", default=None, help="etcd_put_load binary: also measure etcd 3.4")
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="norikv-bench-", dir=os.environ.get("NORIKV_BENCH_DIR", "/tmp"))
     redis_port = free_ports(1)[0]
@@ -69,6 +113,7 @@ def main():
     cl = Cluster(a.norikv, os.path.join(work, "norikv"), shards=a.shards)
     cl.start_all()
     results = []
+    etcd_rows = []
     try:
         if not cl.wait_ready():
             print("norikv cluster not ready", file=sys.stderr)
@@ -102,6 +147,22 @@ def main():
                                   "p50 %6.3f p99 %7.3f | fwd %.0f%%" %
                                   (t, size, clients, pipeline, kv[t]["rps"], kv[t]["p50"], kv[t]["p99"],
                                    base[t]["rps"], base[t]["p50"], base[t]["p99"], fwd * 100), flush=True)
+        cl.stop_all()
+        if a.etcd_load and shutil.which("etcd"):
+            procs, port = start_etcd(work)
+            try:
+                for size in (16, 128):
+                    for clients in (1, 64, 256):
+                        r = run_etcd(a.etcd_load, port, size, clients, a.quick)
+                        if r:
+                            etcd_rows.append((size, clients, r))
+                            print("etcd PUT %4dB c=%3d  %9.0f/s p50 %6.3f p99 %7.3f" %
+                                  (size, clients, r["rps"], r["p50"], r["p99"]), flush=True)
+            finally:
+                for p in procs:
+                    p.terminate()
+                for p in procs:
+                    p.wait()
     finally:
         cl.stop_all()
         redis.terminate()
@@ -118,6 +179,15 @@ def main():
     lines.append("")
     lines.append("Forward attempts per command at the benchmarked node to another node's shard leader: %.2f (mean over runs)." %
                  ( sum(fwd_all) / max(1, len(fwd_all))))
+    if etcd_rows:
+        lines += ["", "etcd 3.4, 3 members on loopback, PUT via the v3 JSON gateway (etcd_put_load), same run:", "",
+                  "| value | clients | etcd req/s | p50 ms | p99 ms | norikv SET req/s (pipeline 1) | norikv/etcd |",
+                  "|---|---|---|---|---|---|---|"]
+        for size, clients, r in etcd_rows:
+            kv = [x[4] for x in results if x[0] == "SET" and x[1] == size and x[2] == clients and x[3] == 1]
+            kv_rps = kv[0]["rps"] if kv else 0
+            lines.append("| %d B | %d | %.0f | %.3f | %.3f | %.0f | %.1f |" %
+                         (size, clients, r["rps"], r["p50"], r["p99"], kv_rps, kv_rps / max(1.0, r["rps"])))
     table = "\n".join(lines)
     print(table)
     if a.out:
