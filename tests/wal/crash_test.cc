@@ -1,7 +1,8 @@
 // The crash test: a forked writer appends under load on real O_DIRECT files
 // and reports each durable append on a pipe (its acknowledgements); the
 // parent kills it with SIGKILL at a random moment, recovers the directory and
-// checks that every acknowledged entry and hard state is present and intact.
+// checks that every acknowledged entry, hard state and group reset is present
+// and intact (an entry a later reset dropped counts as covered by it).
 // Many kills in a row on the same directory, so each writer also starts from
 // a log that a previous one left torn.
 //
@@ -93,10 +94,22 @@ Task<void> writer(Wal& w, uint64_t term, int id, int out_fd, std::mt19937_64 rng
       auto t = w.group(g)->term(first - 100);
       if (t) (void)w.mark_compacted(g, first - 100, *t);
     }
-    auto st = co_await w.wait_durable(hs ? std::max(*hs, *pos) : *pos);
+    std::optional<Position> reset;
+    const uint64_t reset_index = first + n - 1 + 50;
+    if (rng() % 32 == 0) {
+      // A snapshot the log does not hold is installed: the whole log goes
+      // (the entries just appended too) and restarts after reset_index.
+      auto r = w.reset_group(g, reset_index, term);
+      if (r) reset = *r;
+    }
+    Position wait = *pos;
+    if (hs) wait = std::max(wait, *hs);
+    if (reset) wait = std::max(wait, *reset);
+    auto st = co_await w.wait_durable(wait);
     if (!st.ok()) co_return;
     ack(out_fd, fmt::format("E {} {} {} {}", g, first, first + n - 1, term));
     if (hs) ack(out_fd, fmt::format("H {} {} {}", g, term, first + n - 1));
+    if (reset) ack(out_fd, fmt::format("S {} {} {}", g, reset_index, term));
   }
 }
 
@@ -121,6 +134,7 @@ Task<void> writer(Wal& w, uint64_t term, int id, int out_fd, std::mt19937_64 rng
 struct Acked {
   std::map<std::pair<uint64_t, uint64_t>, uint64_t> entries;  // (group, index) -> term
   std::map<uint64_t, std::pair<uint64_t, uint64_t>> hs;       // group -> (term, commit)
+  std::map<uint64_t, uint64_t> reset;                         // group -> highest reset index
 };
 
 void parse_acks(const std::string& text, Acked& acked, int* lines, std::string* error) {
@@ -137,6 +151,8 @@ void parse_acks(const std::string& text, Acked& acked, int* lines, std::string* 
         acked.entries[{g, i}] = t;
     } else if (std::sscanf(line.c_str(), "H %lu %lu %lu", &g, &t, &a) == 3) {
       acked.hs[g] = {t, a};
+    } else if (std::sscanf(line.c_str(), "S %lu %lu %lu", &g, &a, &t) == 3) {
+      acked.reset[g] = std::max(acked.reset[g], a);
     } else if (line.rfind("X ", 0) == 0) {
       *error = line;
     }
@@ -211,6 +227,12 @@ void verify(const std::string& dir, const Acked& acked, int kill) {
     ASSERT_EQ(f->second.substr(loc->offset, loc->len), payload_of(g, i, term))
         << "entry " << g << "/" << i << " corrupted after kill " << kill;
   }
+  // A durable reset is never undone (a later reset or compaction only raises
+  // the start point: every reset index is above all entries written before).
+  for (const auto& [g, index] : acked.reset) {
+    ASSERT_GE(rec->groups.at(g).compact_index(), index)
+        << "acknowledged reset of group " << g << " lost after kill " << kill;
+  }
   for (const auto& [g, hs] : acked.hs) {
     const GroupLog& gl = rec->groups.at(g);
     ASSERT_GE(gl.hard_state().term, hs.first) << "hard state of group " << g << " went back";
@@ -235,6 +257,7 @@ TEST(WalCrashTest, SigkillNeverLosesAnAcknowledgedEntry) {
     if (::testing::Test::HasFatalFailure()) return;
   }
   EXPECT_GT(acked.entries.size(), 100u) << "the writers must make progress between kills";
+  EXPECT_GT(acked.reset.size(), 0u) << "the writers must reset groups too";
 }
 
 }  // namespace

@@ -131,6 +131,32 @@ TEST(WalFormatTest, MalformedEntriesBodiesAreCorruption) {
   EXPECT_FALSE(decode_entries(bad).ok());
 }
 
+TEST(WalFormatTest, ResetRecordRoundTripsAndIsRequired) {
+  char body[kResetBodyBytes];
+  ASSERT_EQ(encode_reset(body, ResetBody{7, 1000, 5}), kResetBodyBytes);
+  auto d = decode_reset(std::string_view(body, kResetBodyBytes));
+  ASSERT_TRUE(d.ok()) << d.error().to_string();
+  EXPECT_EQ(d->group, 7u);
+  EXPECT_EQ(d->index, 1000u);
+  EXPECT_EQ(d->term, 5u);
+  EXPECT_EQ(kind_name(static_cast<uint8_t>(RecordKind::kReset)), "reset");
+  // Required: a reader that did not know it must refuse the log, not skip it.
+  EXPECT_LT(static_cast<uint8_t>(RecordKind::kReset), kFirstOptionalKind);
+}
+
+TEST(WalFormatTest, MalformedResetBodiesAreCorruption) {
+  char body[kResetBodyBytes];
+  for (auto [index, term] : {std::pair<uint64_t, uint64_t>{0, 1}, {1, 0}, {UINT64_MAX, 3}}) {
+    encode_reset(body, ResetBody{1, index, term});
+    auto d = decode_reset(std::string_view(body, kResetBodyBytes));
+    ASSERT_FALSE(d.ok()) << index << "/" << term;
+    EXPECT_EQ(d.error().kind(), base::ErrorKind::kCorruption);
+  }
+  encode_reset(body, ResetBody{1, 2, 3});
+  EXPECT_FALSE(decode_reset(std::string_view(body, kResetBodyBytes - 8)).ok());
+  EXPECT_FALSE(decode_reset(std::string(body, kResetBodyBytes) + "x").ok());
+}
+
 TEST(WalFormatTest, FileNamesParse) {
   uint64_t n = 0;
   EXPECT_TRUE(parse_segment_file_name(segment_file_name(42), &n));
