@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kvcluster import Cluster, Resp, RespError  # noqa: E402
@@ -92,6 +93,21 @@ class Client(threading.Thread):
         self.record(op)
 
 
+def metric_sum(cluster, name):
+    """Sum of `name` over every node's /metrics (nodes that do not answer count 0)."""
+    total = 0.0
+    for port in cluster.admin:
+        try:
+            body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5).read()
+        except OSError:
+            continue
+        for line in body.decode().splitlines():
+            head, _, value = line.rpartition(" ")
+            if head == name or head.startswith(name + "{"):
+                total += float(value)
+    return total
+
+
 def nemesis(cluster, stop, rng, log):
     while not stop.is_set():
         time.sleep(rng.uniform(1.0, 2.5))
@@ -124,12 +140,19 @@ def main():
     ap.add_argument("--clients", type=int, default=6)
     ap.add_argument("--seed", type=int, default=int(os.environ.get("NORIKV_FAULT_SEED", time.time())))
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--snapshot-entries", type=int, default=0,
+                    help="snapshot every N entries (keeping N/5 behind): installs under faults")
     a = ap.parse_args()
     rng = random.Random(a.seed)
     work = a.workdir or os.path.join(os.getcwd(), "kv_fault_%s_%d" % (a.read_mode, a.seed))
     shutil.rmtree(work, ignore_errors=True)
-    print("seed %d, %s reads, %.0f s, workdir %s" % (a.seed, a.read_mode, a.seconds, work), flush=True)
-    cluster = Cluster(a.norikv, work, extra_args=["--read-mode", a.read_mode, "--write-timeout-ms", "3000"])
+    print("seed %d, %s reads, %.0f s, snapshot every %s entries, workdir %s" %
+          (a.seed, a.read_mode, a.seconds, a.snapshot_entries or "default", work), flush=True)
+    extra = ["--read-mode", a.read_mode, "--write-timeout-ms", "3000"]
+    if a.snapshot_entries > 0:
+        extra += ["--snapshot-entries", str(a.snapshot_entries),
+                  "--snapshot-keep-entries", str(max(1, a.snapshot_entries // 5))]
+    cluster = Cluster(a.norikv, work, extra_args=extra)
     cluster.start_all()
     if not cluster.wait_ready():
         print("FAIL: cluster not ready")
@@ -173,6 +196,8 @@ def main():
                             "call": t0, "return": time.monotonic_ns(), "status": "ok"})
             break
     final.close()
+    taken = metric_sum(cluster, "raft_snapshots_taken_total")
+    installed = metric_sum(cluster, "raft_snapshots_installed_total")
     cluster.stop_all()
     path = os.path.join(work, "history.jsonl")
     with open(path, "w") as f:
@@ -184,6 +209,10 @@ def main():
     oks = sum(1 for o in history if o["status"] == "ok" and o["op"] != "get")
     print("history: %d operations %s, %d acknowledged writes, faults %s" %
           (len(history), counts, oks, [f[1:] for f in faults]), flush=True)
+    print("snapshots since the last restarts: %d taken, %d installed" % (taken, installed), flush=True)
+    if a.snapshot_entries > 0 and taken < 1:
+        print("FAIL: no snapshot was taken: the snapshot variant proved nothing")
+        return 1
     if oks < 20:
         print("FAIL: too few acknowledged writes (%d): the test proved nothing" % oks)
         return 1
