@@ -459,7 +459,8 @@ Task<base::Status> Wal::reclaim() {
   const auto& live = engine_.live_segments();
   const uint64_t entries_from = engine_.oldest_entry_seq();
   if (!live.empty() && live.front() < entries_from) {
-    // Hard states and compaction marks still in old segments move forward.
+    // Hard states and start points (compaction marks, resets, checkpoints)
+    // still in old segments move forward.
     auto cp = engine_.checkpoint_before(entries_from);
     if (!cp) co_return cp.error();
     raise(flush_signal_);
