@@ -64,6 +64,26 @@ void BM_StoreApplySet(benchmark::State& state) {
 }
 BENCHMARK(BM_StoreApplySet)->Arg(16)->Arg(128);
 
+// What a snapshot capture costs the shard's reactor: Store::clone() of a
+// store with N keys of 100-byte values (kv/snapshot.h). Reported per key.
+void BM_StoreCloneForSnapshot(benchmark::State& state) {
+  const int64_t keys = state.range(0);
+  nori::kv::Store s;
+  for (int64_t i = 0; i < keys; ++i) {
+    nori::kv::WriteHeader h{1, uint64_t(i) + 1, uint64_t(i) + 1, 1000, i == 0};
+    s.apply(uint64_t(i) + 1,
+            nori::kv::encode_write(h, {"SET", "key:" + std::to_string(i), std::string(100, 'v')}));
+  }
+  for (auto _ : state) {
+    auto c = s.clone();
+    benchmark::DoNotOptimize(c.get());
+  }
+  state.counters["ns/key"] =
+      benchmark::Counter(double(keys) * double(state.iterations()),
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_StoreCloneForSnapshot)->Arg(10000)->Arg(100000)->Unit(benchmark::kMillisecond);
+
 }  // namespace
 
 BENCHMARK_MAIN();
