@@ -64,6 +64,7 @@ void SafetyChecker::on_apply(raft::GroupId group, raft::NodeId node, const raft:
   }
   if (e.index == seq.size() + 1) {
     seq.push_back(d);
+    committed_[group].push_back(e);
   } else if (!(seq[e.index - 1] == d)) {
     violation(
         fmt::format("replicas applied different entries: group {} index {}: node {} "
@@ -74,14 +75,78 @@ void SafetyChecker::on_apply(raft::GroupId group, raft::NodeId node, const raft:
   }
 }
 
+void SafetyChecker::on_restore(raft::GroupId group, raft::NodeId node, raft::Index index,
+                               const KvStore& kv, const char* what, SimTime now) {
+  applied_cursor_[{group, node}] = index;
+  check_state(group, node, index, kv, what, now);
+}
+
+const KvStore* SafetyChecker::reference_state(raft::GroupId group, raft::Index index) {
+  const auto& log = committed_[group];
+  if (index > log.size()) return nullptr;
+  auto& [at, kv] = reference_[group];
+  if (at > index) {
+    at = 0;
+    kv = KvStore();
+  }
+  for (; at < index; ++at) {
+    const raft::Entry& e = log[at];
+    if (e.type != raft::EntryType::kNormal || e.data.empty()) continue;
+    auto cmd = decode_command(e.data);
+    if (cmd) kv.apply(*cmd);  // an undecodable entry is reported where it is applied
+  }
+  return &kv;
+}
+
+void SafetyChecker::check_state(raft::GroupId group, raft::NodeId node, raft::Index index,
+                                const KvStore& kv, const char* what, SimTime now) {
+  const KvStore* ref = reference_state(group, index);
+  if (ref == nullptr) {
+    violation(fmt::format(
+        "{}: group {} node {} holds a state machine at index {} but only {} entries were ever "
+        "applied (t={:.3f} ms)",
+        what, group, node, index, committed_[group].size(), ms(now)));
+    return;
+  }
+  if (kv == *ref) return;
+  std::string diff;
+  for (const auto& [k, v] : ref->data()) {
+    if (kv.get(k) != v) {
+      diff = fmt::format("key {}: '{}' instead of '{}'", k, kv.get(k), v);
+      break;
+    }
+  }
+  if (diff.empty())
+    diff = fmt::format("{} keys instead of {}", kv.data().size(), ref->data().size());
+  violation(fmt::format(
+      "state machine contents: {}: group {} node {} at index {} differs from the committed "
+      "log: {} (t={:.3f} ms)",
+      what, group, node, index, diff, ms(now)));
+}
+
 void SafetyChecker::check_leader_completeness(raft::GroupId group, raft::NodeId node,
                                               raft::Term term, const std::vector<raft::Entry>& log,
-                                              SimTime now) {
+                                              SimTime now, raft::Index snap_index,
+                                              raft::Term snap_term) {
   const auto& seq = applied_[group];
   const auto& ct = commit_term_[group];
+  const size_t first = log.empty() ? snap_index + 1 : log.front().index;  // 1-based
   for (size_t i = 0; i < seq.size(); ++i) {
     if (i >= ct.size() || ct[i] == 0 || ct[i] >= term) continue;
-    if (i >= log.size() || !(digest(log[i]) == seq[i])) {
+    const raft::Index index = i + 1;
+    if (index < first) {
+      // Covered by the snapshot; its own term must be the committed one
+      // (log matching then covers the prefix).
+      if (index <= snap_index && (index != snap_index || seq[i].term == snap_term)) continue;
+      violation(fmt::format(
+          "leader completeness: group {} node {} leads term {} but its log starts "
+          "at {} after snapshot ({}, term {}), missing committed entry {} of term "
+          "{} (t={:.3f} ms)",
+          group, node, term, first, snap_index, snap_term, index, seq[i].term, ms(now)));
+      return;
+    }
+    const size_t pos = index - first;
+    if (pos >= log.size() || !(digest(log[pos]) == seq[i])) {
       violation(
           fmt::format("leader completeness: group {} node {} leads term {} but its log "
                       "({} entries) lacks entry {} (of term {}) committed in term {} "
@@ -100,26 +165,33 @@ void SafetyChecker::check_log_matching(
     for (size_t b = a + 1; b < logs.size(); ++b) {
       const auto& la = *logs[a].second;
       const auto& lb = *logs[b].second;
-      const size_t n = std::min(la.size(), lb.size());
-      size_t first_diff = n;
-      for (size_t i = 0; i < n; ++i) {
-        if (la[i].index != i + 1 || lb[i].index != i + 1) {
-          violation(fmt::format("{} log of group {} has a wrong index at position {}", which, group,
-                                i + 1));
-          return;
+      if (la.empty() || lb.empty()) continue;
+      // Compare where both logs have entries (either may be compacted).
+      const raft::Index fa = la.front().index, fb = lb.front().index;
+      const raft::Index lo = std::max(fa, fb);
+      const raft::Index hi = std::min(fa + la.size(), fb + lb.size());  // exclusive
+      for (const auto* l : {&la, &lb}) {
+        for (size_t i = 0; i < l->size(); ++i) {
+          if ((*l)[i].index != l->front().index + i) {
+            violation(fmt::format("{} log of group {} has a wrong index at position {}", which,
+                                  group, i + 1));
+            return;
+          }
         }
-        if (!(la[i] == lb[i])) {
+      }
+      raft::Index first_diff = hi;
+      for (raft::Index i = lo; i < hi; ++i) {
+        if (!(la[i - fa] == lb[i - fb])) {
           first_diff = i;
           break;
         }
       }
-      for (size_t i = first_diff; i < n; ++i) {
-        if (la[i].term == lb[i].term) {
-          violation(
-              fmt::format("log matching: group {} {} logs of nodes {} and {} both hold "
-                          "term {} at index {} but differ at index {} (t={:.3f} ms)",
-                          group, which, logs[a].first, logs[b].first, la[i].term, i + 1,
-                          first_diff + 1, ms(now)));
+      for (raft::Index i = first_diff; i < hi; ++i) {
+        if (la[i - fa].term == lb[i - fb].term) {
+          violation(fmt::format(
+              "log matching: group {} {} logs of nodes {} and {} both hold "
+              "term {} at index {} but differ at index {} (t={:.3f} ms)",
+              group, which, logs[a].first, logs[b].first, la[i - fa].term, i, first_diff, ms(now)));
           break;
         }
       }

@@ -7,7 +7,12 @@
 //   - leader completeness: a new leader's log holds every entry any replica
 //     has applied so far, with the same term;
 //   - state machine safety: every replica applies the same entry at each
-//     index, in index order, from index 1 after every restart;
+//     index, in index order, from index 1 after every restart, or from just
+//     after the snapshot it restored (restart recovery, snapshot install);
+//   - state machine contents: a state machine restored from a snapshot, one
+//     written into a snapshot, and every replica's at the end of the run
+//     equal the KV state the committed log gives at that index (so a crash
+//     during an install that left a mix of old and new is caught);
 //   - lease exclusion: no two nodes of one group grant lease reads at
 //     overlapping simulated real time (per (node, term), the span from its
 //     first to its last lease grant; spans of different nodes must not
@@ -26,6 +31,7 @@
 #include <vector>
 
 #include "raft/types.h"
+#include "tests/sim/kv.h"
 #include "tests/sim/scheduler.h"
 
 namespace nori::sim {
@@ -44,15 +50,29 @@ class SafetyChecker {
   void on_apply(raft::GroupId group, raft::NodeId node, const raft::Entry& e,
                 raft::Term leader_term, SimTime now);
   void on_restart(raft::GroupId group, raft::NodeId node);
+  // `node` restored its state machine `kv` as of `index` (a snapshot, on
+  // restart or install): it must equal the committed log's state there, and
+  // the node applies index + 1 next. `what` names the occasion.
+  void on_restore(raft::GroupId group, raft::NodeId node, raft::Index index, const KvStore& kv,
+                  const char* what, SimTime now);
+  // `kv` claims to be the state at `index` (a snapshot being written, or a
+  // replica at the end of the run): it must equal the committed log's.
+  void check_state(raft::GroupId group, raft::NodeId node, raft::Index index, const KvStore& kv,
+                   const char* what, SimTime now);
 
-  // `node` just became leader of `term` with `log` (its written log): it
-  // must hold every entry committed so far in an earlier term. (A leader of
-  // an old term can still be elected late, by delayed votes: it need not
-  // hold entries later terms committed.)
+  // `node` just became leader of `term` with `log` (its written log, which
+  // may start past index 1: entries carry their index) after the snapshot
+  // (snap_index, snap_term): it must hold every entry committed so far in an
+  // earlier term, in its log or covered by its snapshot (whose term at
+  // snap_index must then be the committed one). (A leader of an old term can
+  // still be elected late, by delayed votes: it need not hold entries later
+  // terms committed.)
   void check_leader_completeness(raft::GroupId group, raft::NodeId node, raft::Term term,
-                                 const std::vector<raft::Entry>& log, SimTime now);
+                                 const std::vector<raft::Entry>& log, SimTime now,
+                                 raft::Index snap_index = 0, raft::Term snap_term = 0);
 
-  // Log matching across every pair of `logs` of one group.
+  // Log matching across every pair of `logs` of one group (logs may start
+  // past index 1; they are compared where they overlap).
   void check_log_matching(
       raft::GroupId group,
       const std::vector<std::pair<raft::NodeId, const std::vector<raft::Entry>*>>& logs,
@@ -85,7 +105,14 @@ class SafetyChecker {
   static Digest digest(const raft::Entry& e);
 
   std::map<std::pair<raft::GroupId, raft::Term>, raft::NodeId> leaders_;
-  std::map<raft::GroupId, std::vector<Digest>> applied_;          // index i at [i - 1]
+  // The committed log's KV state at `index`, replayed from committed_ (a
+  // cursor makes the usual increasing queries cheap). nullopt if the
+  // checker has not seen every entry up to `index` applied.
+  const KvStore* reference_state(raft::GroupId group, raft::Index index);
+
+  std::map<raft::GroupId, std::vector<Digest>> applied_;         // index i at [i - 1]
+  std::map<raft::GroupId, std::vector<raft::Entry>> committed_;  // index i at [i - 1]
+  std::map<raft::GroupId, std::pair<raft::Index, KvStore>> reference_;
   std::map<raft::GroupId, std::vector<raft::Term>> commit_term_;  // 0: not seen
   std::map<std::pair<raft::GroupId, raft::NodeId>, raft::Index> applied_cursor_;
   // (group, node, term) -> span of lease grants.

@@ -43,6 +43,34 @@ void KvStore::apply(const KvCommand& c) {
   }
 }
 
+std::string KvStore::encode_state() const {
+  std::string out;
+  base::ByteWriter w(out);
+  w.varint(data_.size());
+  for (const auto& [k, v] : data_) {
+    w.length_prefixed(k);
+    w.length_prefixed(v);
+  }
+  return out;
+}
+
+base::Result<KvStore> KvStore::decode_state(std::string_view data) {
+  base::ByteReader r(data);
+  KvStore kv;
+  uint64_t n = 0;
+  if (!r.varint(n)) return base::err(base::ErrorKind::kCorruption, "KV snapshot without a count");
+  for (uint64_t i = 0; i < n; ++i) {
+    std::string_view k, v;
+    if (!r.length_prefixed(k, kFieldBytesMax) || !r.length_prefixed(v, kFieldBytesMax << 4)) {
+      return base::err(base::ErrorKind::kCorruption, "KV snapshot truncated at pair {} of {}", i,
+                       n);
+    }
+    kv.data_.emplace(std::string(k), std::string(v));
+  }
+  if (!r.empty()) return base::err(base::ErrorKind::kCorruption, "KV snapshot has trailing bytes");
+  return kv;
+}
+
 std::string KvStore::get(const std::string& key) const {
   auto it = data_.find(key);
   return it == data_.end() ? std::string() : it->second;

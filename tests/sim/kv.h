@@ -4,7 +4,9 @@
 // A command is (op, client, sequence, key, value); client and sequence make
 // every payload unique, so the applied-sequence checker can tell a duplicated
 // or reordered entry from a legitimate one. get is served by reads, never
-// replicated. Single-threaded, per replica; rebuilt from the log on restart.
+// replicated. Single-threaded, per replica; rebuilt on restart from the
+// latest durable snapshot (encode_state / decode_state, the snapshot file's
+// contents) and the log after it.
 #pragma once
 
 #include <cstdint>
@@ -34,6 +36,12 @@ class KvStore {
   // "" for a missing key (the history format's convention).
   std::string get(const std::string& key) const;
   const std::map<std::string, std::string>& data() const { return data_; }
+
+  // Snapshot file contents: varint count, then (key, value) length-prefixed,
+  // in key order (so equal states encode equally).
+  std::string encode_state() const;
+  static base::Result<KvStore> decode_state(std::string_view data);
+  bool operator==(const KvStore&) const = default;
 
  private:
   std::map<std::string, std::string> data_;

@@ -5,6 +5,8 @@
 //   nori-sim --seed 42 --trace t.jsonl     with an event trace (JSON lines)
 //   nori-sim --long --budget-s 3600        long runs (60 s simulated each) until the budget is
 //   spent nori-sim --storm                       the election-storm scenario, with distributions
+//   nori-sim --seed 1 --seeds 100 --membership   membership changes + snapshots
+//   nori-sim --seed 1 --seeds 100 --snapshots    snapshots only
 //   nori-sim --seed 42 --history-dir d     also write each group's client history (JSON lines,
 //                                          readable by nori-lincheck)
 //
@@ -34,6 +36,9 @@ int main(int argc, char** argv) {
   int64_t duration_ms = 0;
   double drift_ppm = -2;
   bool unsafe_skip_wait = false, unsafe_no_clock = false;
+  bool snapshots = false, membership = false, unsafe_reset_first = false;
+  double install_crash_chance = -1;
+  int install_crash_step = -1;
   bool verbose = false;
   std::string history_dir;
   app.add_option("--seed", seed, "first seed");
@@ -51,6 +56,18 @@ int main(int argc, char** argv) {
                "BROKEN CORE: new leaders skip the lease wait (checkers must fail)");
   app.add_flag("--unsafe-lease-no-clock", unsafe_no_clock,
                "BROKEN CORE: lease reads skip the clock check (checkers must fail)");
+  app.add_flag("--snapshots", snapshots,
+               "snapshots: small thresholds, chunked transfers, installs (some seeds crash "
+               "nodes during installs)");
+  app.add_flag("--membership", membership,
+               "membership changes (add, remove, replace, the leader too, abandon stuck) on "
+               "spare nodes, with snapshots");
+  app.add_option("--install-crash-chance", install_crash_chance,
+                 "chance of a crash at each install step boundary (0..1)");
+  app.add_option("--install-crash-step", install_crash_step,
+                 "crash only at this install step (1 file, 2 reset record, 3 restored, 4 acked)");
+  app.add_flag("--unsafe-install-reset-first", unsafe_reset_first,
+               "BROKEN DRIVER: reset record durable before the snapshot file (checkers must fail)");
   app.add_option("--history-dir", history_dir, "write client histories (JSON lines) here");
   app.add_flag("-v,--verbose", verbose, "print every run's summary, not only failures");
   try {
@@ -65,7 +82,10 @@ int main(int argc, char** argv) {
   }
 
   auto options_for = [&](uint64_t s) {
-    SimOptions o = lease_hazard ? SimOptions::lease_hazard_for_seed(s) : SimOptions::for_seed(s);
+    SimOptions o = lease_hazard ? SimOptions::lease_hazard_for_seed(s)
+                   : membership ? SimOptions::membership_for_seed(s)
+                   : snapshots  ? SimOptions::snapshots_for_seed(s)
+                                : SimOptions::for_seed(s);
     if (storm) {
       o.storm = true;
       o.nodes = 5;
@@ -84,6 +104,9 @@ int main(int argc, char** argv) {
     if (drift_ppm >= -1) o.clock_drift_ppm = drift_ppm;
     o.raft.unsafe_skip_new_leader_lease_wait_for_testing = unsafe_skip_wait;
     o.raft.unsafe_lease_read_skips_clock_check_for_testing = unsafe_no_clock;
+    if (install_crash_chance >= 0) o.install_crash_chance = install_crash_chance;
+    if (install_crash_step >= 0) o.install_crash_step = install_crash_step;
+    o.unsafe_install_reset_before_file_for_testing = unsafe_reset_first;
     o.trace_path = trace;
     return o;
   };

@@ -12,6 +12,7 @@
 #include <set>
 
 #include "raft/raft.h"
+#include "runtime/base/bytes.h"
 #include "tests/lincheck/checker.h"
 #include "tests/sim/clock.h"
 #include "tests/sim/kv.h"
@@ -61,11 +62,58 @@ SimOptions SimOptions::for_seed(uint64_t seed) {
   return o;
 }
 
+SimOptions SimOptions::snapshots_for_seed(uint64_t seed) {
+  SimOptions o = for_seed(seed);
+  o.snapshots = true;
+  Rng r(seed * 0x9e3779b97f4a7c15ULL + 29);
+  // A snapshot every few dozen applied entries, a short log behind it: a
+  // follower down for a second or cut off by a partition falls behind the
+  // leader's log start and needs the snapshot.
+  o.raft.snapshot_entries_max = static_cast<uint64_t>(r.uniform(20, 120));
+  o.raft.snapshot_keep_entries = static_cast<uint64_t>(r.uniform(0, 30));
+  o.raft.snapshot_log_bytes_max = 64 << 10;
+  // Transfers are re-driven (from the last acknowledged offset) after this
+  // long without progress: short enough to happen within a run.
+  o.raft.snapshot_timeout_ms = static_cast<uint32_t>(r.uniform(400, 1500));
+  // Files are a few hundred bytes: chunks small enough that a transfer takes
+  // several round trips and is interrupted by losses, crashes, partitions.
+  o.snapshot_chunk_bytes = static_cast<uint64_t>(r.uniform(24, 200));
+  o.install_crash_chance = r.chance(0.5) ? 0.1 : 0.0;
+  return o;
+}
+
+SimOptions SimOptions::membership_for_seed(uint64_t seed) {
+  SimOptions o = snapshots_for_seed(seed);
+  o.membership = true;
+  Rng r(seed * 0xd1b54a32d192ed03ULL + 41);
+  o.spares = static_cast<int>(r.uniform(1, 2));
+  o.change_interval_mean = r.uniform(400, 1500) * kMillisecond;
+  o.raft.promote_lag_entries_max = static_cast<uint64_t>(r.uniform(0, 20));
+  o.quiet = 6 * kSecond;
+  o.require_progress = true;
+  return o;
+}
+
 std::string SimOptions::replay_command() const {
-  SimOptions base = lease_hazard ? lease_hazard_for_seed(seed) : for_seed(seed);
+  SimOptions base = lease_hazard ? lease_hazard_for_seed(seed)
+                    : membership ? membership_for_seed(seed)
+                    : snapshots  ? snapshots_for_seed(seed)
+                                 : for_seed(seed);
   std::string cmd = fmt::format("{} --seed {}", NORI_SIM_BINARY, seed);
   if (storm) cmd += fmt::format(" --storm --storm-rounds {}", storm_rounds);
   if (lease_hazard) cmd += " --lease-hazard";
+  if (membership) {
+    cmd += " --membership";
+  } else if (snapshots) {
+    cmd += " --snapshots";
+  }
+  if (install_crash_chance != base.install_crash_chance) {
+    cmd += fmt::format(" --install-crash-chance {}", install_crash_chance);
+  }
+  if (install_crash_step != base.install_crash_step) {
+    cmd += fmt::format(" --install-crash-step {}", install_crash_step);
+  }
+  if (unsafe_install_reset_before_file_for_testing) cmd += " --unsafe-install-reset-first";
   if (duration != base.duration) cmd += fmt::format(" --duration-ms {}", duration / kMillisecond);
   if (clock_drift_ppm != base.clock_drift_ppm) {
     cmd += fmt::format(" --drift-ppm {}", clock_drift_ppm);
@@ -96,6 +144,19 @@ std::string SimReport::summary() const {
       seed, ok ? "ok" : "FAILED", events, client_ops, ok_ops, failed_ops, info_ops, stale_reads,
       lease_reads, read_index_reads, committed_entries, leaders, crashes, pauses, partitions,
       transfers, lost_writes);
+  if (snapshots_taken + installs + adds + removes > 0) {
+    s += fmt::format(
+        "\n  snapshots: {} taken, {} installed, {} chunks sent ({} re-sent from the last "
+        "acknowledged offset), {} crashes during installs (by step: {} {} {} {}), recovered "
+        "{} old / {} new",
+        snapshots_taken, installs, snapshot_chunks, snapshot_resends, install_crash_total(),
+        install_crashes[1], install_crashes[2], install_crashes[3], install_crashes[4],
+        recovered_old, recovered_new);
+    s += fmt::format(
+        "\n  membership: {} adds, {} removes ({} of the leader), {} replaces, {} abandoned, {} "
+        "wiped, {} changes completed",
+        adds, removes, leader_removes, replaces, abandons, wipes, changes_completed);
+  }
   if (!time_to_leader.samples_ms.empty() || !time_to_write.samples_ms.empty()) {
     s += fmt::format("\n  time to new leader: {}\n  time to first committed write: {}",
                      time_to_leader.summary(), time_to_write.summary());
@@ -107,6 +168,10 @@ std::string SimReport::summary() const {
   }
   if (!ok) s += "\n  replay: " + replay;
   return s;
+}
+
+size_t SimReport::install_crash_total() const {
+  return install_crashes[1] + install_crashes[2] + install_crashes[3] + install_crashes[4];
 }
 
 namespace {
@@ -175,9 +240,27 @@ struct HeldMessage {
   uint64_t entries_seq = 0;  // entry lane must reach this
 };
 
+// A snapshot install in progress on a follower (raft/storage.h order).
+struct Install {
+  raft::SnapshotMeta meta;
+  raft::SnapshotMeta old_meta;  // the durable snapshot before it
+  SnapshotFile file;
+};
+
+// The partial snapshot file being received (volatile: forgotten on crash,
+// as the core forgets the transfer on restart).
+struct Receiving {
+  raft::SnapshotMeta meta;
+  Term leader_term = 0;
+  std::string data;
+};
+
 struct Replica {
   GroupId group = 0;
   SimStorage storage;
+  // Not in the bootstrap configuration: a spare node, or one wiped after its
+  // removal (it starts with no configuration and learns it from a leader).
+  bool joined = false;
   std::unique_ptr<raft::Raft> raft;
   raft::Ready ready;
   KvStore kv;
@@ -188,6 +271,14 @@ struct Replica {
   std::map<uint64_t, ClientRequest> proposals;
   std::map<uint64_t, ClientRequest> reads;
   std::vector<std::pair<Index, ClientRequest>> reads_waiting_apply;
+  // Snapshots (volatile unless said otherwise).
+  SimTime snap_lane_free = 0;  // writes of snapshot files and received chunks
+  std::optional<Receiving> receiving;
+  std::optional<Install> installing;
+  // An install a crash interrupted: recovery must give old_meta or meta.
+  std::optional<Install> interrupted;
+  std::map<NodeId, Index> pinned;  // leader: snapshot being sent to each peer
+  std::map<NodeId, std::pair<Index, uint64_t>> last_send;  // (index, offset)
 };
 
 struct Node {
@@ -198,6 +289,7 @@ struct Node {
   SimTime paused_until = 0;
   std::deque<std::function<void()>> deferred;  // work that arrived during a pause
   std::vector<std::unique_ptr<Replica>> replicas;
+  std::set<GroupId> wipe_on_restart;  // decommissioned: empty disk at restart
 };
 
 struct Client {
@@ -220,8 +312,9 @@ class Simulation {
       : o_(o), rng_(o.seed), net_rng_(rng_.fork()), trace_(o.trace_path) {
     drift_ppm_ = o_.clock_drift_ppm >= 0 ? o_.clock_drift_ppm
                                          : 0.9 * static_cast<double>(o_.raft.max_clock_drift_ppm);
-    blocked_.assign(o_.nodes + 1, std::vector<int>(o_.nodes + 1, 0));
-    for (int i = 1; i <= o_.nodes; ++i) {
+    total_nodes_ = o_.nodes + (o_.membership ? o_.spares : 0);
+    blocked_.assign(total_nodes_ + 1, std::vector<int>(total_nodes_ + 1, 0));
+    for (int i = 1; i <= total_nodes_; ++i) {
       auto n = std::make_unique<Node>();
       n->id = static_cast<NodeId>(i);
       const int64_t offset = rng_.uniform(-o_.clock_offset_max_ms, o_.clock_offset_max_ms);
@@ -229,6 +322,7 @@ class Simulation {
       for (int g = 0; g < o_.groups; ++g) {
         auto r = std::make_unique<Replica>();
         r->group = static_cast<GroupId>(g + 1);
+        r->joined = i > o_.nodes;
         n->replicas.push_back(std::move(r));
       }
       trace("node", {{"node", i}, {"offset_ms", offset}, {"drift_ppm", n->clock.drift_ppm()}});
@@ -262,6 +356,7 @@ class Simulation {
     } else if (o_.fault_interval_mean > 0) {
       schedule_fault(end_faults);
     }
+    if (o_.membership) schedule_membership_change(end_faults);
     sched_.after(kSecond, [this] { periodic_check(); });
     sched_.at(end_faults, [this] { heal_everything(); });
     sched_.run_until(end);
@@ -311,29 +406,96 @@ class Simulation {
     fn();
   }
 
-  raft::Config config_for(const Node& n, GroupId g) {
+  raft::Config config_for(const Node& n, const Replica& r) {
     raft::Config c = o_.raft;
     c.id = n.id;
-    c.group = g;
+    c.group = r.group;
     c.voters.clear();
-    for (int i = 1; i <= o_.nodes; ++i)
-      c.voters.push_back(static_cast<NodeId>(i));
+    c.learners.clear();
+    // A joining node starts with no configuration: it learns it from the
+    // leader (the bootstrap one is used only while the log has no snapshot).
+    if (!r.joined) {
+      for (int i = 1; i <= o_.nodes; ++i)
+        c.voters.push_back(static_cast<NodeId>(i));
+    }
     c.random_seed = rng_.next() | 1;
-    c.applied = 0;  // the KV store is in memory: replay the log after a restart
+    // The KV store is in memory: restored from the durable snapshot (if
+    // any), then the log after it is replayed (start_node).
+    c.applied = 0;
     return c;
   }
+
+  int total_nodes() const { return total_nodes_; }
 
   // --- node lifecycle ------------------------------------------------------------
   void start_node(Node& n) {
     n.up = true;
     for (auto& rp : n.replicas) {
       Replica& r = *rp;
-      checker_.on_restart(r.group, n.id);
-      r.raft = std::make_unique<raft::Raft>(config_for(n, r.group), r.storage, local(n));
+      if (n.wipe_on_restart.count(r.group)) {
+        // Reimaged after its removal: it may join again, as a new member.
+        n.wipe_on_restart.erase(r.group);
+        r.storage.wipe();
+        r.joined = true;
+        r.interrupted.reset();
+        ++wipes_;
+        trace("wipe", {{"node", n.id}, {"group", r.group}});
+      }
+      raft::Config c = config_for(n, r);
       r.kv = KvStore();
       r.applied = 0;
+      recover_snapshot(n, r, c);
+      r.raft = std::make_unique<raft::Raft>(c, r.storage, local(n));
       drain(n, r);
     }
+  }
+
+  // Recovery (raft/storage.h): the state machine is restored from the
+  // durable snapshot before the core is built; the log after it is replayed.
+  void recover_snapshot(Node& n, Replica& r, raft::Config& c) {
+    const raft::SnapshotMeta snap = r.storage.snapshot_meta();
+    if (r.interrupted) {
+      // A crash cut an install short: the durable state is the old snapshot
+      // or the new one, never anything else.
+      const Install& in = *r.interrupted;
+      if (snap == in.meta) {
+        ++recovered_new_;
+      } else if (snap.index < in.meta.index) {
+        ++recovered_old_;
+      } else {
+        checker_.violation(fmt::format(
+            "install recovery: group {} node {} was installing snapshot {} (term {}) over {} "
+            "and recovered snapshot {} (term {}): neither old nor new (t={:.3f} ms)",
+            r.group, n.id, in.meta.index, in.meta.term, in.old_meta.index, snap.index, snap.term,
+            ms(now())));
+      }
+      trace("install_recovered",
+            {{"node", n.id}, {"group", r.group}, {"snapshot", snap.index}, {"new", in.meta.index}});
+      r.interrupted.reset();
+    }
+    if (snap.index == 0) {
+      checker_.on_restart(r.group, n.id);
+      return;
+    }
+    const SnapshotFile* f = r.storage.file(snap.index);
+    if (f == nullptr) {
+      // Only a driver that made the reset record durable before the file
+      // gets here. It restores what it has (the newest older file, or
+      // nothing) under the new index: the mix the content check catches.
+      checker_.violation(fmt::format(
+          "install recovery: group {} node {}: the log is reset to snapshot {} but its file is "
+          "missing (t={:.3f} ms)",
+          r.group, n.id, snap.index, ms(now())));
+      f = r.storage.newest_file_at_or_below(snap.index);
+    }
+    if (f != nullptr) {
+      auto kv = KvStore::decode_state(f->data);
+      NORI_ASSERT(kv.ok(), "a durable snapshot file does not decode");
+      r.kv = std::move(*kv);
+    }
+    r.applied = snap.index;
+    c.applied = snap.index;
+    checker_.on_restore(r.group, n.id, snap.index, r.kv, "restart recovery", now());
   }
 
   void crash(Node& n, SimTime down_for) {
@@ -353,6 +515,12 @@ class Simulation {
       r.proposals.clear();
       r.reads.clear();
       r.reads_waiting_apply.clear();
+      r.snap_lane_free = 0;
+      r.receiving.reset();
+      if (r.installing) r.interrupted = std::move(r.installing);
+      r.installing.reset();
+      r.pinned.clear();
+      r.last_send.clear();
     }
     lost_writes_ += lost;
     trace("crash", {{"node", n.id}, {"lost_writes", lost}, {"down_ms", ms(down_for)}});
@@ -410,16 +578,7 @@ class Simulation {
       }
       if (rd.truncate_from || !rd.entries.empty()) {
         r.storage.write_entries(rd.truncate_from, rd.entries);
-        r.entries_lane_free = std::max(r.entries_lane_free, now()) + disk_latency();
-        const uint64_t inc = n.incarnation;
-        sched_.at(r.entries_lane_free, [this, &n, &r, inc] {
-          on_node(n, inc, [this, &n, &r] {
-            auto [index, term] = r.storage.complete_entries();
-            if (index > 0) r.raft->entries_persisted(index, term, local(n));
-            release_held(n, r);
-            drain(n, r);
-          });
-        });
+        complete_log_write(n, r, nullptr);
       }
       // 2. Messages: now, or once the writes they depend on are durable.
       for (raft::OutMessage& om : rd.messages) {
@@ -449,19 +608,24 @@ class Simulation {
           checker_.on_leader(r.group, ev.term, ev.node, now());
           if (ev.node == n.id) {
             checker_.check_leader_completeness(r.group, n.id, ev.term, r.storage.written_log(),
-                                               now());
+                                               now(), r.storage.written_snapshot().index,
+                                               r.storage.written_snapshot().term);
             on_new_leader(r.group, ev.term);
           }
         }
       }
-      // 4. Apply committed entries, then acknowledge.
+      // 4. Snapshot work: a request sees the state machine BEFORE this
+      // Ready's committed entries are applied (raft/ready.h).
+      if (rd.snapshot) snapshot_work(n, r, *rd.snapshot);
+      if (!r.raft) return;  // an install step crashed the node
+      // 5. Apply committed entries, then acknowledge.
       if (!rd.committed.empty()) {
         for (const raft::Entry& e : rd.committed)
           apply(n, r, e);
         r.raft->applied(r.applied, local(n));
         serve_waiting_reads(n, r);
       }
-      // 5. Reads and proposals.
+      // 6. Reads and proposals.
       for (raft::ReadResult& rr : rd.reads)
         on_read_result(n, r, rr);
       for (raft::ProposalResult& pr : rd.proposals)
@@ -469,6 +633,217 @@ class Simulation {
     }
     if (r.raft && r.raft->is_leader()) checker_.on_leader(r.group, r.raft->term(), n.id, now());
     if (r.raft) schedule_tick(n, r, now());
+  }
+
+  // Schedules the completion of the log-lane write just queued (FIFO: each
+  // completes after the previous one). `then` runs after it is durable
+  // (nullptr: an append or compaction, acknowledged to the core).
+  void complete_log_write(Node& n, Replica& r, std::function<void()> then) {
+    r.entries_lane_free = std::max(r.entries_lane_free, now()) + disk_latency();
+    const uint64_t inc = n.incarnation;
+    sched_.at(r.entries_lane_free, [this, &n, &r, inc, then = std::move(then)] {
+      on_node(n, inc, [this, &n, &r, then] {
+        auto [index, term] = r.storage.complete_entries();
+        if (then) {
+          then();
+          return;
+        }
+        if (index > 0) r.raft->entries_persisted(index, term, local(n));
+        release_held(n, r);
+        drain(n, r);
+      });
+    });
+  }
+
+  // Runs `fn` as node `n` once a snapshot-lane write (file or chunk) is
+  // durable; lost if the node crashes first.
+  void after_snap_write(Node& n, Replica& r, std::function<void()> fn) {
+    r.snap_lane_free = std::max(r.snap_lane_free, now()) + disk_latency();
+    const uint64_t inc = n.incarnation;
+    sched_.at(r.snap_lane_free, [this, &n, inc, fn = std::move(fn)] { on_node(n, inc, fn); });
+  }
+
+  // --- snapshots --------------------------------------------------------------
+  void snapshot_work(Node& n, Replica& r, raft::SnapshotWork& sw) {
+    if (sw.request) take_snapshot(n, r, *sw.request);
+    if (sw.compact_before) {
+      r.storage.write_compaction(*sw.compact_before);
+      complete_log_write(n, r, nullptr);
+    }
+    for (const raft::SnapshotSend& ss : sw.sends)
+      send_snapshot_chunk(n, r, ss);
+    for (raft::SnapshotChunkIn& in : sw.chunks) {
+      if (!r.raft) return;
+      receive_chunk(n, r, std::move(in));
+    }
+  }
+
+  // Taking one: the state machine's point-in-time state is captured now
+  // (it is exactly at the requested index) and written off the hot path;
+  // the core hears of it once the file is durable.
+  void take_snapshot(Node& n, Replica& r, const raft::SnapshotMeta& meta) {
+    if (r.applied != meta.index) {
+      checker_.violation(fmt::format(
+          "snapshot request: group {} node {} asked for index {} with the state machine at {}",
+          r.group, n.id, meta.index, r.applied));
+      return;
+    }
+    checker_.check_state(r.group, n.id, meta.index, r.kv, "snapshot taken", now());
+    SnapshotFile f{meta, r.kv.encode_state(), 0};
+    f.digest = base::xxh3_64(f.data.data(), f.data.size(), 0);
+    trace("snapshot_take", {{"node", n.id}, {"group", r.group}, {"index", meta.index}});
+    after_snap_write(n, r, [this, &n, &r, f = std::move(f)]() mutable {
+      const raft::SnapshotMeta m = f.meta;
+      r.storage.put_file(std::move(f));
+      r.storage.set_taken_snapshot(m);
+      ++snapshots_taken_;
+      r.raft->snapshot_taken(m, local(n));
+      remove_superseded(r);
+      drain(n, r);
+    });
+  }
+
+  void remove_superseded(Replica& r) {
+    std::vector<Index> pinned;
+    for (auto& [to, idx] : r.pinned)
+      pinned.push_back(idx);
+    r.storage.remove_superseded_files(pinned);
+  }
+
+  void send_snapshot_chunk(Node& n, Replica& r, const raft::SnapshotSend& ss) {
+    if (ss.finished) {
+      r.pinned.erase(ss.to);
+      r.last_send.erase(ss.to);
+      remove_superseded(r);
+      return;
+    }
+    const SnapshotFile* f = r.storage.file(ss.meta.index);
+    if (f == nullptr) {
+      checker_.violation(fmt::format(
+          "snapshot send: group {} node {} must send snapshot {} to {} but has no such file",
+          r.group, n.id, ss.meta.index, ss.to));
+      return;
+    }
+    r.pinned[ss.to] = ss.meta.index;
+    auto& last = r.last_send[ss.to];
+    if (ss.offset > 0 && last == std::make_pair(ss.meta.index, ss.offset)) ++snapshot_resends_;
+    last = {ss.meta.index, ss.offset};
+    NORI_ASSERT(ss.offset <= f->data.size());
+    raft::SnapshotChunk c;
+    c.index = ss.meta.index;
+    c.index_term = ss.meta.term;
+    c.offset = ss.offset;
+    c.total_bytes = f->data.size();
+    c.digest = f->digest;
+    c.last = ss.offset + o_.snapshot_chunk_bytes >= f->data.size();
+    c.membership = ss.meta.membership.encode();
+    c.data = f->data.substr(ss.offset, o_.snapshot_chunk_bytes);
+    ++snapshot_chunks_;
+    send(n, raft::Message{r.group, n.id, ss.to, ss.term, raft::SnapshotChunkMsg(std::move(c))});
+  }
+
+  // A chunk the core accepted: written (after a disk latency) to the partial
+  // file, then acknowledged; the last one is verified and installed.
+  void receive_chunk(Node& n, Replica& r, raft::SnapshotChunkIn in) {
+    raft::SnapshotChunk& c = in.chunk;
+    auto mem = raft::Membership::decode(c.membership);
+    if (!mem.ok()) {
+      checker_.violation(
+          fmt::format("group {} node {}: the core accepted a snapshot chunk with "
+                      "an undecodable configuration",
+                      r.group, n.id));
+      return;
+    }
+    raft::SnapshotMeta meta{c.index, c.index_term, std::move(*mem)};
+    if (c.offset == 0) r.receiving = Receiving{meta, in.term, {}};
+    after_snap_write(n, r, [this, &n, &r, meta, term = in.term, c = std::move(c)] {
+      // A chunk of a transfer the core has since replaced is dropped.
+      if (!r.receiving || !(r.receiving->meta == meta) || r.receiving->leader_term != term ||
+          r.receiving->data.size() != c.offset) {
+        return;
+      }
+      r.receiving->data += c.data;
+      const uint64_t end = r.receiving->data.size();
+      r.raft->snapshot_chunk_written(meta, term, end, local(n));
+      if (c.last) {
+        std::string data = std::move(r.receiving->data);
+        r.receiving.reset();
+        if (base::xxh3_64(data.data(), data.size(), 0) != c.digest || end != c.total_bytes) {
+          r.raft->snapshot_receive_failed(local(n));
+        } else if (!r.installing) {
+          start_install(n, r, meta, std::move(data), c.digest);
+        }
+      }
+      drain(n, r);
+    });
+  }
+
+  // Crashes the installing node at step boundary `step` (1: file durable,
+  // 2: reset record durable, 3: state machine restored, 4: acknowledged)
+  // when the options say so. True if it crashed.
+  bool maybe_crash_in_install(Node& n, Replica& r, int step) {
+    if (o_.install_crash_chance <= 0) return false;
+    if (o_.install_crash_step != 0 && o_.install_crash_step != step) return false;
+    if (!rng_.chance(o_.install_crash_chance)) return false;
+    ++install_crashes_[step];
+    trace("install_crash", {{"node", n.id}, {"group", r.group}, {"step", step}});
+    crash(n, rng_.uniform(50 * kMillisecond, o_.crash_down_max));
+    return true;
+  }
+
+  // raft/storage.h's install order, each step durable before the next.
+  void start_install(Node& n, Replica& r, const raft::SnapshotMeta& meta, std::string data,
+                     uint64_t digest) {
+    Install in{meta, r.storage.snapshot_meta(), SnapshotFile{meta, std::move(data), digest}};
+    r.installing = std::move(in);
+    trace("install_start", {{"node", n.id}, {"group", r.group}, {"index", meta.index}});
+    if (o_.unsafe_install_reset_before_file_for_testing) {
+      install_reset(
+          n, r, [this, &n, &r] { install_file(n, r, [this, &n, &r] { install_restore(n, r); }); });
+    } else {
+      install_file(
+          n, r, [this, &n, &r] { install_reset(n, r, [this, &n, &r] { install_restore(n, r); }); });
+    }
+  }
+
+  // Step 1: the file (temporary file, sync, rename, directory sync).
+  void install_file(Node& n, Replica& r, std::function<void()> next) {
+    after_snap_write(n, r, [this, &n, &r, next = std::move(next)] {
+      r.storage.put_file(r.installing->file);
+      if (maybe_crash_in_install(n, r, 1)) return;
+      next();
+    });
+  }
+
+  // Step 2: the record resetting the log to the snapshot.
+  void install_reset(Node& n, Replica& r, std::function<void()> next) {
+    r.storage.write_reset(r.installing->meta);
+    complete_log_write(n, r, [this, &n, &r, next = std::move(next)] {
+      remove_superseded(r);
+      if (maybe_crash_in_install(n, r, 2)) return;
+      next();
+    });
+  }
+
+  // Steps 3 and 4: the state machine restored, then the core told (which
+  // acknowledges to the leader). Nothing runs between them: the core could
+  // otherwise hand out entries to apply on top of the restored state.
+  void install_restore(Node& n, Replica& r) {
+    const Install& in = *r.installing;
+    auto kv = KvStore::decode_state(in.file.data);
+    NORI_ASSERT(kv.ok(), "a verified snapshot file does not decode");
+    r.kv = std::move(*kv);
+    r.applied = in.meta.index;
+    checker_.on_restore(r.group, n.id, in.meta.index, r.kv, "snapshot install", now());
+    if (maybe_crash_in_install(n, r, 3)) return;
+    r.raft->snapshot_installed(in.meta, local(n));
+    serve_waiting_reads(n, r);
+    ++installs_;
+    trace("install_done", {{"node", n.id}, {"group", r.group}, {"index", in.meta.index}});
+    drain(n, r);
+    if (!n.up) return;
+    if (maybe_crash_in_install(n, r, 4)) return;
+    r.installing.reset();
   }
 
   void release_held(Node& n, Replica& r) {
@@ -490,7 +865,12 @@ class Simulation {
   void schedule_tick(Node& n, Replica& r, SimTime not_before) {
     // At least 50 us ahead: a core asking for a tick "now" again and again
     // must not stall simulated time.
-    SimTime at = std::max(n.clock.real_at(r.raft->next_tick(), not_before), not_before + 50'000);
+    // A non-voter asks for no tick at all (TimePoint::max()); it still gets
+    // one a second, which is harmless and keeps its timers honest.
+    const base::TimePoint next = r.raft->next_tick();
+    SimTime at = next == base::TimePoint::max()
+                     ? not_before + kSecond
+                     : std::max(n.clock.real_at(next, not_before), not_before + 50'000);
     if (r.tick_at >= 0 && r.tick_at <= at) return;
     r.tick_at = at;
     const uint64_t inc = n.incarnation;
@@ -534,7 +914,7 @@ class Simulation {
 
   void send(Node& from, raft::Message m) {
     const NodeId to = m.to;
-    if (to < 1 || to > static_cast<NodeId>(o_.nodes) || to == from.id) {
+    if (to < 1 || to > static_cast<NodeId>(total_nodes_) || to == from.id) {
       checker_.violation(fmt::format("node {} sent a message to invalid node {}", from.id, to));
       return;
     }
@@ -638,13 +1018,13 @@ class Simulation {
       case 4:
       case 5: {  // symmetric split into two sides
         std::vector<NodeId> side;
-        for (int i = 1; i <= o_.nodes; ++i) {
+        for (int i = 1; i <= total_nodes_; ++i) {
           if (rng_.chance(0.4)) side.push_back(static_cast<NodeId>(i));
         }
-        if (side.empty() || side.size() == static_cast<size_t>(o_.nodes)) break;
+        if (side.empty() || side.size() == static_cast<size_t>(total_nodes_)) break;
         std::vector<std::pair<NodeId, NodeId>> links;
-        for (int a = 1; a <= o_.nodes; ++a) {
-          for (int b = 1; b <= o_.nodes; ++b) {
+        for (int a = 1; a <= total_nodes_; ++a) {
+          for (int b = 1; b <= total_nodes_; ++b) {
             bool ina = std::find(side.begin(), side.end(), a) != side.end();
             bool inb = std::find(side.begin(), side.end(), b) != side.end();
             if (ina != inb) links.emplace_back(a, b);
@@ -660,14 +1040,14 @@ class Simulation {
         break;
       }
       case 7: {  // asymmetric: a node can send but not receive, or the reverse
-        NodeId x = static_cast<NodeId>(rng_.uniform(1, o_.nodes));
+        NodeId x = static_cast<NodeId>(rng_.uniform(1, total_nodes_));
         bool out = rng_.chance(0.5);
         partition(isolate_links(x, out, !out), out ? "mute-outgoing" : "deaf-incoming");
         break;
       }
       case 8: {  // a single one-way link
-        NodeId a = static_cast<NodeId>(rng_.uniform(1, o_.nodes));
-        NodeId b = static_cast<NodeId>(rng_.uniform(1, o_.nodes));
+        NodeId a = static_cast<NodeId>(rng_.uniform(1, total_nodes_));
+        NodeId b = static_cast<NodeId>(rng_.uniform(1, total_nodes_));
         if (a != b) partition({{a, b}}, "one-way");
         break;
       }
@@ -681,7 +1061,7 @@ class Simulation {
         const GroupId g = static_cast<GroupId>(rng_.uniform(1, o_.groups));
         const NodeId l = leader_of(g);
         if (!l || node(l).paused_until > now()) break;
-        NodeId target = static_cast<NodeId>(rng_.uniform(1, o_.nodes - 1));
+        NodeId target = static_cast<NodeId>(rng_.uniform(1, total_nodes_ - 1));
         if (target >= l) ++target;
         Node& ln = node(l);
         Replica& r = replica(ln, g);
@@ -710,7 +1090,7 @@ class Simulation {
 
   std::vector<std::pair<NodeId, NodeId>> isolate_links(NodeId x, bool outgoing, bool incoming) {
     std::vector<std::pair<NodeId, NodeId>> links;
-    for (int i = 1; i <= o_.nodes; ++i) {
+    for (int i = 1; i <= total_nodes_; ++i) {
       if (static_cast<NodeId>(i) == x) continue;
       if (outgoing) links.emplace_back(x, i);
       if (incoming) links.emplace_back(i, x);
@@ -753,7 +1133,7 @@ class Simulation {
     if (o_.drift_change_mean <= 0) return;
     SimTime d = static_cast<SimTime>(rng_.exponential(static_cast<double>(o_.drift_change_mean)));
     sched_.after(d, [this] {
-      set_drift(*nodes_[rng_.uniform(0, o_.nodes - 1)]);
+      set_drift(*nodes_[rng_.uniform(0, total_nodes_ - 1)]);
       schedule_drift_change();
     });
   }
@@ -825,7 +1205,8 @@ class Simulation {
   void attempt(Client& c) {
     ++c.attempt;
     NodeId target = c.leader_hint;
-    if (target == 0 || rng_.chance(0.1)) target = static_cast<NodeId>(rng_.uniform(1, o_.nodes));
+    if (target == 0 || rng_.chance(0.1))
+      target = static_cast<NodeId>(rng_.uniform(1, total_nodes_));
     ClientRequest req;
     req.client = c.index;
     req.op_seq = c.op_seq;
@@ -1064,6 +1445,7 @@ class Simulation {
   }
 
   void on_write_committed(GroupId g, Term t) {
+    if (now() >= o_.duration) progress_after_faults_.insert(g);
     if (g == 1) write_committed_in_term_.insert(t);
     if (!storm_round_ || g != 1 || storm_round_->write_seen) return;
     if (t > storm_round_->old_term) {
@@ -1072,10 +1454,201 @@ class Simulation {
     }
   }
 
+  // --- membership changes ---------------------------------------------------------
+  struct ChangeState {
+    SimTime started = 0;    // a change of this group seen in progress since (0: none)
+    NodeId replace_in = 0;  // replacing replace_out by replace_in: added, not yet promoted
+    NodeId replace_out = 0;
+    NodeId retry_remove = 0;   // a leader removal that handed leadership over first
+    std::set<NodeId> removed;  // removed by the driver, not yet judged for a wipe
+  };
+
+  void schedule_membership_change(SimTime until) {
+    const bool faults = now() < until;
+    const SimTime d =
+        faults
+            ? static_cast<SimTime>(rng_.exponential(static_cast<double>(o_.change_interval_mean)))
+            : 300 * kMillisecond;
+    // New changes only while faults run; stuck ones are still abandoned and
+    // replacements finished in the quiet phase.
+    if (now() + d >= o_.duration + o_.quiet - 2 * kSecond) return;
+    sched_.after(d, [this, until] {
+      membership_step(now() < until);
+      schedule_membership_change(until);
+    });
+  }
+
+  NodeId pick(const std::vector<NodeId>& v) {
+    return v[static_cast<size_t>(rng_.uniform(0, static_cast<int64_t>(v.size()) - 1))];
+  }
+
+  void membership_step(bool allow_new) {
+    const GroupId g = static_cast<GroupId>(rng_.uniform(1, o_.groups));
+    const NodeId l = leader_of(g);
+    if (!l || node(l).paused_until > now()) return;
+    Node& ln = node(l);
+    Replica& r = replica(ln, g);
+    raft::Raft& core = *r.raft;
+    const raft::Membership m = core.membership();
+    ChangeState& st = changes_[g];
+    auto note = [&](const char* what, NodeId who, const base::Result<Index>& res) {
+      trace("member_change", {{"group", g},
+                              {"leader", l},
+                              {"op", what},
+                              {"node", who},
+                              {"ok", res.ok()},
+                              {"error", res.ok() ? "" : res.error().to_string()},
+                              {"membership", raft::to_string(m)}});
+      if (res.ok()) st.started = now();
+    };
+    if (core.member_change_in_progress()) {
+      if (st.started == 0) st.started = now();  // one a previous leader started
+      if (now() - st.started >= o_.change_stuck_after) {
+        auto res = core.abandon_member_change(local(ln));
+        note("abandon", 0, res);
+        if (res.ok()) ++abandons_;
+        drain(ln, r);
+      }
+      return;
+    }
+    if (st.started != 0) {
+      ++changes_completed_;
+      st.started = 0;
+    }
+    // Removed nodes keep running; some are reimaged (crash, empty disk) and
+    // may join again later as new members.
+    for (auto it = st.removed.begin(); it != st.removed.end();) {
+      const NodeId x = *it;
+      if (m.contains(x)) {
+        it = st.removed.erase(it);  // the removal was undone
+        continue;
+      }
+      if (core.membership_index() > core.commit_index()) break;
+      it = st.removed.erase(it);
+      if (!rng_.chance(o_.wipe_removed_fraction)) continue;
+      Node& xn = node(x);
+      if (!xn.up) continue;
+      xn.wipe_on_restart.insert(g);
+      crash(xn, rng_.uniform(50 * kMillisecond, o_.crash_down_max));
+    }
+    // Finish a leader removal or a replacement.
+    if (st.retry_remove && m.is_voter(st.retry_remove) && m.voters.size() > 1) {
+      const NodeId x = st.retry_remove;
+      auto res = core.remove_member(x, local(ln));
+      note("remove-leader-retry", x, res);
+      if (res.ok()) {
+        ++removes_;
+        st.removed.insert(x);
+        st.retry_remove = 0;
+      }
+      drain(ln, r);
+      return;
+    }
+    st.retry_remove = 0;
+    if (st.replace_in) {
+      if (!m.contains(st.replace_in) || !m.is_voter(st.replace_out)) {
+        st.replace_in = st.replace_out = 0;  // the add was abandoned, or the old one left
+      } else if (m.is_voter(st.replace_in)) {
+        const NodeId x = st.replace_out;
+        st.replace_in = st.replace_out = 0;
+        remove(ln, r, x, "replace-remove");
+        return;
+      } else {
+        return;  // still a learner
+      }
+    }
+    if (!allow_new) return;
+    std::vector<NodeId> outside, others;
+    for (int i = 1; i <= total_nodes_; ++i) {
+      const NodeId id = static_cast<NodeId>(i);
+      if (!m.contains(id)) outside.push_back(id);
+    }
+    for (NodeId v : m.voters) {
+      if (v != l) others.push_back(v);
+    }
+    const double x = rng_.unit();
+    const size_t members = m.voters.size() + m.learners.size();
+    if (x < 0.35) {
+      if (outside.empty() || members >= 7) return;
+      const NodeId y = pick(outside);
+      auto res = core.add_member(y, local(ln));
+      note("add", y, res);
+      if (res.ok()) ++adds_;
+      drain(ln, r);
+    } else if (x < 0.7) {
+      if (!m.learners.empty() && rng_.chance(0.3)) {
+        remove(ln, r, pick(m.learners), "remove-learner");
+      } else if (m.voters.size() > 2) {
+        const bool leader = others.empty() || rng_.chance(o_.remove_leader_fraction);
+        remove(ln, r, leader ? l : pick(others), "remove");
+      }
+    } else if (x < 0.9) {
+      if (outside.empty() || members >= 7) return;
+      const NodeId out =
+          others.empty() || rng_.chance(o_.remove_leader_fraction) ? l : pick(others);
+      const NodeId in = pick(outside);
+      auto res = core.add_member(in, local(ln));
+      note("replace-add", in, res);
+      if (res.ok()) {
+        ++replaces_;
+        st.replace_in = in;
+        st.replace_out = out;
+      }
+      drain(ln, r);
+    }
+  }
+
+  void remove(Node& ln, Replica& r, NodeId x, const char* what) {
+    ChangeState& st = changes_[r.group];
+    const raft::Membership m = r.raft->membership();
+    auto res = r.raft->remove_member(x, local(ln));
+    trace("member_change", {{"group", r.group},
+                            {"leader", ln.id},
+                            {"op", what},
+                            {"node", x},
+                            {"ok", res.ok()},
+                            {"error", res.ok() ? "" : res.error().to_string()},
+                            {"membership", raft::to_string(m)}});
+    if (res.ok()) {
+      st.started = now();
+      ++removes_;
+      if (x == ln.id) ++leader_removes_;
+      st.removed.insert(x);
+    } else if (x == ln.id && res.error().kind() == base::ErrorKind::kNotLeader) {
+      // Leadership is being handed over first: retry at the next leader.
+      ++leader_removes_;
+      st.retry_remove = x;
+    }
+    drain(ln, r);
+  }
+
   // --- the end -----------------------------------------------------------------------
   void final_checks() {
     for (int g = 1; g <= o_.groups; ++g)
       check_logs(static_cast<GroupId>(g));
+    // Every replica's state machine against the committed log.
+    for (auto& n : nodes_) {
+      if (!n->up) continue;
+      for (auto& rp : n->replicas) {
+        if (rp->raft)
+          checker_.check_state(rp->group, n->id, rp->applied, rp->kv, "end of run", now());
+      }
+    }
+    if (o_.require_progress) {
+      for (int g = 1; g <= o_.groups; ++g) {
+        const GroupId gid = static_cast<GroupId>(g);
+        if (!progress_after_faults_.count(gid)) {
+          checker_.violation(fmt::format(
+              "progress: group {} committed no client write after the faults healed", g));
+        }
+        const NodeId l = leader_of(gid);
+        if (l && replica(node(l), gid).raft->membership().joint()) {
+          checker_.violation(
+              fmt::format("membership: group {} is still joint at the end ({})", g,
+                          raft::to_string(replica(node(l), gid).raft->membership())));
+        }
+      }
+    }
     checker_.finish();
     for (int g = 0; g < o_.groups; ++g) {
       lincheck::CheckResult r =
@@ -1118,6 +1691,21 @@ class Simulation {
     rep.lost_writes = lost_writes_;
     rep.transfers = transfers_;
     rep.lincheck_steps = lincheck_steps_;
+    rep.snapshots_taken = snapshots_taken_;
+    rep.snapshot_chunks = snapshot_chunks_;
+    rep.snapshot_resends = snapshot_resends_;
+    rep.installs = installs_;
+    for (int i = 0; i < 5; ++i)
+      rep.install_crashes[i] = install_crashes_[i];
+    rep.recovered_old = recovered_old_;
+    rep.recovered_new = recovered_new_;
+    rep.adds = adds_;
+    rep.removes = removes_;
+    rep.leader_removes = leader_removes_;
+    rep.replaces = replaces_;
+    rep.abandons = abandons_;
+    rep.wipes = wipes_;
+    rep.changes_completed = changes_completed_;
     rep.time_to_leader = time_to_leader_;
     rep.time_to_write = time_to_write_;
     rep.histories = std::move(histories_);
@@ -1152,6 +1740,17 @@ class Simulation {
   size_t lease_reads_ = 0, read_index_reads_ = 0;
   size_t crashes_ = 0, pauses_ = 0, partitions_ = 0, lost_writes_ = 0, transfers_ = 0;
   uint64_t lincheck_steps_ = 0;
+
+  int total_nodes_ = 0;  // initial voters and spares
+  // Snapshots.
+  size_t snapshots_taken_ = 0, snapshot_chunks_ = 0, snapshot_resends_ = 0, installs_ = 0;
+  size_t install_crashes_[5] = {0, 0, 0, 0, 0};
+  size_t recovered_old_ = 0, recovered_new_ = 0;
+  // Membership.
+  std::map<GroupId, ChangeState> changes_;
+  size_t adds_ = 0, removes_ = 0, leader_removes_ = 0, replaces_ = 0, abandons_ = 0, wipes_ = 0;
+  size_t changes_completed_ = 0;
+  std::set<GroupId> progress_after_faults_;
 };
 
 }  // namespace
