@@ -36,7 +36,7 @@ struct EntryLoc {
 // (0, 0) for a log that never had one. The same values after recovery as at
 // run time: recovery replays the records that produced them.
 //
-//   first_index() == compact_index() + 1      (recovery checks it: kCorruption if not)
+//   first_index() == compact_index() + 1      (recovery: kCorruption if entries are held and not)
 //   last_index()  >= compact_index()          (== when no entry is held)
 //   term(compact_index()) == compact_term()   (term of the start point)
 //
