@@ -153,8 +153,8 @@ int main(int argc, char** argv) {
                                    ? std::string("none")
                                    : fmt::format("{}..{}", g.first_index(), g.last_index());
       fmt::print(
-          "group {}: entries {} last {} compacted {}@{} hard state term={} vote={} commit={}\n", id,
-          held, g.last_index(), g.compact_index(), g.compact_term(), g.hard_state().term,
+          "group {}: entries {} last {} starts after {}@{} hard state term={} vote={} commit={}\n",
+          id, held, g.last_index(), g.compact_index(), g.compact_term(), g.hard_state().term,
           g.hard_state().vote, g.hard_state().commit);
     }
   }
