@@ -110,7 +110,7 @@ def main():
     redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
                               "--appendonly", "yes", "--appendfsync", "always", "--save", "",
                               "--dir", work], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    cl = Cluster(a.norikv, os.path.join(work, "norikv"), shards=a.shards)
+    cl = Cluster(a.norikv, os.path.join(work, "norikv"), shards=a.shards, proxies=False)
     cl.start_all()
     results = []
     etcd_rows = []

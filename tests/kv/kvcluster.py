@@ -57,6 +57,10 @@ class Proxy:
             except OSError:
                 c.close()
                 continue
+            # Without TCP_NODELAY the proxy's small writes wait for the peer's
+            # delayed ACK (40 ms): it would add a latency the nodes do not have.
+            for s in (c, u):
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self.lock:
                 self.conns += [c, u]
             threading.Thread(target=self._pump, args=(c, u), daemon=True).start()
@@ -93,8 +97,11 @@ class Proxy:
 
 
 class Cluster:
-    def __init__(self, binary, workdir, n=3, shards=4, extra_args=()):
+    def __init__(self, binary, workdir, n=3, shards=4, extra_args=(), proxies=True):
+        """proxies=False: nodes talk directly (benchmarks); isolate() then
+        cannot partition them."""
         self.binary, self.workdir, self.n = binary, workdir, n
+        self.use_proxies = proxies
         self.shards, self.extra_args = shards, list(extra_args)
         ports = free_ports(n * 3 + n * n)
         self.raft = ports[0:n]
@@ -104,7 +111,7 @@ class Cluster:
         self.proxies = {}
         for i in range(n):
             for j in range(n):
-                if i != j:
+                if i != j and proxies:
                     self.proxies[(i, j)] = Proxy(pp[i * n + j], self.raft[j])
         self.procs = [None] * n
         self.paused = set()
@@ -113,7 +120,7 @@ class Cluster:
     def cluster_arg(self, i):
         items = []
         for j in range(self.n):
-            port = self.raft[j] if i == j else self.proxies[(i, j)].listen
+            port = self.raft[j] if i == j or not self.use_proxies else self.proxies[(i, j)].listen
             items.append(f"{j + 1}=127.0.0.1:{port}:{self.client[j]}")
         return ",".join(items)
 
