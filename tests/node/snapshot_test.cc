@@ -108,10 +108,12 @@ class SnapCluster {
     c.snapshot_keep_entries = 5;
     c.snapshot_chunk_bytes = 4096;
     c.snapshot_timeout_ms = 400;
-    // Few appends in flight per follower: the transport queues what is sent
-    // to a peer that is down and delivers it on reconnect, and a follower
-    // must not catch up from that queue when the test wants it far behind.
+    // Small send queues: the transport keeps what is sent to a peer that is
+    // down and delivers it on reconnect; a follower the test wants far
+    // behind must not catch up from that queue (entries are ~1 KiB).
     c.inflight_msgs_max = 4;
+    c.append_bytes_max = 8 << 10;
+    c.send_queue_bytes_max = 16 << 10;
     return c;
   }
   RaftConfig& cfg(size_t i) { return cfgs_[i]; }
@@ -169,13 +171,13 @@ class SnapCluster {
     }
     return -1;
   }
-  // Proposes `count` entries of ~120 bytes through the current leader.
+  // Proposes `count` entries of ~1 KiB through the current leader.
   void propose_many(int count, const std::string& tag) {
     for (int k = 0; k < count; ++k) {
       int l = wait_leader();
       ASSERT_GE(l, 0);
       Node& n = node(static_cast<size_t>(l));
-      std::string data = tag + "-" + std::to_string(k) + "-" + std::string(100, 'x');
+      std::string data = tag + "-" + std::to_string(k) + "-" + std::string(1000, 'x');
       auto r = n.run(kGroup, [&n, data]() { return n.propose(kGroup, data); });
       if (!r.ok()) {
         --k;  // leader changed: retry (a kOutcomeUnknown may duplicate: fine here)
@@ -409,15 +411,15 @@ TEST(NodeSnapshot, RestartAfterSnapshotDoesNotReapplyCompactedEntries) {
 TEST(NodeSnapshot, InterruptedTransferResumesOrRestarts) {
   SnapCluster c("snap-interrupt", 3);
   for (size_t i = 0; i < 3; ++i) {
-    // ~40 KiB of snapshot at 16 KiB/s: the transfer takes a few seconds.
-    c.cfg(i).snapshot_send_bytes_per_s = 16 << 10;
+    // ~60 KiB of snapshot at 32 KiB/s: the transfer takes about 2 s.
+    c.cfg(i).snapshot_send_bytes_per_s = 32 << 10;
   }
   c.start_all();
   int l = c.wait_leader();
   ASSERT_GE(l, 0);
   const size_t f = c.follower_of(l);
   c.stop(f);
-  c.propose_many(300, "a");
+  c.propose_many(60, "a");
   c.trigger_all();
   c.propose_many(10, "b");
   l = c.wait_leader();
