@@ -103,6 +103,10 @@ class Store {
   // clone() is the deep copy.
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
+  // Moving is safe: a moved std::list keeps its nodes, so the sessions' LRU
+  // iterators stay valid.
+  Store(Store&&) = default;
+  Store& operator=(Store&&) = default;
 
   // A deep copy: the point-in-time view a snapshot is written from while
   // this Store goes on applying (kv/snapshot.h). O(keys + sessions) time and
