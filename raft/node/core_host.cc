@@ -163,6 +163,18 @@ Task<base::Status> CoreHost::start(std::vector<GroupId> initial_groups) {
 
   tick_timer_ = std::make_unique<runtime::Timer>([this] { on_tick(); });
   worker_ = std::make_unique<SnapshotWorker>(runtime::Reactor::here(), kSnapshotJobsMax);
+  // The WAL holds more than wal_log_bytes_max because these groups pin its
+  // oldest segment: a snapshot lets them compact (groups without snapshot
+  // hooks cannot, and keep pinning). Called on this core, inside reclaim.
+  wal_->set_pinned_callback([this](const std::vector<uint64_t>& pinning) {
+    if (closing_) return;
+    for (uint64_t id : pinning) {
+      Group* g = find(id);
+      if (g == nullptr || !g->snap) continue;
+      g->raft->trigger_snapshot();
+      mark_dirty(g);
+    }
+  });
   limiter_ = std::make_unique<snapshot::TransferLimiter>(
       cfg_.snapshot_transfers_max, cfg_.snapshot_send_bytes_per_s,
       4 * uint64_t{cfg_.snapshot_chunk_bytes}, BootClock::now());

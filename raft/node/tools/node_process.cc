@@ -8,6 +8,7 @@
 //   {"cmd":"mark"}                         -> {"type":"mark","boot_ns":t} (failover timing)
 //   {"cmd":"load",...}                     -> progress lines, then {"type":"phase_done",...}
 //   {"cmd":"metrics"}                      -> {"type":"metrics","text":...}
+//   {"cmd":"snapshot","group":g}           -> {"type":"snapshot","ok":..} (trigger_snapshot)
 //   {"cmd":"quit"}                         -> closes the node, exits 0
 #include "raft/node/tools/node_process.h"
 
@@ -27,6 +28,7 @@
 
 #include "raft/node/node.h"
 #include "raft/node/tools/hist_util.h"
+#include "runtime/base/bytes.h"
 #include "runtime/runtime.h"
 
 namespace nori::raft::tools {
@@ -83,6 +85,54 @@ struct Process {
 
 Process* P = nullptr;
 std::thread load_thread;
+
+// With --record-applied the recorded list of (index, data) is the group's
+// state machine, and it snapshots: a view is a copy of the list (streamed
+// as varint index + length-prefixed data), a restore replaces it.
+class AppliedView final : public raft::SnapshotView {
+ public:
+  explicit AppliedView(std::vector<std::pair<Index, std::string>> entries)
+      : entries_(std::move(entries)) {}
+  base::Status write(raft::snapshot::SnapshotSink& sink) override {
+    std::string buf;
+    for (const auto& [i, d] : entries_) {
+      base::ByteWriter w(buf);
+      w.varint(i);
+      w.length_prefixed(d);
+      if (buf.size() >= (64 << 10)) {
+        NORI_TRY(sink.write(buf));
+        buf.clear();
+      }
+    }
+    return buf.empty() ? base::Status{} : sink.write(buf);
+  }
+
+ private:
+  std::vector<std::pair<Index, std::string>> entries_;
+};
+
+base::Status restore_applied(GroupId g, raft::snapshot::SnapshotSource& src) {
+  std::string all;
+  std::string buf(64 << 10, '\0');
+  while (true) {
+    NORI_ASSIGN_OR_RETURN(size_t n, src.read(buf.data(), buf.size()));
+    if (n == 0) break;
+    all.append(buf.data(), n);
+  }
+  std::vector<std::pair<Index, std::string>> entries;
+  base::ByteReader r(all);
+  while (!r.empty()) {
+    uint64_t i;
+    std::string_view d;
+    if (!r.varint(i) || !r.length_prefixed(d, 64 << 20)) {
+      return base::err(base::ErrorKind::kCorruption, "group {}: bad snapshot payload", g);
+    }
+    entries.emplace_back(i, std::string(d));
+  }
+  std::lock_guard lk(P->applied_mu);
+  P->applied[g] = std::move(entries);
+  return {};
+}
 
 std::string kind_name(base::ErrorKind k) {
   return std::string(base::to_string(k));
@@ -397,6 +447,10 @@ void handle(const json& cmd) {
     load_thread = std::thread([L] { run_load(L); });
   } else if (c == "metrics") {
     emit({{"type", "metrics"}, {"text", n.metrics_text()}});
+  } else if (c == "snapshot") {
+    const GroupId g = cmd.value("group", GroupId{1});
+    auto st = n.run(g, [&n, g] { return n.trigger_snapshot(g); });
+    emit(st.ok() ? json{{"type", "snapshot"}, {"ok", true}} : error_json("snapshot", st.error()));
   } else {
     emit({{"type", "error"}, {"message", "unknown command " + c}});
   }
@@ -436,7 +490,17 @@ int node_process_main(int argc, char** argv) {
                                                   {"auto", runtime::PinMode::kAuto},
                                                   {"wrap", runtime::PinMode::kWrap}},
           CLI::ignore_case));
-  app.add_flag("--record-applied", record_applied, "keep applied entries for 'applied'");
+  app.add_flag(
+      "--record-applied", record_applied,
+      "keep applied entries for 'applied' (they are also the state machine that snapshots)");
+  app.add_option("--snapshot-entries", cfg.snapshot_entries, "snapshot every this many entries");
+  app.add_option("--snapshot-keep", cfg.snapshot_keep_entries, "entries kept behind a snapshot");
+  app.add_option("--snapshot-chunk-bytes", cfg.snapshot_chunk_bytes);
+  app.add_option("--snapshot-bytes-per-s", cfg.snapshot_send_bytes_per_s);
+  app.add_option("--snapshot-timeout-ms", cfg.snapshot_timeout_ms);
+  app.add_option("--send-queue-bytes", cfg.send_queue_bytes_max, "per peer and lane");
+  app.add_option("--append-bytes", cfg.append_bytes_max, "one Append message");
+  app.add_option("--inflight-msgs", cfg.inflight_msgs_max, "appends in flight per follower");
   CLI11_PARSE(app, argc, argv);
 
   for (size_t pos = 0; pos < peers.size();) {
@@ -481,6 +545,13 @@ int node_process_main(int argc, char** argv) {
       h.apply = [g](Index i, std::string_view d) {
         std::lock_guard lk(P->applied_mu);
         P->applied[g].emplace_back(i, std::string(d));
+      };
+      h.capture_snapshot = [g]() -> base::Result<std::unique_ptr<raft::SnapshotView>> {
+        std::lock_guard lk(P->applied_mu);
+        return std::unique_ptr<raft::SnapshotView>(std::make_unique<AppliedView>(P->applied[g]));
+      };
+      h.restore_snapshot = [g](raft::snapshot::SnapshotSource& src) {
+        return restore_applied(g, src);
       };
     }
     return h;
