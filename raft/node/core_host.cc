@@ -1346,7 +1346,8 @@ Task<base::Status> CoreHost::install_snapshot(GroupId id, std::istream& in) {
   bool queued = worker_->run<base::Result<snapshot::SnapshotFile>>(
       [store, worker, src]() -> base::Result<snapshot::SnapshotFile> {
         const std::string tmp = store->dir() + "/install.tmp";
-        int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        const int flags = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC;
+        int fd = ::open(tmp.c_str(), flags, 0644);  // reactor-ok: worker thread
         if (fd < 0) return io_error("create", tmp);
         auto fail = [&](base::Error e) {
           ::close(fd);
@@ -1361,14 +1362,15 @@ Task<base::Status> CoreHost::install_snapshot(GroupId id, std::istream& in) {
           src->read(buf.data(), static_cast<std::streamsize>(buf.size()));
           const auto n = static_cast<size_t>(src->gcount());
           for (size_t off = 0; off < n;) {
-            ssize_t w = ::write(fd, buf.data() + off, n - off);
+            ssize_t w = ::write(fd, buf.data() + off, n - off);  // reactor-ok: worker thread
             if (w < 0 && errno == EINTR) continue;
             if (w <= 0) return fail(io_error("write", tmp));
             off += static_cast<size_t>(w);
           }
         }
         if (src->bad()) return fail(base::err(ErrorKind::kIo, "reading the snapshot stream"));
-        if (::fdatasync(fd) != 0) return fail(io_error("fdatasync", tmp));
+        const bool synced = ::fdatasync(fd) == 0;  // reactor-ok: worker thread
+        if (!synced) return fail(io_error("fdatasync", tmp));
         ::close(fd);
         auto f = snapshot::verify_file(tmp);
         if (!f.ok()) {
