@@ -408,6 +408,41 @@ TEST(NodeSnapshot, RestartAfterSnapshotDoesNotReapplyCompactedEntries) {
       << "an entry the snapshot covers was applied again";
 }
 
+// A crash between install steps 1 and 2 leaves a complete, valid snapshot
+// file whose reset record never became durable: the WAL does not confirm it,
+// so recovery keeps the old state (the older snapshot and the log) and
+// removes the file.
+TEST(NodeSnapshot, InstallCrashedBeforeItsResetRecordKeepsTheOldState) {
+  SnapCluster c("snap-unconfirmed", 1);
+  c.start(0);
+  c.propose_many(20, "a");
+  ASSERT_TRUE(c.trigger(0).ok());
+  ASSERT_TRUE(c.wait_for([&] { return c.events(0).snapshot_done > 0; }));
+  c.propose_many(5, "b");
+  auto before = c.state(0);
+  c.stop(0);
+  // What a receive would have left: a durable file for (index 500, term 9).
+  const std::string dir = c.dir(0) + "/snapshots/1";
+  {
+    auto store = snapshot::SnapshotStore::open(dir);
+    ASSERT_TRUE(store.ok());
+    Membership m;
+    m.voters = {1};
+    auto w = (*store)->begin(SnapshotMeta{500, 9, m});
+    ASSERT_TRUE(w.ok());
+    ASSERT_TRUE((*w)->write("not this node's state").ok());
+    ASSERT_TRUE((*w)->commit().ok());
+  }
+  ASSERT_EQ(c.snapshot_files(0).size(), 2u);
+  c.start(0);
+  ASSERT_TRUE(c.wait_for([&] { return c.state(0) == before; }));
+  auto files = c.snapshot_files(0);
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_EQ(files[0].find("snap-00000000000000000500"), std::string::npos);
+  std::lock_guard lk(c.machine(0).mu);
+  EXPECT_LT(c.machine(0).restored_at, 500u);
+}
+
 TEST(NodeSnapshot, InterruptedTransferResumesOrRestarts) {
   SnapCluster c("snap-interrupt", 3);
   for (size_t i = 0; i < 3; ++i) {
