@@ -77,7 +77,7 @@ SimOptions SimOptions::snapshots_for_seed(uint64_t seed) {
   o.raft.snapshot_timeout_ms = static_cast<uint32_t>(r.uniform(400, 1500));
   // Files are a few hundred bytes: chunks small enough that a transfer takes
   // several round trips and is interrupted by losses, crashes, partitions.
-  o.snapshot_chunk_bytes = static_cast<uint64_t>(r.uniform(24, 200));
+  o.snapshot_chunk_bytes = static_cast<uint64_t>(r.uniform(8, 64));
   o.install_crash_chance = r.chance(0.5) ? 0.1 : 0.0;
   return o;
 }
@@ -356,7 +356,14 @@ class Simulation {
     } else if (o_.fault_interval_mean > 0) {
       schedule_fault(end_faults);
     }
-    if (o_.membership) schedule_membership_change(end_faults);
+    if (o_.membership) {
+      schedule_membership_change(end_faults);
+      schedule_membership_housekeeping();
+    }
+    script_nodes_.assign(o_.script.size(), 0);
+    for (size_t i = 0; i < o_.script.size(); ++i) {
+      sched_.at(o_.script[i].at, [this, i] { run_script_step(i); });
+    }
     sched_.after(kSecond, [this] { periodic_check(); });
     sched_.at(end_faults, [this] { heal_everything(); });
     sched_.run_until(end);
@@ -782,7 +789,8 @@ class Simulation {
   // 2: reset record durable, 3: state machine restored, 4: acknowledged)
   // when the options say so. True if it crashed.
   bool maybe_crash_in_install(Node& n, Replica& r, int step) {
-    if (o_.install_crash_chance <= 0) return false;
+    // Faults (these crashes included) stop when the quiet phase starts.
+    if (o_.install_crash_chance <= 0 || now() >= o_.duration) return false;
     if (o_.install_crash_step != 0 && o_.install_crash_step != step) return false;
     if (!rng_.chance(o_.install_crash_chance)) return false;
     ++install_crashes_[step];
@@ -1463,18 +1471,27 @@ class Simulation {
     std::set<NodeId> removed;  // removed by the driver, not yet judged for a wipe
   };
 
+  // New random changes arrive while faults run (exponential gaps); a
+  // housekeeping pass every 250 ms, until 2 s before the end, abandons stuck
+  // changes, retries leader removals that handed over first and finishes
+  // replacements.
   void schedule_membership_change(SimTime until) {
-    const bool faults = now() < until;
+    if (!o_.random_changes) return;
     const SimTime d =
-        faults
-            ? static_cast<SimTime>(rng_.exponential(static_cast<double>(o_.change_interval_mean)))
-            : 300 * kMillisecond;
-    // New changes only while faults run; stuck ones are still abandoned and
-    // replacements finished in the quiet phase.
-    if (now() + d >= o_.duration + o_.quiet - 2 * kSecond) return;
+        static_cast<SimTime>(rng_.exponential(static_cast<double>(o_.change_interval_mean)));
+    if (now() + d >= until) return;
     sched_.after(d, [this, until] {
-      membership_step(now() < until);
+      membership_step(true);
       schedule_membership_change(until);
+    });
+  }
+
+  void schedule_membership_housekeeping() {
+    const SimTime d = 250 * kMillisecond;
+    if (now() + d >= o_.duration + o_.quiet - 2 * kSecond) return;
+    sched_.after(d, [this] {
+      membership_step(false);
+      schedule_membership_housekeeping();
     });
   }
 
@@ -1525,7 +1542,8 @@ class Simulation {
       }
       if (core.membership_index() > core.commit_index()) break;
       it = st.removed.erase(it);
-      if (!rng_.chance(o_.wipe_removed_fraction)) continue;
+      // A reimage crashes the whole node: a fault, so only while faults run.
+      if (!allow_new || !rng_.chance(o_.wipe_removed_fraction)) continue;
       Node& xn = node(x);
       if (!xn.up) continue;
       xn.wipe_on_restart.insert(g);
@@ -1622,6 +1640,54 @@ class Simulation {
     drain(ln, r);
   }
 
+  // --- scripted steps --------------------------------------------------------------
+  void run_script_step(size_t i) {
+    const ScriptStep& st = o_.script[i];
+    NodeId x = st.node;
+    const NodeId l = leader_of(1);
+    if (st.who == ScriptStep::Who::kLeader) x = l;
+    if (st.who == ScriptStep::Who::kFollower) {
+      x = 0;
+      if (l) {
+        for (NodeId v : replica(node(l), 1).raft->membership().voters) {
+          if (v != l && node(v).up) {
+            x = v;
+            break;
+          }
+        }
+      }
+    }
+    script_nodes_[i] = x;
+    trace("script", {{"step", i}, {"op", static_cast<int>(st.op)}, {"node", x}});
+    if (x == 0) return;
+    switch (st.op) {
+      case ScriptStep::Op::kCrash:
+        if (node(x).up) crash(node(x), st.length);
+        break;
+      case ScriptStep::Op::kIsolate:
+        partition(isolate_links(x, true, true), "script-isolate", st.length);
+        break;
+      case ScriptStep::Op::kAdd:
+      case ScriptStep::Op::kRemove: {
+        if (!l) break;
+        Replica& r = replica(node(l), 1);
+        if (st.op == ScriptStep::Op::kRemove) {
+          remove(node(l), r, x, "script-remove");
+        } else {
+          auto res = r.raft->add_member(x, local(node(l)));
+          trace("member_change",
+                {{"group", 1}, {"leader", l}, {"op", "script-add"}, {"node", x}, {"ok", res.ok()}});
+          if (res.ok()) {
+            ++adds_;
+            changes_[1].started = now();
+          }
+          drain(node(l), r);
+        }
+        break;
+      }
+    }
+  }
+
   // --- the end -----------------------------------------------------------------------
   void final_checks() {
     for (int g = 1; g <= o_.groups; ++g)
@@ -1706,6 +1772,19 @@ class Simulation {
     rep.abandons = abandons_;
     rep.wipes = wipes_;
     rep.changes_completed = changes_completed_;
+    rep.script_nodes = script_nodes_;
+    for (int g = 1; g <= o_.groups; ++g) {
+      const GroupId gid = static_cast<GroupId>(g);
+      const NodeId l = leader_of(gid);
+      rep.final_membership.push_back(l ? raft::to_string(replica(node(l), gid).raft->membership())
+                                       : std::string());
+      rep.final_commit.push_back(committed_max_[gid]);
+      std::map<NodeId, Index> applied;
+      for (auto& n : nodes_) {
+        applied[n->id] = replica(*n, gid).applied;
+      }
+      rep.final_applied.push_back(std::move(applied));
+    }
     rep.time_to_leader = time_to_leader_;
     rep.time_to_write = time_to_write_;
     rep.histories = std::move(histories_);
@@ -1751,6 +1830,7 @@ class Simulation {
   size_t adds_ = 0, removes_ = 0, leader_removes_ = 0, replaces_ = 0, abandons_ = 0, wipes_ = 0;
   size_t changes_completed_ = 0;
   std::set<GroupId> progress_after_faults_;
+  std::vector<NodeId> script_nodes_;
 };
 
 }  // namespace

@@ -44,6 +44,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -55,6 +56,20 @@
 #include "tests/sim/scheduler.h"
 
 namespace nori::sim {
+
+// A scripted fault or membership change (tests that need one precise
+// situation rather than a random mix). `node` 0 with `who` kLeader/kFollower
+// resolves at that moment to group 1's leader / one of its voters that does
+// not lead (the resolved ids are reported in SimReport::script_nodes).
+struct ScriptStep {
+  enum class Op : uint8_t { kCrash, kIsolate, kAdd, kRemove };
+  enum class Who : uint8_t { kNode, kLeader, kFollower };
+  SimTime at = 0;
+  Op op = Op::kCrash;
+  Who who = Who::kNode;
+  raft::NodeId node = 0;
+  SimTime length = 0;  // crash: down for; isolate: healed after
+};
 
 struct SimOptions {
   uint64_t seed = 1;
@@ -130,6 +145,7 @@ struct SimOptions {
   // Membership (nori-sim --membership). Nodes nodes+1..nodes+spares start
   // outside every group.
   bool membership = false;
+  bool random_changes = true;  // false: only scripted changes (stuck ones still abandoned)
   int spares = 0;
   SimTime change_interval_mean = 1500 * kMillisecond;
   SimTime change_stuck_after = 3 * kSecond;  // then abandon_member_change()
@@ -138,6 +154,10 @@ struct SimOptions {
   // Every group must commit a client write after the faults heal (a removed
   // node that keeps running must not stop the cluster).
   bool require_progress = false;
+
+  // Scripted steps, run in addition to (or, with fault_interval_mean 0,
+  // instead of) the random faults.
+  std::vector<ScriptStep> script;
 
   // The core's configuration (id, group, voters and seed are set per replica).
   raft::Config raft;
@@ -184,6 +204,13 @@ struct SimReport {
   // Membership (changes the leader accepted).
   size_t adds = 0, removes = 0, leader_removes = 0, replaces = 0, abandons = 0, wipes = 0;
   size_t changes_completed = 0;
+  // At the end: each group's configuration (at its leader, "" if none), the
+  // highest commit index seen, every node's applied index; script steps'
+  // resolved nodes (0: none could be chosen).
+  std::vector<std::string> final_membership;
+  std::vector<raft::Index> final_commit;
+  std::vector<std::map<raft::NodeId, raft::Index>> final_applied;
+  std::vector<raft::NodeId> script_nodes;
   // Storm only.
   Distribution time_to_leader, time_to_write;
 
