@@ -130,6 +130,10 @@ struct RaftConfig {
   // receives, before writing them: the whole-file digest check must reject
   // the file and the transfer start over. For tests of that path only.
   uint32_t unsafe_snapshot_corrupt_received_chunks_for_testing = 0;
+  // !!! Loses (counts as sent, never hands to the transport) the first N
+  // snapshot chunks this node sends at a non-zero offset, as a network that
+  // drops them would: the transfer must resume from the acknowledged offset.
+  uint32_t unsafe_snapshot_drop_sent_chunks_for_testing = 0;
 
   // Clear errors (kInvalidArgument) naming the field and the rule it breaks.
   base::Status validate() const;

@@ -1136,6 +1136,10 @@ void CoreHost::send_snapshot_chunk(Group* g, const SnapshotSend& ss) {
   buf.reserve(encoded_size(m));
   encode_message(m, buf);
   snapshot_chunks_sent_.inc();
+  if (ss.offset > 0 && dropped_chunks_ < cfg_.unsafe_snapshot_drop_sent_chunks_for_testing) {
+    ++dropped_chunks_;
+    return;  // "lost on the way": the core re-drives after snapshot_timeout_ms
+  }
   const TimePoint now = BootClock::now();
   const TimePoint at = limiter_->reserve(n, now);
   if (at <= now) {

@@ -241,8 +241,9 @@ class CoreHost final : public net::TransportHandler {
   runtime::Gate loops_gate_;
   bool closing_ = false;
   uint64_t next_request_id_ = 1;
-  uint32_t corrupted_chunks_ =
-      0;                       // RaftConfig::unsafe_snapshot_corrupt_received_chunks_for_testing
+  // The test-only knobs' counts (RaftConfig::unsafe_snapshot_*_for_testing).
+  uint32_t corrupted_chunks_ = 0;
+  uint32_t dropped_chunks_ = 0;
   std::string payload_arena_;  // reused per append
   std::vector<uint64_t> terms_scratch_;
   std::vector<std::string_view> views_scratch_;

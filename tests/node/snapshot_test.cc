@@ -470,6 +470,40 @@ TEST(NodeSnapshot, InterruptedTransferResumesOrRestarts) {
   EXPECT_EQ(c.snapshot_files(f).size(), 1u);
 }
 
+// A chunk lost on the way (the leader's test knob drops one mid-transfer):
+// after snapshot_timeout_ms the leader re-sends from the offset the follower
+// acknowledged, and the follower continues the same file (same leader term,
+// index and term): every chunk is written exactly once.
+TEST(NodeSnapshot, LostChunkIsResentFromTheAcknowledgedOffset) {
+  SnapCluster c("snap-resume", 3);
+  for (size_t i = 0; i < 3; ++i)
+    c.cfg(i).unsafe_snapshot_drop_sent_chunks_for_testing = 1;
+  c.start_all();
+  int l = c.wait_leader();
+  ASSERT_GE(l, 0);
+  const size_t f = c.follower_of(l);
+  c.stop(f);
+  c.propose_many(60, "a");
+  c.trigger_all();
+  c.propose_many(10, "b");
+  l = c.wait_leader();
+  ASSERT_GE(l, 0);
+  auto files = c.snapshot_files(static_cast<size_t>(l));
+  ASSERT_EQ(files.size(), 1u);
+  const uint64_t size =
+      std::filesystem::file_size(c.dir(static_cast<size_t>(l)) + "/snapshots/1/" + files[0]);
+  const uint64_t chunks = (size + 4095) / 4096;
+  ASSERT_GE(chunks, 3u);
+  c.start(f);
+  ASSERT_TRUE(c.wait_same_state(f, static_cast<size_t>(l))) << c.describe();
+  EXPECT_EQ(c.metric(f, "raft_snapshots_installed_total"), 1u);
+  EXPECT_EQ(c.metric(f, "raft_snapshot_chunks_received_total"), chunks)
+      << "the transfer restarted instead of resuming\n"
+      << c.describe();
+  EXPECT_EQ(c.metric(static_cast<size_t>(l), "raft_snapshot_chunks_sent_total"), chunks + 1)
+      << c.describe();
+}
+
 TEST(NodeSnapshot, CorruptChunkIsRejectedAndTransferRetried) {
   SnapCluster c("snap-corrupt", 3);
   c.start_all();
