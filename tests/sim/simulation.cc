@@ -154,7 +154,7 @@ std::string SimReport::summary() const {
         recovered_old, recovered_new);
     s += fmt::format(
         "\n  membership: {} adds, {} removes ({} of the leader), {} replaces, {} abandoned, {} "
-        "wiped, {} changes completed",
+        "reimaged under a new id, {} changes completed",
         adds, removes, leader_removes, replaces, abandons, wipes, changes_completed);
   }
   if (!time_to_leader.samples_ms.empty() || !time_to_write.samples_ms.empty()) {
@@ -258,8 +258,8 @@ struct Receiving {
 struct Replica {
   GroupId group = 0;
   SimStorage storage;
-  // Not in the bootstrap configuration: a spare node, or one wiped after its
-  // removal (it starts with no configuration and learns it from a leader).
+  // Not in the bootstrap configuration: a spare node, or a new machine that replaced a
+  // decommissioned one removal (it starts with no configuration and learns it from a leader).
   bool joined = false;
   std::unique_ptr<raft::Raft> raft;
   raft::Ready ready;
@@ -289,7 +289,12 @@ struct Node {
   SimTime paused_until = 0;
   std::deque<std::function<void()>> deferred;  // work that arrived during a pause
   std::vector<std::unique_ptr<Replica>> replicas;
-  std::set<GroupId> wipe_on_restart;  // decommissioned: empty disk at restart
+  // Decommissioned (reimaged): down for good; the machine comes back as a
+  // new node under a new id. A removed node's id is never reused with an
+  // empty disk: with a stale configuration from an old snapshot it could
+  // form a majority of that old configuration with other removed nodes
+  // (the simulator found exactly that; docs/simulation.md).
+  bool retired = false;
 };
 
 struct Client {
@@ -314,20 +319,8 @@ class Simulation {
                                          : 0.9 * static_cast<double>(o_.raft.max_clock_drift_ppm);
     total_nodes_ = o_.nodes + (o_.membership ? o_.spares : 0);
     blocked_.assign(total_nodes_ + 1, std::vector<int>(total_nodes_ + 1, 0));
-    for (int i = 1; i <= total_nodes_; ++i) {
-      auto n = std::make_unique<Node>();
-      n->id = static_cast<NodeId>(i);
-      const int64_t offset = rng_.uniform(-o_.clock_offset_max_ms, o_.clock_offset_max_ms);
-      n->clock = SimClock(offset * kMillisecond, draw_drift());
-      for (int g = 0; g < o_.groups; ++g) {
-        auto r = std::make_unique<Replica>();
-        r->group = static_cast<GroupId>(g + 1);
-        r->joined = i > o_.nodes;
-        n->replicas.push_back(std::move(r));
-      }
-      trace("node", {{"node", i}, {"offset_ms", offset}, {"drift_ppm", n->clock.drift_ppm()}});
-      nodes_.push_back(std::move(n));
-    }
+    for (int i = 1; i <= total_nodes_; ++i)
+      nodes_.push_back(make_node(static_cast<NodeId>(i), i > o_.nodes));
     for (auto& n : nodes_)
       start_node(*n);
     for (int g = 0; g < o_.groups; ++g) {
@@ -432,22 +425,42 @@ class Simulation {
     return c;
   }
 
-  int total_nodes() const { return total_nodes_; }
+  std::unique_ptr<Node> make_node(NodeId id, bool joined) {
+    auto n = std::make_unique<Node>();
+    n->id = id;
+    const int64_t offset = rng_.uniform(-o_.clock_offset_max_ms, o_.clock_offset_max_ms);
+    n->clock = SimClock(offset * kMillisecond, draw_drift());
+    for (int g = 0; g < o_.groups; ++g) {
+      auto r = std::make_unique<Replica>();
+      r->group = static_cast<GroupId>(g + 1);
+      r->joined = joined;
+      n->replicas.push_back(std::move(r));
+    }
+    trace("node", {{"node", id}, {"offset_ms", offset}, {"drift_ppm", n->clock.drift_ppm()}});
+    return n;
+  }
+
+  // Decommissions `x` (a member of no group) for good and brings up a new
+  // machine with an empty disk under a new id, outside every group.
+  void reimage(Node& x) {
+    x.retired = true;
+    crash(x, 0);
+    ++wipes_;
+    const NodeId id = static_cast<NodeId>(nodes_.size() + 1);
+    total_nodes_ = static_cast<int>(id);
+    for (auto& row : blocked_)
+      row.resize(total_nodes_ + 1, 0);
+    blocked_.emplace_back(total_nodes_ + 1, 0);
+    nodes_.push_back(make_node(id, true));
+    trace("reimage", {{"node", x.id}, {"new_id", id}});
+    start_node(*nodes_.back());
+  }
 
   // --- node lifecycle ------------------------------------------------------------
   void start_node(Node& n) {
     n.up = true;
     for (auto& rp : n.replicas) {
       Replica& r = *rp;
-      if (n.wipe_on_restart.count(r.group)) {
-        // Reimaged after its removal: it may join again, as a new member.
-        n.wipe_on_restart.erase(r.group);
-        r.storage.wipe();
-        r.joined = true;
-        r.interrupted.reset();
-        ++wipes_;
-        trace("wipe", {{"node", n.id}, {"group", r.group}});
-      }
       raft::Config c = config_for(n, r);
       r.kv = KvStore();
       r.applied = 0;
@@ -533,7 +546,7 @@ class Simulation {
     trace("crash", {{"node", n.id}, {"lost_writes", lost}, {"down_ms", ms(down_for)}});
     const uint64_t inc = n.incarnation;
     sched_.after(down_for, [this, &n, inc] {
-      if (n.up || n.incarnation != inc) return;
+      if (n.up || n.incarnation != inc || n.retired) return;
       trace("restart", {{"node", n.id}});
       start_node(n);
     });
@@ -610,7 +623,9 @@ class Simulation {
                              {"group", r.group},
                              {"kind", raft::to_string(ev.kind)},
                              {"term", ev.term},
-                             {"about", ev.node}});
+                             {"about", ev.node},
+                             {"membership", raft::to_string(r.raft->membership())},
+                             {"membership_index", r.raft->membership_index()}});
         if (ev.kind == raft::EventKind::kLeaderElected) {
           checker_.on_leader(r.group, ev.term, ev.node, now());
           if (ev.node == n.id) {
@@ -698,7 +713,11 @@ class Simulation {
     checker_.check_state(r.group, n.id, meta.index, r.kv, "snapshot taken", now());
     SnapshotFile f{meta, r.kv.encode_state(), 0};
     f.digest = base::xxh3_64(f.data.data(), f.data.size(), 0);
-    trace("snapshot_take", {{"node", n.id}, {"group", r.group}, {"index", meta.index}});
+    trace("snapshot_take", {{"node", n.id},
+                            {"group", r.group},
+                            {"index", meta.index},
+                            {"term", meta.term},
+                            {"membership", raft::to_string(meta.membership)}});
     after_snap_write(n, r, [this, &n, &r, f = std::move(f)]() mutable {
       const raft::SnapshotMeta m = f.meta;
       r.storage.put_file(std::move(f));
@@ -804,7 +823,11 @@ class Simulation {
                      uint64_t digest) {
     Install in{meta, r.storage.snapshot_meta(), SnapshotFile{meta, std::move(data), digest}};
     r.installing = std::move(in);
-    trace("install_start", {{"node", n.id}, {"group", r.group}, {"index", meta.index}});
+    trace("install_start", {{"node", n.id},
+                            {"group", r.group},
+                            {"index", meta.index},
+                            {"term", meta.term},
+                            {"membership", raft::to_string(meta.membership)}});
     if (o_.unsafe_install_reset_before_file_for_testing) {
       install_reset(
           n, r, [this, &n, &r] { install_file(n, r, [this, &n, &r] { install_restore(n, r); }); });
@@ -1495,6 +1518,24 @@ class Simulation {
     });
   }
 
+  // Whether `x` is in the configuration of any group (as its leader, or
+  // any up replica if there is none, sees it).
+  bool member_anywhere(NodeId x) {
+    for (int g = 1; g <= o_.groups; ++g) {
+      const GroupId gid = static_cast<GroupId>(g);
+      const NodeId l = leader_of(gid);
+      if (l) {
+        if (replica(node(l), gid).raft->membership().contains(x)) return true;
+        continue;
+      }
+      for (auto& n : nodes_) {
+        Replica& r = replica(*n, gid);
+        if (n->up && r.raft && r.raft->membership().contains(x)) return true;
+      }
+    }
+    return false;
+  }
+
   NodeId pick(const std::vector<NodeId>& v) {
     return v[static_cast<size_t>(rng_.uniform(0, static_cast<int64_t>(v.size()) - 1))];
   }
@@ -1532,8 +1573,8 @@ class Simulation {
       ++changes_completed_;
       st.started = 0;
     }
-    // Removed nodes keep running; some are reimaged (crash, empty disk) and
-    // may join again later as new members.
+    // Removed nodes keep running; some, once a member of no group, are
+    // decommissioned and replaced by a new machine with a new id.
     for (auto it = st.removed.begin(); it != st.removed.end();) {
       const NodeId x = *it;
       if (m.contains(x)) {
@@ -1542,12 +1583,11 @@ class Simulation {
       }
       if (core.membership_index() > core.commit_index()) break;
       it = st.removed.erase(it);
-      // A reimage crashes the whole node: a fault, so only while faults run.
+      // A reimage takes a node away: a fault, so only while faults run.
       if (!allow_new || !rng_.chance(o_.wipe_removed_fraction)) continue;
       Node& xn = node(x);
-      if (!xn.up) continue;
-      xn.wipe_on_restart.insert(g);
-      crash(xn, rng_.uniform(50 * kMillisecond, o_.crash_down_max));
+      if (xn.retired || member_anywhere(x)) continue;
+      reimage(xn);
     }
     // Finish a leader removal or a replacement.
     if (st.retry_remove && m.is_voter(st.retry_remove) && m.voters.size() > 1) {
@@ -1579,7 +1619,7 @@ class Simulation {
     std::vector<NodeId> outside, others;
     for (int i = 1; i <= total_nodes_; ++i) {
       const NodeId id = static_cast<NodeId>(i);
-      if (!m.contains(id)) outside.push_back(id);
+      if (!m.contains(id) && !node(id).retired) outside.push_back(id);
     }
     for (NodeId v : m.voters) {
       if (v != l) others.push_back(v);

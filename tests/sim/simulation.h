@@ -29,8 +29,8 @@
 //     add a node (learner, then promoted through a joint configuration),
 //     remove one (the leader itself too), replace one (add, then remove
 //     once the new one votes), and to abandon a change stuck for
-//     change_stuck_after; removed nodes keep running (and may be wiped and
-//     join again later as new members);
+//     change_stuck_after; removed nodes keep running (once in no group, some
+//     are decommissioned and replaced by a new machine under a new id);
 //   - clients: get (lease, read-index or stale mode), put and append over a
 //     few keys per group; each operation is recorded with its outcome (ok,
 //     fail = certainly no effect, info = unknown) for the linearizability
@@ -150,7 +150,9 @@ struct SimOptions {
   SimTime change_interval_mean = 1500 * kMillisecond;
   SimTime change_stuck_after = 3 * kSecond;  // then abandon_member_change()
   double remove_leader_fraction = 0.3;       // of removals
-  double wipe_removed_fraction = 0.5;        // removed nodes reimaged (crash + empty disk)
+  // Removed nodes that are a member of no group are decommissioned with this
+  // chance: down for good, replaced by a new machine under a new id.
+  double wipe_removed_fraction = 0.5;
   // Every group must commit a client write after the faults heal (a removed
   // node that keeps running must not stop the cluster).
   bool require_progress = false;

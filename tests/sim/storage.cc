@@ -120,13 +120,6 @@ size_t SimStorage::crash() {
   return lost;
 }
 
-void SimStorage::wipe() {
-  crash();
-  hard_state_ = {};
-  durable_ = written_ = Log{};
-  files_.clear();
-}
-
 void SimStorage::apply(Log& log, const LogWrite& w) {
   if (const auto* ew = std::get_if<EntryWrite>(&w)) {
     if (ew->truncate_from) {

@@ -107,9 +107,6 @@ class SimStorage final : public raft::LogStorage {
 
   // Loses every pending write. Returns how many writes were lost.
   size_t crash();
-  // A decommissioned replica: everything, files included, is erased (the
-  // node may later join again as a new member).
-  void wipe();
 
   // The replica's full view: durable log with pending writes applied. Both
   // start at their first_index (entries carry their index).
