@@ -1421,6 +1421,10 @@ void Raft::maybe_advance_membership(TimePoint now) {
   for (NodeId id : m.promote) {
     const Progress* p = progress(id);
     if (p == nullptr || p->match + config_.promote_lag_entries_max < commit_) continue;
+    // It must hold the configuration entry naming it: promoted before that,
+    // it knows no peers and drops their vote requests (step()), so a C_new
+    // that needs its vote could never elect a leader again.
+    if (p->match < membership_index()) continue;
     // Caught up: C_old -> C_old,new with the learner in C_new.
     Membership joint = m;
     joint.voters_outgoing = m.voters;
