@@ -259,6 +259,31 @@ TEST(SimMembership, AbandonedChangeLeavesAWorkingCluster) {
   }
 }
 
+TEST(SimMembership, LearnerWithoutItsConfigurationIsNotPromoted) {
+  // Found by the membership sweep (seed 101147): with a promotion lag
+  // allowance larger than the commit index, a learner that had received
+  // nothing (cut off) was promoted at once. Removing the other voters then
+  // left C_new needing its vote; the leader lost check-quorum, and no
+  // election could ever succeed: the new voter, with no configuration,
+  // drops vote requests from nodes it does not know (raft.cc step()). A
+  // learner must hold the configuration entry naming it before promotion.
+  for (uint64_t seed = 1; seed <= 3; ++seed) {
+    SimOptions o = scripted(seed);
+    o.membership = true;
+    o.random_changes = false;
+    o.spares = 1;
+    o.change_stuck_after = 2 * kSecond;
+    o.raft.promote_lag_entries_max = 1'000'000;
+    o.script.push_back({kSecond, ScriptStep::Op::kIsolate, ScriptStep::Who::kNode, 4, 6 * kSecond});
+    o.script.push_back({1500 * kMillisecond, ScriptStep::Op::kAdd, ScriptStep::Who::kNode, 4});
+    o.script.push_back({3 * kSecond, ScriptStep::Op::kRemove, ScriptStep::Who::kFollower});
+    o.script.push_back({4500 * kMillisecond, ScriptStep::Op::kRemove, ScriptStep::Who::kFollower});
+    SimReport r = run_simulation(o);
+    EXPECT_TRUE(r.ok) << r.summary();
+    EXPECT_FALSE(r.final_membership[0].empty()) << "no leader at the end: " << r.summary();
+  }
+}
+
 TEST(SimMembership, SameMembershipSeedReplaysExactly) {
   SimOptions o = SimOptions::membership_for_seed(77);
   SimReport a = run_simulation(o);

@@ -89,7 +89,10 @@ SimOptions SimOptions::membership_for_seed(uint64_t seed) {
   o.spares = static_cast<int>(r.uniform(1, 2));
   o.change_interval_mean = r.uniform(400, 1500) * kMillisecond;
   o.raft.promote_lag_entries_max = static_cast<uint64_t>(r.uniform(0, 20));
-  o.quiet = 6 * kSecond;
+  // Long enough for progress to be required: a crash late in the fault
+  // phase keeps a node down up to 2.5 s into it, then an election and the
+  // restarted voters' lease promise (about 2.1 s) pass before a commit.
+  o.quiet = 8 * kSecond;
   o.require_progress = true;
   return o;
 }
@@ -258,8 +261,9 @@ struct Receiving {
 struct Replica {
   GroupId group = 0;
   SimStorage storage;
-  // Not in the bootstrap configuration: a spare node, or a new machine that replaced a
-  // decommissioned one removal (it starts with no configuration and learns it from a leader).
+  // Not in the bootstrap configuration: a spare node, or a new machine that
+  // replaced a decommissioned one (it starts with no configuration and
+  // learns it from a leader).
   bool joined = false;
   std::unique_ptr<raft::Raft> raft;
   raft::Ready ready;
@@ -1769,6 +1773,24 @@ class Simulation {
           fmt::format("storm: only {} of {} rounds ran", storm_rounds_done_, o_.storm_rounds));
     }
     if (!trace_.ok()) checker_.violation("could not write the trace file " + o_.trace_path);
+    if (trace_.enabled()) {
+      for (auto& n : nodes_) {
+        for (auto& rp : n->replicas) {
+          if (!n->up || !rp->raft) continue;
+          const raft::RaftStatus st = rp->raft->status();
+          trace("final", {{"node", n->id},
+                          {"group", rp->group},
+                          {"role", raft::to_string(st.role)},
+                          {"term", st.term},
+                          {"leader", st.leader},
+                          {"last_index", st.last_index},
+                          {"commit", st.commit},
+                          {"applied", st.applied},
+                          {"membership", raft::to_string(rp->raft->membership())},
+                          {"membership_index", rp->raft->membership_index()}});
+        }
+      }
+    }
     for (const std::string& v : checker_.violations())
       trace("violation", {{"what", v}});
   }
