@@ -221,9 +221,15 @@ Task<base::Status> Node::ack_applied(GroupId g, Index index) {
 }
 
 namespace {
+// Membership change needs what the node cannot do yet: give every member
+// the new node's address and incarnation (configuration entries carry node
+// ids only; the transport's lower id dials, so existing nodes must learn the
+// address), and start a joining node without bootstrap voters.
 base::Error not_supported(const char* what) {
   return base::err(ErrorKind::kInvalidArgument,
-                   "{} is not supported yet (membership/snapshot issue)", what);
+                   "{} is not supported yet: the node does not yet replicate member addresses "
+                   "nor start a joining node (docs/node.md, \"Not yet\")",
+                   what);
 }
 }  // namespace
 
