@@ -134,6 +134,11 @@ struct RaftConfig {
   // snapshot chunks this node sends at a non-zero offset, as a network that
   // drops them would: the transfer must resume from the acknowledged offset.
   uint32_t unsafe_snapshot_drop_sent_chunks_for_testing = 0;
+  // !!! The process exits (std::_Exit(86)) as soon as the first snapshot
+  // install's reset record is durable, before the state machine is
+  // restored, as a power cut there would: recovery must finish the install
+  // from the file. For multi-process crash tests only.
+  bool unsafe_snapshot_exit_after_reset_for_testing = false;
 
   // Clear errors (kInvalidArgument) naming the field and the rule it breaks.
   base::Status validate() const;

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -1292,6 +1293,7 @@ Task<base::Status> CoreHost::install(Group* g, SnapshotMeta meta, snapshot::Snap
     sn.installing = false;
     co_return st;
   }
+  if (cfg_.unsafe_snapshot_exit_after_reset_for_testing) std::_Exit(86);
   // From here the durable log starts after the snapshot: the state machine
   // MUST become the snapshot's. A failure leaves no consistent way on
   // (the log and the state machine disagree), so it stops the process and

@@ -58,7 +58,7 @@ class Procs {
   }
   std::string dir(int i) const { return root_ + "/n" + std::to_string(i + 1); }
 
-  void start(int i) {
+  void start(int i, std::vector<std::string> extra = {}, bool wait_ready = true) {
     Proc& p = procs_[i];
     NORI_ASSERT(p.pid < 0);
     int to_child[2], from_child[2];
@@ -101,6 +101,7 @@ class Procs {
                                      "8192",
                                      "--inflight-msgs",
                                      "4"};
+    args.insert(args.end(), extra.begin(), extra.end());
     pid_t pid = ::fork();
     NORI_ASSERT(pid >= 0);
     if (pid == 0) {
@@ -121,8 +122,26 @@ class Procs {
     p.pid = pid;
     p.in = to_child[1];
     p.out = from_child[0];
-    NORI_ASSERT(wait_for(i, "ready", 20s).has_value(), "node {} did not start (see {})", i + 1,
-                log);
+    if (wait_ready) {
+      NORI_ASSERT(wait_for(i, "ready", 20s).has_value(), "node {} did not start (see {})", i + 1,
+                  log);
+    }
+  }
+  // Waits for node i to exit by itself; its exit status (-1 if it did not).
+  int wait_exit(int i, std::chrono::milliseconds within) {
+    Proc& p = procs_[i];
+    const auto end = std::chrono::steady_clock::now() + within;
+    int status = 0;
+    while (std::chrono::steady_clock::now() < end) {
+      if (::waitpid(p.pid, &status, WNOHANG) == p.pid) {
+        ::close(p.in);
+        ::close(p.out);
+        p.pid = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    return -1;
   }
   void stop(int i) {
     Proc& p = procs_[i];
@@ -271,6 +290,32 @@ TEST(NodeSnapshotProcesses, FarBehindAndWipedFollowersComeBackBySnapshot) {
   EXPECT_EQ(c.metric(f, "raft_snapshots_installed_total"), 1u);
   // And the cluster goes on with it.
   c.propose_many(5, "c");
+  l = c.wait_leader();
+  ASSERT_TRUE(c.wait_same_applied(f, l, 30s));
+}
+
+// A crash right after install step 2 (the reset record durable, the state
+// machine not restored yet): the restarted node finds the WAL starting after
+// the snapshot and the file that matches it, and restores from the file.
+TEST(NodeSnapshotProcesses, CrashAfterTheResetRecordFinishesTheInstallOnRestart) {
+  Procs c("snap-procs-crash", 3);
+  for (int i = 0; i < 3; ++i)
+    c.start(i);
+  int l = c.wait_leader();
+  ASSERT_GE(l, 0);
+  const int f = l == 0 ? 1 : 0;
+  c.stop(f);
+  c.propose_many(150, "a");
+  l = c.wait_leader();
+  ASSERT_GE(l, 0);
+  ASSERT_GE(c.metric(l, "raft_snapshots_taken_total"), 2u);
+  c.start(f, {"--unsafe-exit-after-snapshot-reset"});
+  ASSERT_EQ(c.wait_exit(f, 30s), 86) << "the install never reached its reset record";
+  c.start(f);
+  // Restored at open, before any entry: the recorded list is the snapshot's.
+  EXPECT_EQ(c.metric(f, "raft_snapshots_installed_total"), 1u);
+  ASSERT_TRUE(c.wait_same_applied(f, l, 30s));
+  c.propose_many(5, "b");
   l = c.wait_leader();
   ASSERT_TRUE(c.wait_same_applied(f, l, 30s));
 }

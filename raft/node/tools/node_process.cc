@@ -501,6 +501,9 @@ int node_process_main(int argc, char** argv) {
   app.add_option("--send-queue-bytes", cfg.send_queue_bytes_max, "per peer and lane");
   app.add_option("--append-bytes", cfg.append_bytes_max, "one Append message");
   app.add_option("--inflight-msgs", cfg.inflight_msgs_max, "appends in flight per follower");
+  app.add_flag("--unsafe-exit-after-snapshot-reset",
+               cfg.unsafe_snapshot_exit_after_reset_for_testing,
+               "TESTS ONLY: exit(86) once a snapshot install's reset record is durable");
   CLI11_PARSE(app, argc, argv);
 
   for (size_t pos = 0; pos < peers.size();) {
