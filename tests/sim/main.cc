@@ -98,6 +98,10 @@ int main(int argc, char** argv) {
     if (long_mode) {
       // Every fourth long run is a lease-hazard run.
       if (s % 4 == 3 && !storm) o = SimOptions::lease_hazard_for_seed(s);
+      // And every fourth a membership + snapshot run (unless one was asked for).
+      if (s % 4 == 1 && !storm && !snapshots && !membership) {
+        o = SimOptions::membership_for_seed(s);
+      }
       o.duration = 60 * kSecond;
     }
     if (duration_ms > 0) o.duration = duration_ms * kMillisecond;
