@@ -259,6 +259,32 @@ TEST(SimMembership, AbandonedChangeLeavesAWorkingCluster) {
   }
 }
 
+TEST(SimMembership, RemovedNodeThatMissedItsRemovalDoesNotDisrupt) {
+  for (uint64_t seed = 1; seed <= 3; ++seed) {
+    SimOptions o = scripted(seed);
+    o.nodes = 5;
+    o.membership = true;
+    o.random_changes = false;
+    o.wipe_removed_fraction = 0;  // it keeps running with its old log
+    // A follower is cut off, removed while it cannot hear of it, and comes
+    // back believing it is still a voter: its election timer fires again and
+    // again, but the members ignore it (it is no peer of theirs and they
+    // hear from their leader), so no term changes and writes keep
+    // committing.
+    o.script.push_back(
+        {2 * kSecond, ScriptStep::Op::kIsolate, ScriptStep::Who::kFollower, 0, 4 * kSecond});
+    o.script.push_back({2500 * kMillisecond, ScriptStep::Op::kRemove, ScriptStep::Who::kPrevious});
+    SimReport r = run_simulation(o);
+    ASSERT_TRUE(r.ok) << r.summary();
+    const raft::NodeId x = r.script_nodes[0];
+    ASSERT_NE(x, 0u);
+    EXPECT_EQ(r.removes, 1u) << r.summary();
+    EXPECT_EQ(r.final_membership[0].find(std::to_string(x)), std::string::npos)
+        << r.final_membership[0];
+    EXPECT_EQ(r.leaders, 1u) << "the removed node disrupted the group: " << r.summary();
+  }
+}
+
 TEST(SimMembership, LearnerWithoutItsConfigurationIsNotPromoted) {
   // Found by the membership sweep (seed 101147): with a promotion lag
   // allowance larger than the commit index, a learner that had received

@@ -671,6 +671,7 @@ class Simulation {
       on_node(n, inc, [this, &n, &r, then] {
         auto [index, term] = r.storage.complete_entries();
         if (then) {
+          release_held(n, r);
           then();
           return;
         }
@@ -1690,6 +1691,7 @@ class Simulation {
     NodeId x = st.node;
     const NodeId l = leader_of(1);
     if (st.who == ScriptStep::Who::kLeader) x = l;
+    if (st.who == ScriptStep::Who::kPrevious) x = i > 0 ? script_nodes_[i - 1] : 0;
     if (st.who == ScriptStep::Who::kFollower) {
       x = 0;
       if (l) {

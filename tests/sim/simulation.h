@@ -63,7 +63,8 @@ namespace nori::sim {
 // not lead (the resolved ids are reported in SimReport::script_nodes).
 struct ScriptStep {
   enum class Op : uint8_t { kCrash, kIsolate, kAdd, kRemove };
-  enum class Who : uint8_t { kNode, kLeader, kFollower };
+  // kPrevious: the node the previous step resolved to.
+  enum class Who : uint8_t { kNode, kLeader, kFollower, kPrevious };
   SimTime at = 0;
   Op op = Op::kCrash;
   Who who = Who::kNode;
