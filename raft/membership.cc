@@ -43,6 +43,31 @@ bool get_list(base::ByteReader& r, std::vector<NodeId>& v) {
   return true;
 }
 
+void put_addresses(base::ByteWriter& w, const std::vector<MemberAddress>& v) {
+  // Absent when empty: the encoding of a configuration without addresses is
+  // the one from before addresses existed.
+  if (v.empty()) return;
+  w.varint(v.size());
+  for (const MemberAddress& a : v) {
+    w.varint(a.id);
+    w.length_prefixed(a.address);
+  }
+}
+
+bool get_addresses(base::ByteReader& r, std::vector<MemberAddress>& v) {
+  if (r.empty()) return true;  // written without addresses (or before they existed)
+  uint64_t n;
+  // An explicit count of 0 is not canonical (the writer omits the trailer).
+  if (!r.varint_bounded(n, kMembersMax) || n == 0) return false;
+  v.resize(n);
+  for (uint64_t i = 0; i < n; ++i) {
+    std::string_view a;
+    if (!r.varint(v[i].id) || !r.length_prefixed(a, kMemberAddressBytesMax)) return false;
+    v[i].address.assign(a);
+  }
+  return true;
+}
+
 std::string list_string(const std::vector<NodeId>& v) {
   std::string s = "{";
   for (size_t i = 0; i < v.size(); ++i) {
@@ -77,11 +102,47 @@ QuorumConfig Membership::quorum() const {
   return QuorumConfig(MajorityConfig(voters), MajorityConfig(voters_outgoing));
 }
 
+const std::string* Membership::address_of(NodeId id) const {
+  auto it = std::lower_bound(addresses.begin(), addresses.end(), id,
+                             [](const MemberAddress& a, NodeId x) { return a.id < x; });
+  return it != addresses.end() && it->id == id ? &it->address : nullptr;
+}
+
+void Membership::set_address(NodeId id, std::string address) {
+  auto it = std::lower_bound(addresses.begin(), addresses.end(), id,
+                             [](const MemberAddress& a, NodeId x) { return a.id < x; });
+  const bool found = it != addresses.end() && it->id == id;
+  if (address.empty()) {
+    if (found) addresses.erase(it);
+  } else if (found) {
+    it->address = std::move(address);
+  } else {
+    addresses.insert(it, MemberAddress{id, std::move(address)});
+  }
+}
+
+void Membership::drop_addresses_of_non_members() {
+  std::erase_if(addresses, [this](const MemberAddress& a) { return !contains(a.id); });
+}
+
 void Membership::normalize() {
   sort_unique(voters);
   sort_unique(voters_outgoing);
   sort_unique(learners);
   sort_unique(promote);
+  // Stable: of two addresses for one id, the last given wins.
+  std::stable_sort(addresses.begin(), addresses.end(),
+                   [](const MemberAddress& a, const MemberAddress& b) { return a.id < b.id; });
+  std::vector<MemberAddress> unique;
+  unique.reserve(addresses.size());
+  for (MemberAddress& a : addresses) {
+    if (!unique.empty() && unique.back().id == a.id) {
+      unique.back() = std::move(a);
+    } else {
+      unique.push_back(std::move(a));
+    }
+  }
+  addresses = std::move(unique);
 }
 
 base::Status Membership::validate() const {
@@ -104,6 +165,21 @@ base::Status Membership::validate() const {
       return base::err(ErrorKind::kInvalidArgument, "membership: {} to promote is no learner", id);
     }
   }
+  for (size_t i = 0; i < addresses.size(); ++i) {
+    const MemberAddress& a = addresses[i];
+    if (i > 0 && addresses[i - 1].id >= a.id) {
+      return base::err(ErrorKind::kInvalidArgument,
+                       "membership: addresses must be sorted by id and unique");
+    }
+    if (!contains(a.id)) {
+      return base::err(ErrorKind::kInvalidArgument, "membership: address of non-member {}", a.id);
+    }
+    if (a.address.empty() || a.address.size() > kMemberAddressBytesMax) {
+      return base::err(ErrorKind::kInvalidArgument,
+                       "membership: address of {} is empty or longer than {} bytes", a.id,
+                       kMemberAddressBytesMax);
+    }
+  }
   return {};
 }
 
@@ -115,6 +191,7 @@ std::string Membership::encode() const {
   put_list(w, voters_outgoing);
   put_list(w, learners);
   put_list(w, promote);
+  put_addresses(w, addresses);
   return out;
 }
 
@@ -124,7 +201,7 @@ base::Result<Membership> Membership::decode(std::string_view data) {
   Membership m;
   if (!r.u8(version) || version != kMembershipVersion || !get_list(r, m.voters) ||
       !get_list(r, m.voters_outgoing) || !get_list(r, m.learners) || !get_list(r, m.promote) ||
-      !r.empty()) {
+      !get_addresses(r, m.addresses) || !r.empty()) {
     return base::err(base::ErrorKind::kCorruption, "membership: malformed encoding");
   }
   if (auto s = m.validate(); !s.ok()) {
@@ -138,6 +215,14 @@ std::string to_string(const Membership& m) {
   if (m.joint()) s += " outgoing=" + list_string(m.voters_outgoing);
   if (!m.learners.empty()) s += " learners=" + list_string(m.learners);
   if (!m.promote.empty()) s += " promote=" + list_string(m.promote);
+  if (!m.addresses.empty()) {
+    s += " addresses={";
+    for (size_t i = 0; i < m.addresses.size(); ++i) {
+      if (i > 0) s += ",";
+      s += std::to_string(m.addresses[i].id) + "=" + m.addresses[i].address;
+    }
+    s += "}";
+  }
   return s;
 }
 

@@ -1282,6 +1282,7 @@ void Raft::handle_timeout_now(const Message& m, const TimeoutNow& tn, TimePoint 
 // --- membership -------------------------------------------------------------------------
 
 void Raft::apply_membership(TimePoint now) {
+  ++configs_version_;
   const Membership& m = configs_.back().membership;
   quorum_ = m.quorum();
   is_voter_ = m.is_voter(id_);
@@ -1336,7 +1337,10 @@ void Raft::trim_configs() {
   size_t keep = 0;
   while (keep + 1 < configs_.size() && configs_[keep + 1].index <= commit_)
     ++keep;
-  if (keep > 0) configs_.erase(configs_.begin(), configs_.begin() + static_cast<ptrdiff_t>(keep));
+  if (keep > 0) {
+    configs_.erase(configs_.begin(), configs_.begin() + static_cast<ptrdiff_t>(keep));
+    ++configs_version_;
+  }
 }
 
 bool Raft::member_change_in_progress() const {
@@ -1367,7 +1371,12 @@ base::Status Raft::check_can_change(bool abandoning) const {
   return {};
 }
 
-base::Result<Index> Raft::propose_membership(Membership next, TimePoint now) {
+base::Result<Index> Raft::propose_membership(Membership next, TimePoint now,
+                                             std::span<const MemberAddress> addresses) {
+  for (const MemberAddress& a : addresses) {
+    if (a.id != kNoNode && next.contains(a.id)) next.set_address(a.id, a.address);
+  }
+  next.drop_addresses_of_non_members();
   next.normalize();
   if (auto v = next.validate(); !v.ok()) return v.error();
   if (next.voters.empty()) {
@@ -1436,7 +1445,8 @@ void Raft::maybe_advance_membership(TimePoint now) {
   }
 }
 
-base::Result<Index> Raft::add_member(NodeId id, TimePoint now) {
+base::Result<Index> Raft::add_member(NodeId id, TimePoint now,
+                                     std::span<const MemberAddress> addresses) {
   NORI_TRY(check_can_change(false));
   const Membership& m = membership();
   if (id == kNoNode || m.is_voter(id)) {
@@ -1445,10 +1455,11 @@ base::Result<Index> Raft::add_member(NodeId id, TimePoint now) {
   Membership next = m;
   if (!m.is_learner(id)) next.learners.push_back(id);
   next.promote.push_back(id);
-  return propose_membership(std::move(next), now);
+  return propose_membership(std::move(next), now, addresses);
 }
 
-base::Result<Index> Raft::add_learner(NodeId id, TimePoint now) {
+base::Result<Index> Raft::add_learner(NodeId id, TimePoint now,
+                                      std::span<const MemberAddress> addresses) {
   NORI_TRY(check_can_change(false));
   const Membership& m = membership();
   if (id == kNoNode || m.contains(id)) {
@@ -1456,10 +1467,11 @@ base::Result<Index> Raft::add_learner(NodeId id, TimePoint now) {
   }
   Membership next = m;
   next.learners.push_back(id);
-  return propose_membership(std::move(next), now);
+  return propose_membership(std::move(next), now, addresses);
 }
 
-base::Result<Index> Raft::remove_member(NodeId id, TimePoint now) {
+base::Result<Index> Raft::remove_member(NodeId id, TimePoint now,
+                                        std::span<const MemberAddress> addresses) {
   using base::ErrorKind;
   const Membership& m = membership();
   // Removing a learner whose promotion is pending is how that promotion is
@@ -1474,7 +1486,7 @@ base::Result<Index> Raft::remove_member(NodeId id, TimePoint now) {
     next.learners.erase(std::find(next.learners.begin(), next.learners.end(), id));
     next.promote.erase(std::remove(next.promote.begin(), next.promote.end(), id),
                        next.promote.end());
-    return propose_membership(std::move(next), now);
+    return propose_membership(std::move(next), now, addresses);
   }
   if (m.voters.size() == 1) {
     return base::err(ErrorKind::kInvalidArgument, "cannot remove the last voter {}", id);
@@ -1501,7 +1513,7 @@ base::Result<Index> Raft::remove_member(NodeId id, TimePoint now) {
   }
   next.voters_outgoing = m.voters;
   next.voters.erase(std::find(next.voters.begin(), next.voters.end(), id));
-  return propose_membership(std::move(next), now);
+  return propose_membership(std::move(next), now, addresses);
 }
 
 base::Result<Index> Raft::abandon_member_change(TimePoint now) {

@@ -114,6 +114,7 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -233,9 +234,16 @@ class Raft {
   //   abandon_member_change: drops a pending promotion (and its learner) or
   //     leaves a joint configuration back to C_old. kInvalidArgument when no
   //     change is in progress.
-  base::Result<Index> add_member(NodeId id, TimePoint now);
-  base::Result<Index> add_learner(NodeId id, TimePoint now);
-  base::Result<Index> remove_member(NodeId id, TimePoint now);
+  // `addresses` (raft/membership.h, "Addresses") are recorded in the new
+  // configuration over those of the current one (the driver passes the new
+  // member's address and those it knows of the others); addresses of nodes
+  // that are not members of the new configuration are dropped.
+  base::Result<Index> add_member(NodeId id, TimePoint now,
+                                 std::span<const MemberAddress> addresses = {});
+  base::Result<Index> add_learner(NodeId id, TimePoint now,
+                                  std::span<const MemberAddress> addresses = {});
+  base::Result<Index> remove_member(NodeId id, TimePoint now,
+                                    std::span<const MemberAddress> addresses = {});
   base::Result<Index> abandon_member_change(TimePoint now);
 
   // Snapshots (see the header comment).
@@ -299,6 +307,16 @@ class Raft {
   Index membership_index() const { return configs_.back().index; }
   // Whether a new membership change would be refused as "in progress".
   bool member_change_in_progress() const;
+  // Every configuration this replica may still act under, oldest first: the
+  // latest at or below the commit index (or the snapshot's / bootstrap one),
+  // then each configuration entry after it (the last is membership()). The
+  // driver admits and dials the members of all of them (a removed node
+  // stays reachable until the configuration without it commits).
+  size_t configuration_count() const { return configs_.size(); }
+  const Membership& configuration(size_t i) const { return configs_.at(i).membership; }
+  // Changes whenever that list changes (append, truncation, commit, snapshot
+  // install), so a driver can recompute what it derives from it only then.
+  uint64_t configurations_version() const { return configs_version_; }
   bool is_voter() const { return is_voter_; }
   RaftStatus status() const;
   // Whether a lease read arriving at `now` would be served from the lease
@@ -486,7 +504,8 @@ class Raft {
   // Rebuilds quorum_, peers_ and the voter flags from configs_.back().
   void apply_membership(TimePoint now);
   base::Status check_can_change(bool abandoning) const;
-  base::Result<Index> propose_membership(Membership next, TimePoint now);
+  base::Result<Index> propose_membership(Membership next, TimePoint now,
+                                         std::span<const MemberAddress> addresses = {});
   // Leader: automatic leave of a committed joint configuration, promotion of
   // caught-up learners, step-down once a configuration without this node
   // commits.
@@ -584,6 +603,7 @@ class Raft {
   // in the log after it, in index order (one change at a time keeps this
   // short). The configuration in effect is back().
   std::vector<ConfigAt> configs_;
+  uint64_t configs_version_ = 0;  // configurations_version()
 
   // Persistent state (in memory) and what of it is durable (term_ and
   // durable_term_ above).

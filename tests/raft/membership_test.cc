@@ -123,6 +123,60 @@ TEST(Membership, CorruptConfigurationEncodingIsRejected) {
   EXPECT_FALSE(Membership::decode(orphan.encode()).ok()) << "promotion of a non-learner";
 }
 
+TEST(Membership, ConfigurationWithoutAddressesKeepsThePreAddressEncoding) {
+  // Entries written before addresses existed: version, four lists, nothing
+  // after. They must decode unchanged, and a configuration without
+  // addresses must still encode to exactly those bytes.
+  const std::string old_bytes("\x01\x02\x01\x02\x00\x01\x07\x01\x07", 9);
+  auto m = Membership::decode(old_bytes);
+  ASSERT_TRUE(m.ok()) << m.error().to_string();
+  EXPECT_EQ(*m, (Membership{.voters = {1, 2}, .learners = {7}, .promote = {7}}));
+  EXPECT_TRUE(m->addresses.empty());
+  EXPECT_EQ(m->encode(), old_bytes);
+  // An explicit empty address list is not canonical: corrupt.
+  EXPECT_FALSE(Membership::decode(old_bytes + std::string(1, '\0')).ok());
+}
+
+TEST(Membership, AddressesRoundTripAndAreRejectedWhenMalformed) {
+  Membership m{.voters = {1, 2, 3}, .learners = {4}, .promote = {4}};
+  m.set_address(4, "127.0.0.1:7400");
+  m.set_address(1, "127.0.0.1:7100");
+  m.set_address(1, "10.0.0.1:7100");  // replaces
+  ASSERT_TRUE(m.validate().ok());
+  ASSERT_EQ(m.addresses.size(), 2u);
+  EXPECT_EQ(*m.address_of(1), "10.0.0.1:7100");
+  EXPECT_EQ(m.address_of(2), nullptr);
+  auto back = Membership::decode(m.encode());
+  ASSERT_TRUE(back.ok()) << back.error().to_string();
+  EXPECT_EQ(*back, m);
+  EXPECT_NE(to_string(*back).find("4=127.0.0.1:7400"), std::string::npos);
+  // Cut anywhere inside the address trailer: corrupt, never a shorter list.
+  std::string bytes = m.encode();
+  Membership bare = m;
+  bare.addresses.clear();
+  for (size_t cut = bare.encode().size() + 1; cut < bytes.size(); ++cut)
+    EXPECT_FALSE(Membership::decode(bytes.substr(0, cut)).ok()) << "cut at " << cut;
+
+  Membership stranger = m;
+  stranger.addresses.push_back({9, "127.0.0.1:7900"});
+  EXPECT_FALSE(stranger.validate().ok()) << "address of a non-member";
+  EXPECT_FALSE(Membership::decode(stranger.encode()).ok());
+  Membership empty_addr = m;
+  empty_addr.addresses[0].address.clear();
+  EXPECT_FALSE(empty_addr.validate().ok());
+  Membership long_addr = m;
+  long_addr.addresses[0].address.assign(kMemberAddressBytesMax + 1, 'x');
+  EXPECT_FALSE(long_addr.validate().ok());
+  EXPECT_FALSE(Membership::decode(long_addr.encode()).ok());
+  Membership unsorted = m;
+  std::swap(unsorted.addresses[0], unsorted.addresses[1]);
+  EXPECT_FALSE(unsorted.validate().ok());
+  unsorted.normalize();
+  EXPECT_EQ(unsorted, m);
+  m.set_address(4, "");
+  EXPECT_EQ(m.address_of(4), nullptr) << "empty address erases";
+}
+
 // --- configuration entries -----------------------------------------------------------
 
 TEST(RaftMembership, ConfigEntryTakesEffectWhenAppendedNotWhenCommitted) {
@@ -439,6 +493,110 @@ TEST(RaftMembership, RemovedLeaderWithoutCaughtUpTargetFinishesThenStepsDown) {
   c.advance(2s);
   EXPECT_EQ(c.raft(1).status().elections_started, elections) << "a removed node campaigned";
   EXPECT_TRUE(c.raft(2).is_leader() || c.raft(3).is_leader());
+}
+
+// --- member addresses ------------------------------------------------------------------
+
+TEST(RaftMembership, NewMemberAddressIsCarriedThroughJointAndLeaveOnEveryReplica) {
+  TestCluster c(3);
+  stable_leader(c, 1);
+  c.add_node(4);
+  const std::vector<MemberAddress> addrs{{1, "h1:7100"}, {4, "h4:7400"}, {9, "h9:7900"}};
+  auto idx = c.raft(1).add_member(4, c.now(), addrs);
+  ASSERT_TRUE(idx.ok()) << idx.error().to_string();
+  EXPECT_EQ(c.raft(1).membership().addresses,
+            (std::vector<MemberAddress>{{1, "h1:7100"}, {4, "h4:7400"}}))
+      << "9 is no member: its address must not be recorded";
+  Membership target = simple({1, 2, 3, 4});
+  target.addresses = {{1, "h1:7100"}, {4, "h4:7400"}};
+  ASSERT_TRUE(run_until(c, [&] {
+    return all_have(c, {1, 2, 3, 4}, target) &&
+           c.raft(1).commit_index() >= c.raft(1).membership_index();
+  }));
+  // Every configuration on the way (learner, joint, leave) had them.
+  for (const Membership& m : applied_configs(c, 2))
+    EXPECT_EQ(*m.address_of(4), "h4:7400") << to_string(m);
+  // And a restart finds them in the log.
+  c.crash(3);
+  c.start_node(3);
+  EXPECT_EQ(c.raft(3).membership(), target);
+}
+
+TEST(RaftMembership, RemovedMemberAddressIsDroppedOnceItLeaves) {
+  TestCluster c(3);
+  stable_leader(c, 1);
+  c.add_node(4);
+  ASSERT_TRUE(
+      c.raft(1).add_learner(4, c.now(), std::vector<MemberAddress>{{3, "h3"}, {4, "h4"}}).ok());
+  ASSERT_TRUE(run_until(c, [&] { return !c.raft(1).member_change_in_progress(); }));
+  auto r = c.raft(1).remove_member(3, c.now());
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  // Joint: 3 is still an (outgoing) voter and keeps its address.
+  ASSERT_TRUE(c.raft(1).membership().joint());
+  EXPECT_NE(c.raft(1).membership().address_of(3), nullptr);
+  ASSERT_TRUE(run_until(c, [&] { return !c.raft(1).member_change_in_progress(); }));
+  EXPECT_EQ(c.raft(1).membership().address_of(3), nullptr);
+  EXPECT_NE(c.raft(1).membership().address_of(4), nullptr);
+}
+
+TEST(RaftMembership, RemovedNodeStaysInTheConfigurationListUntilItsRemovalCommits) {
+  // The driver keeps admitting and dialing every node of every configuration
+  // listed; a node dropped from that list too early (before the
+  // configuration without it commits) could not receive the entries that
+  // decide the change.
+  TestCluster c(3);
+  stable_leader(c, 1);
+  auto listed = [&](NodeId who, NodeId id) {
+    const Raft& r = c.raft(who);
+    for (size_t i = 0; i < r.configuration_count(); ++i) {
+      if (r.configuration(i).contains(id)) return true;
+    }
+    return false;
+  };
+  const uint64_t v0 = c.raft(2).configurations_version();
+  c.set_drop([](const Message& m) { return m.type() == MessageType::kAppendReply; });
+  auto r = c.raft(1).remove_member(3, c.now());
+  ASSERT_TRUE(r.ok());
+  c.advance(100ms);
+  for (NodeId id : {1, 2}) {
+    EXPECT_FALSE(c.raft(id).membership().voters.size() == 3) << "joint appended on " << id;
+    EXPECT_TRUE(listed(id, 3)) << "3 dropped before its removal committed, on " << id;
+  }
+  EXPECT_NE(c.raft(2).configurations_version(), v0) << "an append must change the version";
+  c.set_drop({});
+  ASSERT_TRUE(run_until(
+      c, [&] { return !c.raft(1).member_change_in_progress() && !listed(1, 3) && !listed(2, 3); }));
+  EXPECT_EQ(c.raft(2).configuration_count(), 1u);
+}
+
+TEST(RaftMembership, BrandNewLearnerFarBehindLearnsAddressesFromTheSnapshot) {
+  TestCluster c(3, [](Config& cfg) {
+    cfg.snapshot_entries_max = 20;
+    cfg.snapshot_keep_entries = 5;
+    cfg.snapshot_timeout_ms = 400;
+  });
+  stable_leader(c, 1);
+  c.add_node(4);
+  // A first change records addresses; then the log moves far past it.
+  ASSERT_TRUE(
+      c.raft(1).add_learner(4, c.now(), std::vector<MemberAddress>{{2, "h2"}, {4, "h4"}}).ok());
+  c.crash(4);
+  for (int i = 0; i < 60; ++i) {
+    ASSERT_TRUE(c.raft(1).propose("v" + std::to_string(i), 0, c.now(), kFar).ok());
+    c.settle();
+  }
+  ASSERT_TRUE(run_until(c, [&] { return c.node(1).disk->first_index() > 20; }));
+  // Node 4's disk is empty (it crashed before anything was durable or it
+  // lost it): it starts with no configuration at all.
+  c.node(4).disk = std::make_unique<MemoryStorage>();
+  c.start_node(4);
+  EXPECT_TRUE(c.raft(4).membership().voters.empty());
+  ASSERT_TRUE(run_until(c, [&] { return c.raft(4).applied_index() >= c.raft(1).commit_index(); }));
+  EXPECT_GE(c.node(4).installs, 1u) << "caught up by snapshot";
+  EXPECT_EQ(c.raft(4).membership(), c.raft(1).membership());
+  ASSERT_NE(c.raft(4).membership().address_of(2), nullptr);
+  EXPECT_EQ(*c.raft(4).membership().address_of(4), "h4");
+  EXPECT_EQ(c.raft(4).status().elections_started, 0u);
 }
 
 // --- stuck changes ------------------------------------------------------------------------------
