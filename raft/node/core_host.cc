@@ -67,6 +67,80 @@ int64_t unix_ms_now() {
   return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1'000'000;
 }
 
+// "snap-<index>-<term>.snap" (SnapshotStore::path_for), else false.
+bool parse_snapshot_name(const std::string& name, Index& index, Term& term) {
+  unsigned long long i = 0, t = 0;
+  char tail[8] = {};
+  if (std::sscanf(name.c_str(), "snap-%20llu-%20llu.%5s", &i, &t, tail) != 3) return false;
+  if (std::string_view(tail) != "snap") return false;
+  index = i;
+  term = t;
+  return true;
+}
+
+base::Error io_error(const char* what, const std::string& path) {
+  return base::err(ErrorKind::kIo, "{} {}: {}", what, path, std::strerror(errno));
+}
+
+// The payload of a snapshot file whose digest and header were verified
+// already (finishing a receive, recovery, install_snapshot's copy): the
+// store's open_payload would read the whole file once more, on the reactor,
+// to check the digest again. File layout: raft/snapshot/store.h (header,
+// payload, u64 digest trailer).
+constexpr uint64_t kSnapshotTrailerBytes = 8;
+class VerifiedPayload final : public snapshot::SnapshotSource {
+ public:
+  static base::Result<std::unique_ptr<snapshot::SnapshotSource>> open(
+      const snapshot::SnapshotFile& f) {
+    const uint64_t begin = snapshot::encode_header(f.meta).size();
+    if (f.size < begin + kSnapshotTrailerBytes) {
+      return base::err(ErrorKind::kCorruption, "snapshot {} is shorter than its header", f.path);
+    }
+    int fd = ::open(f.path.c_str(), O_RDONLY | O_CLOEXEC);  // reactor-ok: restore, see docs
+    if (fd < 0) return io_error("open", f.path);
+    return std::unique_ptr<snapshot::SnapshotSource>(
+        new VerifiedPayload(fd, begin, f.size - kSnapshotTrailerBytes, f.path));
+  }
+  ~VerifiedPayload() override { ::close(fd_); }
+  base::Result<size_t> read(char* out, size_t n) override {
+    if (off_ >= end_) return size_t{0};
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(n, end_ - off_));
+    ssize_t r;
+    do {
+      r = ::pread(fd_, out, want, static_cast<off_t>(off_));  // reactor-ok: restore, see docs
+    } while (r < 0 && errno == EINTR);
+    if (r < 0) return io_error("read", path_);
+    if (r == 0) return base::err(ErrorKind::kCorruption, "snapshot {} shrank", path_);
+    off_ += static_cast<uint64_t>(r);
+    return static_cast<size_t>(r);
+  }
+
+ private:
+  VerifiedPayload(int fd, uint64_t begin, uint64_t end, std::string path)
+      : fd_(fd), off_(begin), end_(end), path_(std::move(path)) {}
+  int fd_;
+  uint64_t off_, end_;
+  std::string path_;
+};
+
+// The sink a view writes into: the store's writer, refusing once the node
+// closes so that a long write stops early.
+class CancellableSink final : public snapshot::SnapshotSink {
+ public:
+  CancellableSink(snapshot::SnapshotSink& inner, const SnapshotWorker& worker)
+      : inner_(inner), worker_(worker) {}
+  base::Status write(std::string_view bytes) override {
+    if (worker_.cancelled()) {
+      return base::Error(ErrorKind::kShuttingDown, "the node is shutting down");
+    }
+    return inner_.write(bytes);
+  }
+
+ private:
+  snapshot::SnapshotSink& inner_;
+  const SnapshotWorker& worker_;
+};
+
 }  // namespace
 
 CoreHost::CoreHost(Node& node, const RaftConfig& cfg, unsigned core, uint64_t incarnation)
@@ -263,7 +337,7 @@ base::Status CoreHost::add_group(GroupId id) {
       // state is already at or past it. Entries at or below it are never
       // applied again (Config::applied).
       if (applied < snap.meta.index) {
-        NORI_ASSIGN_OR_RETURN(auto src, g->snap->store->open_payload(snap));
+        NORI_ASSIGN_OR_RETURN(auto src, VerifiedPayload::open(snap));
         if (auto st = g->snap->restore(*src); !st.ok()) {
           return base::err(st.error().kind(), "group {}: restoring snapshot {}: {}", id,
                            snap.meta.index, st.error().message());
@@ -876,43 +950,6 @@ void CoreHost::collect(NodeMetricsSnapshot& out) const {
 
 // ---- snapshots -------------------------------------------------------------------
 
-namespace {
-
-// "snap-<index>-<term>.snap" (SnapshotStore::path_for), else false.
-bool parse_snapshot_name(const std::string& name, Index& index, Term& term) {
-  unsigned long long i = 0, t = 0;
-  char tail[8] = {};
-  if (std::sscanf(name.c_str(), "snap-%20llu-%20llu.%5s", &i, &t, tail) != 3) return false;
-  if (std::string_view(tail) != "snap") return false;
-  index = i;
-  term = t;
-  return true;
-}
-
-base::Error io_error(const char* what, const std::string& path) {
-  return base::err(ErrorKind::kIo, "{} {}: {}", what, path, std::strerror(errno));
-}
-
-// The sink a view writes into: the store's writer, refusing once the node
-// closes so that a long write stops early.
-class CancellableSink final : public snapshot::SnapshotSink {
- public:
-  CancellableSink(snapshot::SnapshotSink& inner, const SnapshotWorker& worker)
-      : inner_(inner), worker_(worker) {}
-  base::Status write(std::string_view bytes) override {
-    if (worker_.cancelled()) {
-      return base::Error(ErrorKind::kShuttingDown, "the node is shutting down");
-    }
-    return inner_.write(bytes);
-  }
-
- private:
-  snapshot::SnapshotSink& inner_;
-  const SnapshotWorker& worker_;
-};
-
-}  // namespace
-
 // The newest snapshot file the WAL confirms: its (index, term) is the WAL's
 // entry or start point for the group. A newer file the WAL does not confirm
 // is an install whose reset record never became durable (a crash between
@@ -1298,7 +1335,7 @@ Task<base::Status> CoreHost::install(Group* g, SnapshotMeta meta, snapshot::Snap
   // MUST become the snapshot's. A failure leaves no consistent way on
   // (the log and the state machine disagree), so it stops the process and
   // recovery restores from the file.
-  auto src = sn.store->open_payload(file);
+  auto src = VerifiedPayload::open(file);
   NORI_ASSERT(src.ok(), "group {}: snapshot {} unreadable after its reset record: {}", id,
               meta.index, src.ok() ? "" : src.error().to_string());
   base::Status rs = sn.restore(**src);
