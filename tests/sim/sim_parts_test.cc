@@ -179,6 +179,139 @@ TEST(SafetyChecker, DivergentAppliedEntriesAreCaught) {
   EXPECT_EQ(c.violation_count(), 2u);
 }
 
+raft::SnapshotMeta snap(raft::Index i, raft::Term t) {
+  return raft::SnapshotMeta{i, t, raft::Membership{.voters = {1, 2, 3}}};
+}
+
+TEST(SimStorage, CompactionDropsThePrefixWhenDurable) {
+  SimStorage s;
+  s.write_entries(std::nullopt, {entry(1, 1), entry(2, 1), entry(3, 2), entry(4, 2)});
+  s.complete_entries();
+  s.put_file(SnapshotFile{snap(3, 2), "state", 1});
+  s.set_taken_snapshot(snap(3, 2));
+  EXPECT_EQ(s.snapshot_meta().index, 3u);
+  s.write_compaction(3);
+  EXPECT_EQ(s.written_log().front().index, 3u);  // the core reads none of it any more
+  EXPECT_EQ(s.first_index(), 1u);                // durable only once the record is
+  s.complete_entries();
+  EXPECT_EQ(s.first_index(), 3u);
+  EXPECT_EQ(*s.term(2), 1u);  // term(first_index() - 1) still answers
+  EXPECT_FALSE(s.term(1).ok());
+  std::vector<raft::Entry> out;
+  EXPECT_FALSE(s.entries(2, 4, 1 << 20, out).ok());
+  EXPECT_TRUE(s.entries(3, 5, 1 << 20, out).ok());
+  EXPECT_EQ(out.size(), 2u);
+}
+
+TEST(SimStorage, ResetKeepsTheSuffixOnlyIfItMatchesTheSnapshot) {
+  SimStorage keep;
+  keep.write_entries(std::nullopt, {entry(1, 1), entry(2, 1), entry(3, 2), entry(4, 2)});
+  keep.complete_entries();
+  keep.write_reset(snap(2, 1));
+  keep.complete_entries();
+  EXPECT_EQ(keep.snapshot_meta().index, 2u);
+  EXPECT_EQ(keep.first_index(), 3u);
+  EXPECT_EQ(keep.last_index(), 4u);
+
+  SimStorage drop;
+  drop.write_entries(std::nullopt, {entry(1, 1), entry(2, 1), entry(3, 1)});
+  drop.complete_entries();
+  drop.write_reset(snap(3, 2));  // entry 3 has another term: everything goes
+  auto [idx, term] = drop.complete_entries();
+  EXPECT_EQ(idx, 3u);
+  EXPECT_EQ(term, 2u);
+  EXPECT_EQ(drop.first_index(), 4u);
+  EXPECT_EQ(drop.last_index(), 3u);
+  // Appends queued behind the reset at or below its index are covered by
+  // the snapshot; the rest continue it.
+  drop.write_entries(2, {entry(2, 2), entry(3, 2), entry(4, 2)});
+  drop.complete_entries();
+  EXPECT_EQ(drop.first_index(), 4u);
+  EXPECT_EQ(drop.last_index(), 4u);
+}
+
+TEST(SimStorage, CrashBeforeTheResetRecordIsDurableKeepsTheOldLog) {
+  SimStorage s;
+  s.write_entries(std::nullopt, {entry(1, 1), entry(2, 1)});
+  s.complete_entries();
+  s.put_file(SnapshotFile{snap(9, 3), "new", 2});  // install step 1
+  s.write_reset(snap(9, 3));                       // step 2, in flight
+  EXPECT_EQ(s.written_snapshot().index, 9u);
+  EXPECT_EQ(s.crash(), 1u);
+  EXPECT_EQ(s.snapshot_meta().index, 0u);  // old state: the log as it was
+  EXPECT_EQ(s.last_index(), 2u);
+  ASSERT_NE(s.file(9), nullptr);  // the file survives (removed as superseded later)
+  s.remove_superseded_files({});
+  EXPECT_NE(s.file(9), nullptr);  // not superseded: newer than the durable snapshot
+}
+
+TEST(KvStore, SnapshotStateRoundTrips) {
+  KvStore kv;
+  kv.apply(KvCommand{KvOp::kPut, 1, 1, "a", "x"});
+  kv.apply(KvCommand{KvOp::kAppend, 1, 2, "b", "y;"});
+  auto back = KvStore::decode_state(kv.encode_state());
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(*back, kv);
+  std::string bad = kv.encode_state();
+  bad.pop_back();
+  EXPECT_FALSE(KvStore::decode_state(bad).ok());
+}
+
+TEST(SafetyChecker, RestoredStateThatDiffersFromTheCommittedLogIsCaught) {
+  SafetyChecker c;
+  auto put = [](raft::Index i, std::string key, std::string value) {
+    return raft::Entry{1, i, raft::EntryType::kNormal,
+                       encode(KvCommand{KvOp::kPut, 7, i, std::move(key), std::move(value)})};
+  };
+  c.on_apply(1, 1, put(1, "k", "v1"), 1, 0);
+  c.on_apply(1, 1, put(2, "k", "v2"), 1, 0);
+  c.on_apply(1, 1, put(3, "j", "w"), 1, 0);
+  KvStore at2;
+  at2.apply(KvCommand{KvOp::kPut, 7, 1, "k", "v2"});
+  c.on_restore(1, 2, 2, at2, "install", 0);
+  EXPECT_EQ(c.violation_count(), 0u);
+  c.on_apply(1, 2, put(3, "j", "w"), 0, 0);  // applies on from the snapshot
+  EXPECT_EQ(c.violation_count(), 0u);
+  // A mix: the state at 1 restored under index 2.
+  KvStore at1;
+  at1.apply(KvCommand{KvOp::kPut, 7, 1, "k", "v1"});
+  c.on_restore(1, 3, 2, at1, "restart recovery", 0);
+  EXPECT_EQ(c.violation_count(), 1u);
+  EXPECT_NE(c.violations()[0].find("state machine contents"), std::string::npos);
+  // A state at an index nobody applied.
+  c.check_state(1, 3, 9, at1, "end of run", 0);
+  EXPECT_EQ(c.violation_count(), 2u);
+}
+
+TEST(SafetyChecker, CompactedLogsAreComparedWhereTheyOverlap) {
+  SafetyChecker c;
+  std::vector<raft::Entry> a = {entry(5, 1, "p"), entry(6, 2), entry(7, 2)};
+  std::vector<raft::Entry> b = {entry(6, 2), entry(7, 3)};
+  std::vector<raft::Entry> bad = {entry(6, 2, "q"), entry(7, 2)};
+  c.check_log_matching(1, {{1, &a}, {2, &b}}, "durable", 0);
+  EXPECT_EQ(c.violation_count(), 0u);
+  c.check_log_matching(1, {{1, &a}, {3, &bad}}, "durable", 0);
+  EXPECT_EQ(c.violation_count(), 1u);
+}
+
+TEST(SafetyChecker, LeaderWhoseSnapshotDoesNotCoverACommittedEntryIsCaught) {
+  SafetyChecker c;
+  c.on_apply(1, 1, entry(1, 1, "a"), 1, 0);
+  c.on_apply(1, 1, entry(2, 1, "b"), 1, 0);
+  c.on_apply(1, 1, entry(3, 1, "c"), 1, 0);
+  std::vector<raft::Entry> after = {entry(3, 1, "c")};
+  c.check_leader_completeness(1, 2, 2, after, 0, /*snap_index=*/2, /*snap_term=*/1);
+  EXPECT_EQ(c.violation_count(), 0u);
+  std::vector<raft::Entry> none;
+  c.check_leader_completeness(1, 2, 2, none, 0, 3, 1);  // all in the snapshot
+  EXPECT_EQ(c.violation_count(), 0u);
+  c.check_leader_completeness(1, 3, 2, none, 0, 3, 2);  // wrong term at the snapshot
+  EXPECT_EQ(c.violation_count(), 1u);
+  std::vector<raft::Entry> gap = {entry(3, 1, "c")};
+  c.check_leader_completeness(1, 3, 2, gap, 0, 1, 1);  // entry 2 neither logged nor covered
+  EXPECT_EQ(c.violation_count(), 2u);
+}
+
 TEST(SafetyChecker, LogMatchingViolationIsCaught) {
   SafetyChecker c;
   std::vector<raft::Entry> a = {entry(1, 1), entry(2, 1, "p"), entry(3, 2)};
