@@ -259,6 +259,30 @@ TEST(SimMembership, AbandonedChangeLeavesAWorkingCluster) {
   }
 }
 
+TEST(SimMembership, AbandonedJointConfigurationGoesBackToTheOldOne) {
+  for (uint64_t seed = 1; seed <= 3; ++seed) {
+    SimOptions o = scripted(seed);
+    o.membership = true;
+    o.random_changes = false;
+    o.change_stuck_after = 150 * kMillisecond;
+    // A follower is cut off, then the other follower is removed: C_new is
+    // the leader and the cut-off node, so the joint configuration cannot
+    // commit. The change is abandoned before the leader's check-quorum gives
+    // up (C_old is appended and takes effect at once, and the leader and the
+    // remaining follower are a majority of it): the group keeps its three
+    // voters and commits.
+    o.script.push_back(
+        {3 * kSecond, ScriptStep::Op::kIsolate, ScriptStep::Who::kFollower, 0, 3 * kSecond});
+    o.script.push_back({3 * kSecond + 20 * kMillisecond, ScriptStep::Op::kRemove,
+                        ScriptStep::Who::kOtherFollower});
+    SimReport r = run_simulation(o);
+    ASSERT_TRUE(r.ok) << r.summary();
+    EXPECT_EQ(r.removes, 1u) << r.summary();
+    EXPECT_EQ(r.abandons, 1u) << r.summary();
+    EXPECT_EQ(r.final_membership[0], "voters={1,2,3}") << r.summary();
+  }
+}
+
 TEST(SimMembership, RemovedNodeThatMissedItsRemovalDoesNotDisrupt) {
   for (uint64_t seed = 1; seed <= 3; ++seed) {
     SimOptions o = scripted(seed);

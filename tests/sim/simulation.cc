@@ -1692,11 +1692,13 @@ class Simulation {
     const NodeId l = leader_of(1);
     if (st.who == ScriptStep::Who::kLeader) x = l;
     if (st.who == ScriptStep::Who::kPrevious) x = i > 0 ? script_nodes_[i - 1] : 0;
-    if (st.who == ScriptStep::Who::kFollower) {
+    if (st.who == ScriptStep::Who::kFollower || st.who == ScriptStep::Who::kOtherFollower) {
+      const NodeId skip =
+          st.who == ScriptStep::Who::kOtherFollower && i > 0 ? script_nodes_[i - 1] : 0;
       x = 0;
       if (l) {
         for (NodeId v : replica(node(l), 1).raft->membership().voters) {
-          if (v != l && node(v).up) {
+          if (v != l && v != skip && node(v).up) {
             x = v;
             break;
           }

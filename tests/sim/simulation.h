@@ -63,8 +63,9 @@ namespace nori::sim {
 // not lead (the resolved ids are reported in SimReport::script_nodes).
 struct ScriptStep {
   enum class Op : uint8_t { kCrash, kIsolate, kAdd, kRemove };
-  // kPrevious: the node the previous step resolved to.
-  enum class Who : uint8_t { kNode, kLeader, kFollower, kPrevious };
+  // kPrevious: the node the previous step resolved to; kOtherFollower: a
+  // follower other than that one.
+  enum class Who : uint8_t { kNode, kLeader, kFollower, kPrevious, kOtherFollower };
   SimTime at = 0;
   Op op = Op::kCrash;
   Who who = Who::kNode;
