@@ -165,8 +165,10 @@ base::Status Membership::validate() const {
       return base::err(ErrorKind::kInvalidArgument, "membership: {} to promote is no learner", id);
     }
   }
+  size_t address_bytes = 0;
   for (size_t i = 0; i < addresses.size(); ++i) {
     const MemberAddress& a = addresses[i];
+    address_bytes += a.address.size();
     if (i > 0 && addresses[i - 1].id >= a.id) {
       return base::err(ErrorKind::kInvalidArgument,
                        "membership: addresses must be sorted by id and unique");
@@ -179,6 +181,10 @@ base::Status Membership::validate() const {
                        "membership: address of {} is empty or longer than {} bytes", a.id,
                        kMemberAddressBytesMax);
     }
+  }
+  if (address_bytes > kMemberAddressesBytesMax) {
+    return base::err(ErrorKind::kInvalidArgument, "membership: addresses take more than {} bytes",
+                     kMemberAddressesBytesMax);
   }
   return {};
 }

@@ -52,6 +52,12 @@ inline constexpr size_t kMembersMax = 1024;
 // Bound on one recorded address ("host:port" in practice; an IPv6 literal
 // with a port is under 64 bytes).
 inline constexpr size_t kMemberAddressBytesMax = 255;
+// Bound on all recorded addresses of one configuration together, so that
+// the whole encoding (ids included) stays below the 64 KiB a snapshot chunk
+// may carry for its configuration (raft/codec.h,
+// kDecodeSnapshotMembershipBytesMax): at most 2048 ids in the lists and 1024
+// addressed ids at 10 bytes each, plus these bytes, is under 48 KiB.
+inline constexpr size_t kMemberAddressesBytesMax = 16 << 10;
 
 struct MemberAddress {
   NodeId id = kNoNode;
@@ -86,7 +92,8 @@ struct Membership {
   void normalize();
   // Lists sorted and unique, ids non-zero, learners disjoint from voters,
   // promote a subset of learners, at most kMembersMax members, addresses
-  // only of members, non-empty and at most kMemberAddressBytesMax bytes.
+  // only of members, non-empty and at most kMemberAddressBytesMax bytes
+  // (kMemberAddressesBytesMax together).
   base::Status validate() const;
 
   std::string encode() const;

@@ -175,6 +175,15 @@ TEST(Membership, AddressesRoundTripAndAreRejectedWhenMalformed) {
   EXPECT_EQ(unsorted, m);
   m.set_address(4, "");
   EXPECT_EQ(m.address_of(4), nullptr) << "empty address erases";
+  // All addresses together stay small enough for a snapshot chunk's header.
+  Membership big;
+  for (NodeId id = 1; id <= 100; ++id) {
+    big.voters.push_back(id);
+    big.addresses.push_back({id, std::string(200, 'a')});
+  }
+  EXPECT_FALSE(big.validate().ok()) << "100 x 200 address bytes";
+  big.addresses.resize(50);
+  EXPECT_TRUE(big.validate().ok());
 }
 
 // --- configuration entries -----------------------------------------------------------
