@@ -334,6 +334,23 @@ TEST(SimMembership, LearnerWithoutItsConfigurationIsNotPromoted) {
   }
 }
 
+TEST(SimMembership, ReplayCommandNamesTheScenarioAndItsKnobs) {
+  SimOptions o = SimOptions::membership_for_seed(4);
+  o.unsafe_install_reset_before_file_for_testing = true;
+  o.install_crash_chance = 1;
+  o.install_crash_step = 2;
+  const std::string cmd = o.replay_command();
+  for (const char* part : {"--seed 4", "--membership", "--install-crash-chance 1",
+                           "--install-crash-step 2", "--unsafe-install-reset-first", "--trace"}) {
+    EXPECT_NE(cmd.find(part), std::string::npos) << part << " missing from " << cmd;
+  }
+  // A seed's own defaults are not repeated; --snapshots alone is named.
+  EXPECT_EQ(SimOptions::membership_for_seed(4).replay_command().find("--install-crash"),
+            std::string::npos);
+  EXPECT_NE(SimOptions::snapshots_for_seed(4).replay_command().find("--snapshots"),
+            std::string::npos);
+}
+
 TEST(SimMembership, SameMembershipSeedReplaysExactly) {
   SimOptions o = SimOptions::membership_for_seed(77);
   SimReport a = run_simulation(o);
