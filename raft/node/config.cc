@@ -112,8 +112,10 @@ Config RaftConfig::group_config(GroupId group, Index applied) const {
   Config c;
   c.id = node_id;
   c.group = group;
-  for (const PeerAddress& p : peers)
-    c.voters.push_back(p.id);
+  if (!join) {
+    for (const PeerAddress& p : peers)
+      c.voters.push_back(p.id);
+  }
   c.heartbeat_ms = heartbeat_ms;
   c.election_timeout_min_ms = election_timeout_min_ms;
   c.election_timeout_max_ms = election_timeout_max_ms;

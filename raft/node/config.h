@@ -18,9 +18,12 @@
 // one node talks only to core i of the others).
 //
 // Bootstrap: `peers` names the voters of every group this node creates. They
-// only bootstrap a new cluster; once membership change lands, the
-// configuration in the log or snapshot wins (today the log holds no
-// configuration entries, so the bootstrap voters stay the configuration).
+// only bootstrap a new cluster; afterwards the configuration in the log or
+// snapshot wins (Node::add_member / remove_member), and the addresses the
+// configurations record (raft/membership.h, "Addresses") are dialled too.
+// A node joining an existing cluster sets `join`: its groups start with no
+// configuration and learn it (and the other members' addresses) from the
+// leader once a member ran add_member for it.
 #pragma once
 
 #include <cstdint>
@@ -54,9 +57,14 @@ struct RaftConfig {
   std::string data_dir;            // one WAL per core below it, plus node.meta
   unsigned cores = 1;              // reactors; the same on every node
   // A data directory without node.meta is a new node. With bootstrap = false
-  // such a directory is refused: a node whose disk was wiped may rejoin only
-  // through membership change (not built yet), never silently.
+  // (and join = false) such a directory is refused: a node whose disk was
+  // wiped may rejoin only through membership change, never silently.
   bool bootstrap = true;
+  // This node joins an existing cluster (it is added with add_member on the
+  // leader): its groups start with no voters and wait for the leader; a new
+  // data directory is accepted even with bootstrap = false. `peers` lists
+  // this node and the members it can reach (their addresses).
+  bool join = false;
   // Groups created at open (every group found in the WAL is recovered too).
   std::vector<GroupId> groups;
 

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <set>
 
 #include "runtime/runtime.h"
 #include "wal/posix_dir.h"
@@ -234,6 +235,7 @@ Task<base::Status> CoreHost::start(std::vector<GroupId> initial_groups) {
   for (const PeerAddress& p : cfg_.peers) {
     if (p.id == cfg_.node_id) continue;
     NORI_CO_TRY(transport_->set_peer_address(p.id, p.host, static_cast<uint16_t>(p.port + core_)));
+    peer_addr_[p.id] = fmt::format("{}:{}", p.host, p.port);
   }
 
   tick_timer_ = std::make_unique<runtime::Timer>([this] { on_tick(); });
@@ -487,6 +489,99 @@ size_t CoreHost::connected_voters() const {
   return n;
 }
 
+namespace {
+// "host:port" or "[v6]:port" -> host, port.
+bool split_address(const std::string& addr, std::string& host, uint16_t& port) {
+  const auto colon = addr.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == addr.size()) return false;
+  host = addr.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  unsigned long p = 0;
+  for (size_t i = colon + 1; i < addr.size(); ++i) {
+    if (addr[i] < '0' || addr[i] > '9') return false;
+    p = p * 10 + static_cast<unsigned long>(addr[i] - '0');
+    if (p > 65535) return false;
+  }
+  port = static_cast<uint16_t>(p);
+  return port != 0 && !host.empty();
+}
+}  // namespace
+
+std::vector<MemberAddress> CoreHost::known_addresses() const {
+  std::vector<MemberAddress> out;
+  for (const auto& [id, a] : peer_addr_)
+    out.push_back({id, a});
+  out.push_back(
+      {cfg_.node_id, fmt::format("{}:{}", cfg_.self_address()->host, cfg_.self_address()->port)});
+  return out;
+}
+
+void CoreHost::refresh_peers() {
+  if (closing_ || !transport_) return;
+  std::set<NodeId> members;
+  for (const PeerAddress& p : cfg_.peers)
+    members.insert(p.id);
+  for (const auto& [gid, g] : groups_) {
+    const Raft& r = *g->raft;
+    for (size_t i = 0; i < r.configuration_count(); ++i) {
+      const Membership& m = r.configuration(i);
+      for (const auto* list : {&m.voters, &m.voters_outgoing, &m.learners})
+        members.insert(list->begin(), list->end());
+      for (const MemberAddress& a : m.addresses) {
+        if (a.id == cfg_.node_id) continue;
+        auto it = peer_addr_.find(a.id);
+        if (it != peer_addr_.end() && it->second == a.address) continue;
+        std::string host;
+        uint16_t port = 0;
+        if (!split_address(a.address, host, port) || uint32_t{port} + core_ > 65535) {
+          fmt::print(stderr, "nori: group {}: member {} has an unusable address '{}'\n", gid, a.id,
+                     a.address);
+          continue;
+        }
+        if (transport_->set_peer_address(a.id, host, static_cast<uint16_t>(port + core_)).ok()) {
+          peer_addr_[a.id] = a.address;
+        }
+      }
+    }
+  }
+  // Incarnation 0: any (the configurations do not record incarnations yet).
+  std::vector<net::Member> accepted;
+  for (NodeId id : members)
+    accepted.push_back({id, 0});
+  transport_->set_members(accepted);
+}
+
+base::Status CoreHost::add_member(GroupId id, NodeId node, std::string addr) {
+  Group* g = find(id);
+  if (g == nullptr) return base::err(ErrorKind::kNotFound, "no group {} on this node", id);
+  std::string host;
+  uint16_t port = 0;
+  if (node == kNoNode || !split_address(addr, host, port)) {
+    return base::err(ErrorKind::kInvalidArgument,
+                     "add_member: node {} address '{}' is not host:port (its core 0)", node, addr);
+  }
+  // The new member's address, and every address this node knows, so the
+  // new member can reach everyone (the core keeps only members').
+  std::vector<MemberAddress> addresses = known_addresses();
+  std::erase_if(addresses, [&](const MemberAddress& a) { return a.id == node; });
+  addresses.push_back({node, addr});
+  std::sort(addresses.begin(), addresses.end(),
+            [](const MemberAddress& a, const MemberAddress& b) { return a.id < b.id; });
+  NORI_TRY(g->raft->add_member(node, BootClock::now(), addresses));
+  mark_dirty(g);
+  return {};
+}
+
+base::Status CoreHost::remove_member(GroupId id, NodeId node) {
+  Group* g = find(id);
+  if (g == nullptr) return base::err(ErrorKind::kNotFound, "no group {} on this node", id);
+  NORI_TRY(g->raft->remove_member(node, BootClock::now(), known_addresses()));
+  mark_dirty(g);
+  return {};
+}
+
 base::Status CoreHost::transfer_leader(GroupId id, NodeId target) {
   Group* g = find(id);
   if (g == nullptr) return base::err(ErrorKind::kNotFound, "no group {} on this node", id);
@@ -551,6 +646,10 @@ Task<void> CoreHost::run_round() {
     if (closing_) co_return;
     publish_status(g);
     rearm(g);
+    if (g->raft->configurations_version() != g->configs_seen) {
+      g->configs_seen = g->raft->configurations_version();
+      refresh_peers();
+    }
   }
   arm_tick_timer();
 }

@@ -95,6 +95,10 @@ class CoreHost final : public net::TransportHandler {
   base::Status subscribe_applied(GroupId g, ApplyFn fn, bool manual_ack);
   base::Status ack_applied(GroupId g, Index index);
   base::Status trigger_snapshot(GroupId g);
+  // Membership (raft/raft.h): proposed on the leader; the change then runs
+  // by itself (learner, caught up, joint, new configuration).
+  base::Status add_member(GroupId g, NodeId id, std::string addr);
+  base::Status remove_member(GroupId g, NodeId id);
   runtime::Task<base::Status> install_snapshot(GroupId g, std::istream& in);
 
   const runtime::metrics::Registry& registry() const { return registry_; }
@@ -168,6 +172,7 @@ class CoreHost final : public net::TransportHandler {
     std::shared_ptr<GroupStatusCell> cell;
     runtime::metrics::Gauge* role_gauge = nullptr;
     std::unique_ptr<SnapState> snap;  // null: no snapshot hooks
+    uint64_t configs_seen = 0;        // Raft::configurations_version() last acted on
   };
   // Work released once the WAL is durable at `pos`.
   struct Deferred {
@@ -217,6 +222,11 @@ class CoreHost final : public net::TransportHandler {
   void spawn_gated(runtime::Task<void> t);
   runtime::Task<void> gated(runtime::Task<void> t);
   void publish(Group* g, NodeEventKind kind);
+  // Membership: the transport accepts every member of every configuration a
+  // group on this core may act under (plus the bootstrap peers) and dials
+  // the addresses those configurations record.
+  void refresh_peers();
+  std::vector<MemberAddress> known_addresses() const;
 
   Node& node_;
   const RaftConfig& cfg_;
@@ -227,6 +237,7 @@ class CoreHost final : public net::TransportHandler {
   std::unique_ptr<net::Transport> transport_;
   std::unique_ptr<SnapshotWorker> worker_;
   std::unique_ptr<snapshot::TransferLimiter> limiter_;
+  std::map<NodeId, std::string> peer_addr_;  // "host:port" (core 0) dialled, by node
   uint16_t port_ = 0;
   std::unordered_map<GroupId, std::unique_ptr<Group>> groups_;
   std::vector<Group*> dirty_;

@@ -121,10 +121,11 @@ base::Status Node::prepare_data_dir() {
                        cfg_.data_dir);
     }
   }
-  if (!cfg_.bootstrap) {
+  if (!cfg_.bootstrap && !cfg_.join) {
     return base::err(ErrorKind::kInvalidArgument,
                      "data_dir {} is empty and bootstrap = false: a node whose disk was wiped "
-                     "rejoins only through membership change (not supported yet)",
+                     "rejoins only through membership change (join = true, then add_member on "
+                     "the leader)",
                      cfg_.data_dir);
   }
   incarnation_ = random_u64();
@@ -220,19 +221,6 @@ Task<base::Status> Node::ack_applied(GroupId g, Index index) {
                                         [h, g, index] { return h->ack_applied(g, index); });
 }
 
-namespace {
-// Membership change needs what the node cannot do yet: give every member
-// the new node's address and incarnation (configuration entries carry node
-// ids only; the transport's lower id dials, so existing nodes must learn the
-// address), and start a joining node without bootstrap voters.
-base::Error not_supported(const char* what) {
-  return base::err(ErrorKind::kInvalidArgument,
-                   "{} is not supported yet: the node does not yet replicate member addresses "
-                   "nor start a joining node (docs/node.md, \"Not yet\")",
-                   what);
-}
-}  // namespace
-
 Task<base::Status> Node::install_snapshot(GroupId g, std::istream& snapshot) {
   CoreHost* h = hosts_[core_of(g)].get();
   std::istream* in = &snapshot;
@@ -243,11 +231,15 @@ Task<base::Status> Node::trigger_snapshot(GroupId g) {
   CoreHost* h = hosts_[core_of(g)].get();
   co_return co_await runtime::submit_to(core_of(g), [h, g] { return h->trigger_snapshot(g); });
 }
-Task<base::Status> Node::add_member(GroupId, NodeId, std::string) {
-  co_return not_supported("add_member");
+Task<base::Status> Node::add_member(GroupId g, NodeId id, std::string addr) {
+  CoreHost* h = hosts_[core_of(g)].get();
+  co_return co_await runtime::submit_to(core_of(g), [h, g, id, addr = std::move(addr)]() mutable {
+    return h->add_member(g, id, std::move(addr));
+  });
 }
-Task<base::Status> Node::remove_member(GroupId, NodeId) {
-  co_return not_supported("remove_member");
+Task<base::Status> Node::remove_member(GroupId g, NodeId id) {
+  CoreHost* h = hosts_[core_of(g)].get();
+  co_return co_await runtime::submit_to(core_of(g), [h, g, id] { return h->remove_member(g, id); });
 }
 
 // ---- any thread ------------------------------------------------------------------

@@ -168,18 +168,6 @@ TEST(NodeTest, WipedDataDirectoryIsRefusedWithoutBootstrap) {
   std::filesystem::remove_all(cfg.data_dir);
 }
 
-TEST(NodeTest, MembershipCallsSayNotSupported) {
-  TestCluster c("unsupported", 1, {1});
-  Node& n = c.node(0);
-  auto st = n.run(1, [&n] { return n.add_member(1, 4, "127.0.0.1:1"); });
-  ASSERT_FALSE(st.ok());
-  EXPECT_EQ(st.error().kind(), base::ErrorKind::kInvalidArgument);
-  EXPECT_NE(st.error().message().find("not supported yet"), std::string::npos);
-  st = n.run(1, [&n] { return n.remove_member(1, 2); });
-  ASSERT_FALSE(st.ok());
-  EXPECT_NE(st.error().message().find("not supported yet"), std::string::npos);
-}
-
 TEST(NodeTest, MetricsAreRenderedInPrometheusText) {
   TestCluster c("metrics", 1, {1});
   ASSERT_GE(c.wait_leader(1), 0);
