@@ -1,5 +1,8 @@
 #include "runtime/runtime.h"
 
+#include <algorithm>
+#include <cstdlib>
+
 #include "runtime/metrics.h"
 
 #include <pthread.h>
@@ -26,6 +29,13 @@ std::vector<int> allowed_cpus() {
 }
 
 RuntimeConfig normalized(RuntimeConfig cfg) {
+  // Operator override for measurements (docs/runtime.md, "Idle poll"):
+  // NORI_IDLE_POLL_US=20 polls up to 20 us before sleeping; capped at 1 ms so
+  // a typo cannot turn every reactor into a busy loop.
+  if (const char* p = std::getenv("NORI_IDLE_POLL_US"); p != nullptr && *p != '\0') {
+    const unsigned long us = std::min(std::strtoul(p, nullptr, 10), 1000UL);
+    cfg.idle_poll = std::chrono::microseconds(us);
+  }
   if (cfg.cores == 0) cfg.cores = static_cast<unsigned>(allowed_cpus().size());
   NORI_ASSERT(cfg.cores >= 1 && cfg.cores <= 256, "cores {}", cfg.cores);
   if (cfg.mailbox_slots == 0) cfg.mailbox_slots = cfg.cores <= 8 ? 4096 : 1024;
