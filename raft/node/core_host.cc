@@ -434,11 +434,11 @@ Task<base::Result<Index>> CoreHost::propose(GroupId id, std::string data, TimePo
     // even reach a quorum of voters says so: the caller should not retry
     // elsewhere on this side of the partition.
     if (r.error().kind() == ErrorKind::kNotLeader && r.error().hint() == kNoNode) {
-      const size_t reachable = connected_voters();
-      if (reachable < cfg_.peers.size() / 2 + 1) {
+      const auto [reachable, voters] = connected_voters(g);
+      if (voters > 0 && reachable < voters / 2 + 1) {
         co_return base::err(ErrorKind::kNoQuorum,
                             "group {}: no leader and only {} of {} voters reachable", id, reachable,
-                            cfg_.peers.size());
+                            voters);
       }
     }
     co_return std::move(r).error();
@@ -481,12 +481,15 @@ Task<base::Status> CoreHost::read(GroupId id, ReadMode mode, TimePoint called) {
   co_return base::Status{};
 }
 
-size_t CoreHost::connected_voters() const {
+// Voters of the group's configuration in effect (the incoming half if
+// joint) that this node reaches, itself included; and how many there are.
+std::pair<size_t, size_t> CoreHost::connected_voters(const Group* g) const {
+  const std::vector<NodeId>& voters = g->raft->membership().voters;
   size_t n = 0;
-  for (const PeerAddress& p : cfg_.peers) {
-    if (p.id == cfg_.node_id || transport_->connected(p.id)) ++n;
+  for (NodeId v : voters) {
+    if (v == cfg_.node_id || transport_->connected(v)) ++n;
   }
-  return n;
+  return {n, voters.size()};
 }
 
 namespace {
@@ -964,15 +967,14 @@ void CoreHost::on_tick() {
     refused += r;
   net_refused_conns_.set(static_cast<int64_t>(refused));
   uint64_t bytes = 0, frames = 0, queued = 0;
-  for (const PeerAddress& p : cfg_.peers) {
-    if (p.id == cfg_.node_id) continue;
+  for (const auto& [peer, addr] : peer_addr_) {
     for (net::Lane lane : {net::Lane::kPriority, net::Lane::kBulk}) {
-      if (const net::LinkStats* ls = transport_->link_stats(p.id, lane)) {
+      if (const net::LinkStats* ls = transport_->link_stats(peer, lane)) {
         bytes += ls->bytes_sent;
         frames += ls->frames_sent;
       }
     }
-    queued += transport_->queued_bytes(p.id);
+    queued += transport_->queued_bytes(peer);
   }
   net_bytes_sent_.set(static_cast<int64_t>(bytes));
   net_frames_sent_.set(static_cast<int64_t>(frames));
@@ -1035,10 +1037,9 @@ void CoreHost::collect(NodeMetricsSnapshot& out) const {
   }
   if (reader_) out.storage_disk_reads += reader_->disk_reads();
   if (transport_) {
-    for (const PeerAddress& p : cfg_.peers) {
-      if (p.id == cfg_.node_id) continue;
+    for (const auto& [peer, addr] : peer_addr_) {
       for (net::Lane lane : {net::Lane::kPriority, net::Lane::kBulk}) {
-        if (const net::LinkStats* ls = transport_->link_stats(p.id, lane)) {
+        if (const net::LinkStats* ls = transport_->link_stats(peer, lane)) {
           out.net_bytes_sent += ls->bytes_sent;
           out.net_messages_sent += ls->messages_sent;
         }

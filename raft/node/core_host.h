@@ -196,7 +196,7 @@ class CoreHost final : public net::TransportHandler {
   void send(Message&& m);
   void apply_committed(Group* g, std::vector<Entry>& committed, TimePoint now);
   void arm_tick_timer();
-  size_t connected_voters() const;
+  std::pair<size_t, size_t> connected_voters(const Group* g) const;
   void report_applied(Group* g, TimePoint now);
   void on_entries_durable(Group* g, Index index, TimePoint now);
   void publish_status(Group* g);

@@ -9,6 +9,8 @@
 //   {"cmd":"load",...}                     -> progress lines, then {"type":"phase_done",...}
 //   {"cmd":"metrics"}                      -> {"type":"metrics","text":...}
 //   {"cmd":"snapshot","group":g}           -> {"type":"snapshot","ok":..} (trigger_snapshot)
+//   {"cmd":"add_member","group":g,"id":n,"addr":"host:port"} -> {"type":"add_member","ok":..}
+//   {"cmd":"remove_member","group":g,"id":n}                 -> {"type":"remove_member","ok":..}
 //   {"cmd":"quit"}                         -> closes the node, exits 0
 #include "raft/node/tools/node_process.h"
 
@@ -451,6 +453,19 @@ void handle(const json& cmd) {
     const GroupId g = cmd.value("group", GroupId{1});
     auto st = n.run(g, [&n, g] { return n.trigger_snapshot(g); });
     emit(st.ok() ? json{{"type", "snapshot"}, {"ok", true}} : error_json("snapshot", st.error()));
+  } else if (c == "add_member") {
+    const GroupId g = cmd.value("group", GroupId{1});
+    const raft::NodeId id = cmd.value("id", raft::NodeId{0});
+    const std::string addr = cmd.value("addr", "");
+    auto st = n.run(g, [&n, g, id, addr] { return n.add_member(g, id, addr); });
+    emit(st.ok() ? json{{"type", "add_member"}, {"ok", true}}
+                 : error_json("add_member", st.error()));
+  } else if (c == "remove_member") {
+    const GroupId g = cmd.value("group", GroupId{1});
+    const raft::NodeId id = cmd.value("id", raft::NodeId{0});
+    auto st = n.run(g, [&n, g, id] { return n.remove_member(g, id); });
+    emit(st.ok() ? json{{"type", "remove_member"}, {"ok", true}}
+                 : error_json("remove_member", st.error()));
   } else {
     emit({{"type", "error"}, {"message", "unknown command " + c}});
   }
@@ -501,6 +516,9 @@ int node_process_main(int argc, char** argv) {
   app.add_option("--send-queue-bytes", cfg.send_queue_bytes_max, "per peer and lane");
   app.add_option("--append-bytes", cfg.append_bytes_max, "one Append message");
   app.add_option("--inflight-msgs", cfg.inflight_msgs_max, "appends in flight per follower");
+  app.add_flag("--join", cfg.join,
+               "join an existing cluster (groups start without voters; run add_member on the "
+               "leader); --peers lists this node and the members it can reach");
   app.add_flag("--unsafe-exit-after-snapshot-reset",
                cfg.unsafe_snapshot_exit_after_reset_for_testing,
                "TESTS ONLY: exit(86) once a snapshot install's reset record is durable");
