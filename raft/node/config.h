@@ -50,12 +50,13 @@ struct PeerAddress {
 
 struct RaftConfig {
   // --- identity -----------------------------------------------------------------
-  NodeId node_id = kNoNode;        // non-zero, listed in peers
-  uint64_t cluster_id = 1;         // every node of a cluster has the same one
-  std::string cluster_secret;      // MAC key of the peer handshake; at least 8 bytes
-  std::vector<PeerAddress> peers;  // bootstrap voters, this node included
-  std::string data_dir;            // one WAL per core below it, plus node.meta
-  unsigned cores = 1;              // reactors; the same on every node
+  NodeId node_id = kNoNode;    // non-zero, listed in peers
+  uint64_t cluster_id = 1;     // every node of a cluster has the same one
+  std::string cluster_secret;  // MAC key of the peer handshake; at least 8 bytes
+  std::vector<PeerAddress>
+      peers;             // bootstrap voters (with join: known members), this node included
+  std::string data_dir;  // one WAL per core below it, plus node.meta
+  unsigned cores = 1;    // reactors; the same on every node
   // A data directory without node.meta is a new node. With bootstrap = false
   // (and join = false) such a directory is refused: a node whose disk was
   // wiped may rejoin only through membership change, never silently.

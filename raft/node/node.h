@@ -56,8 +56,12 @@
 // machine; apply then continues at the snapshot index + 1. A group without
 // those hooks never takes or installs a snapshot and never compacts its log.
 //
-// Not supported yet (membership): add_member, remove_member return
-// kInvalidArgument "not supported yet".
+// Membership (docs/node.md, "Membership"): add_member(g, id, "host:port")
+// on the leader admits a node started with RaftConfig::join; it joins as a
+// learner and the core promotes it through a joint configuration once it
+// caught up; remove_member(g, id) takes a member out the same way. The
+// configurations carry the members' addresses, so every replica learns
+// where a new member listens.
 #pragma once
 
 #include <atomic>
@@ -185,7 +189,11 @@ class Node {
   // on the calling thread's reactor in chunks (blocking reads).
   runtime::Task<base::Status> install_snapshot(GroupId g, std::istream& snapshot);
   runtime::Task<base::Status> trigger_snapshot(GroupId g);
-  // Membership: kInvalidArgument "not supported yet".
+  // Membership, on the leader; resolve once the configuration entry is
+  // appended (the change then completes by itself). kNotLeader (hint), kBusy
+  // (a change or a leadership transfer in progress, or this leader has not
+  // committed an entry of its term yet: retry), kInvalidArgument (already /
+  // not a member, the last voter, an address that is not host:port).
   runtime::Task<base::Status> add_member(GroupId g, NodeId id, std::string addr);
   runtime::Task<base::Status> remove_member(GroupId g, NodeId id);
 
