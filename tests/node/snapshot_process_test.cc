@@ -40,17 +40,23 @@ class Procs {
     std::deque<json> lines;
   };
 
-  Procs(const std::string& name, int n) : n_(n), procs_(n) {
+  // n processes; the first `voters` bootstrap the cluster, the others start
+  // with --join (they know every address, the voters only each other's).
+  Procs(const std::string& name, int n, int voters = -1)
+      : n_(n), voters_(voters < 0 ? n : voters), procs_(n) {
     root_ = std::filesystem::current_path().string() + "/node-test-data/" + name + "-" +
             std::to_string(::getpid());
     std::filesystem::remove_all(root_);
     std::filesystem::create_directories(root_);
-    const uint16_t base = nori::testing::free_port_block(static_cast<unsigned>(n));
+    base_ = nori::testing::free_port_block(static_cast<unsigned>(n));
     for (int i = 1; i <= n; ++i) {
-      if (!peers_.empty()) peers_ += ",";
-      peers_ += std::to_string(i) + "@127.0.0.1:" + std::to_string(base + i - 1);
+      std::string& list = i <= voters_ ? peers_ : all_peers_;
+      if (!list.empty()) list += ",";
+      list += std::to_string(i) + "@" + addr(i - 1);
     }
+    all_peers_ = all_peers_.empty() ? peers_ : peers_ + "," + all_peers_;
   }
+  std::string addr(int i) const { return "127.0.0.1:" + std::to_string(base_ + i); }
   ~Procs() {
     for (int i = 0; i < n_; ++i)
       stop(i);
@@ -67,11 +73,12 @@ class Procs {
     const std::string log = root_ + "/n" + std::to_string(i + 1) + ".log";
     // Snapshots every 40 entries keeping 5; small queues so a follower that
     // was down cannot catch up from appends queued for it (~1 KiB entries).
+    const bool joins = i >= voters_;
     std::vector<std::string> args = {NORI_NODE_BIN,
                                      "--id",
                                      std::to_string(i + 1),
                                      "--peers",
-                                     peers_,
+                                     joins ? all_peers_ : peers_,
                                      "--data",
                                      dir(i),
                                      "--groups",
@@ -101,6 +108,7 @@ class Procs {
                                      "8192",
                                      "--inflight-msgs",
                                      "4"};
+    if (joins) args.push_back("--join");
     args.insert(args.end(), extra.begin(), extra.end());
     pid_t pid = ::fork();
     NORI_ASSERT(pid >= 0);
@@ -256,8 +264,11 @@ class Procs {
 
  private:
   int n_;
+  int voters_;
+  uint16_t base_ = 0;
   std::string root_;
-  std::string peers_;
+  std::string peers_;      // the bootstrap voters
+  std::string all_peers_;  // everyone (a joining node's list)
   std::vector<Proc> procs_;
 };
 
@@ -318,6 +329,52 @@ TEST(NodeSnapshotProcesses, CrashAfterTheResetRecordFinishesTheInstallOnRestart)
   c.propose_many(5, "b");
   l = c.wait_leader();
   ASSERT_TRUE(c.wait_same_applied(f, l, 30s));
+}
+
+// Membership across processes: a fourth nori-node started with --join is
+// added on the leader, learns the configuration and every address from the
+// log, becomes a voter; a removed voter then no longer counts.
+TEST(NodeSnapshotProcesses, JoinedProcessBecomesAVoterAndRemovedOneNoLongerCounts) {
+  Procs c("member-procs", 4, 3);
+  for (int i = 0; i < 4; ++i)
+    c.start(i);
+  int l = c.wait_leader();
+  ASSERT_GE(l, 0);
+  c.propose_many(20, "a");
+  l = c.wait_leader();
+  auto member_call = [&](const json& cmd, const std::string& type) {
+    json r;
+    for (int k = 0; k < 300; ++k) {  // kBusy while a change runs
+      r = c.call(l, cmd, type);
+      if (r.value("ok", false) || r.value("kind", "") != "busy") break;
+      std::this_thread::sleep_for(20ms);
+    }
+    return r;
+  };
+  json r = member_call({{"cmd", "add_member"}, {"group", 1}, {"id", 4}, {"addr", c.addr(3)}},
+                       "add_member");
+  ASSERT_TRUE(r.value("ok", false)) << r.dump();
+  ASSERT_TRUE(c.wait_same_applied(3, l, 30s));
+  const int rm = l == 0 ? 1 : 0;
+  const int other = 3 - rm - l;
+  r = member_call({{"cmd", "remove_member"}, {"group", 1}, {"id", rm + 1}}, "remove_member");
+  ASSERT_TRUE(r.value("ok", false)) << r.dump();
+  r = member_call({{"cmd", "remove_member"}, {"group", 1}, {"id", rm + 1}}, "remove_member");
+  ASSERT_EQ(r.value("kind", ""), "invalid argument") << r.dump();  // no longer a member
+  c.stop(rm);
+  c.stop(other);
+  // Voters {l, other, 4}: l and 4 are a majority.
+  bool committed = false;
+  for (int k = 0; k < 100 && !committed; ++k) {
+    const int ld = c.wait_leader();
+    if (ld >= 0) {
+      committed = c.call(ld, {{"cmd", "propose"}, {"group", 1}, {"data", "after"}}, "propose")
+                      .value("ok", false);
+    }
+    if (!committed) std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_TRUE(committed);
+  ASSERT_TRUE(c.wait_same_applied(3, l, 30s));
 }
 
 }  // namespace
