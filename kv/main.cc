@@ -72,6 +72,9 @@ int main(int argc, char** argv) {
   app.add_option("--secret", secret, "cluster secret (peer handshake and forwarded commands MAC)");
   app.add_option("--events", cfg.raft.events_jsonl_path, "append Raft events as JSON lines here");
   app.add_option("--lease-ms", cfg.raft.lease_ms, "leader lease")->capture_default_str();
+  app.add_flag("--join", cfg.raft.join,
+               "join a running cluster: shards start without voters until a member runs "
+               "CLUSTER ADDNODE for this node (--cluster lists the current members and this node)");
   app.add_option("--snapshot-entries", cfg.raft.snapshot_entries,
                  "snapshot a shard once its applied index is this far past the last snapshot")
       ->capture_default_str();

@@ -472,6 +472,148 @@ struct ServerImpl {
     co_return error_reply(res.error(), static_cast<uint32_t>(g - 1));
   }
 
+  // ---- membership (CLUSTER ADDNODE / REMOVENODE) -----------------------------------
+  //
+  // CLUSTER ADDNODE <id> <host:raft_port> <client_port>: every shard's group
+  // admits node <id> (started with --join) through the node's membership
+  // change (raft/node/node.h: learner, caught up, promoted through a joint
+  // configuration). The command runs the change on this node for the shards
+  // it leads and forwards it (NORI.MEMBER, authenticated) to the leader of the
+  // others, retrying while a leader is unknown or another change still runs,
+  // until --write-timeout-ms. The new node's client port is first announced to
+  // every node this one knows (NORI.PEER), so they can forward to it once it
+  // leads a shard. CLUSTER REMOVENODE <id> takes a node out the same way.
+
+  // Makes `id`'s client port known on every core of this node.
+  Task<void> learn_peer(raft::NodeId id, std::string host, uint16_t port) {
+    for (unsigned core = 0; core < cfg().raft.cores; ++core) {
+      co_await runtime::submit_to(core, [this, id, host, port] {
+        auto& links = here().links;
+        if (id != node().id() && !links.contains(id)) {
+          links.emplace(id, std::make_unique<ForwardLink>(host, port, cfg().forward));
+        }
+      });
+    }
+  }
+
+  // One shard's membership step, on this node or forwarded to the leader.
+  Task<base::Status> member_change(GroupId g, bool add, raft::NodeId id, const std::string& addr) {
+    const auto deadline =
+        base::BootClock::now() + std::chrono::milliseconds(cfg().write_timeout_ms);
+    raft::NodeId target = node().leader(g);
+    base::Error last(ErrorKind::kUnavailable, "no leader known");
+    for (;;) {
+      base::Status st = base::Error(ErrorKind::kUnavailable, "no leader known");
+      if (target == raft::kNoNode || target == node().id()) {
+        st = co_await runtime::submit_to(node().core_of(g), [this, g, add, id, addr] {
+          return add ? node().add_member(g, id, addr) : node().remove_member(g, id);
+        });
+      } else {
+        std::vector<std::string> fwd = {"NORI.MEMBER", std::to_string(g), "",
+                                        add ? "ADD" : "REMOVE", std::to_string(id)};
+        if (add) fwd.push_back(addr);
+        fwd[2] = s.auth_.tag(fwd[0], signed_args(fwd));
+        auto r = co_await forward(target, encode_command(fwd));
+        if (r.ok()) {
+          if (r->starts_with("+")) co_return base::Status{};
+          st = base::Error(ErrorKind::kInvalidArgument, r->substr(1, r->size() - 3));
+          if (r->starts_with("-BUSY")) st = base::Error(ErrorKind::kBusy, r->substr(1));
+        } else {
+          st = std::move(r).error();
+        }
+      }
+      if (st.ok()) co_return st;
+      last = st.error();
+      // Bad input is final; a leader change, an unknown leader or a change
+      // still in progress is retried until the deadline.
+      if (last.kind() == ErrorKind::kInvalidArgument) co_return last;
+      if (base::BootClock::now() >= deadline) co_return last;
+      if (last.kind() == ErrorKind::kNotLeader && last.hint() != raft::kNoNode &&
+          last.hint() != target) {
+        target = last.hint();
+        continue;
+      }
+      auto slept = co_await runtime::sleep_for(std::chrono::milliseconds(50));
+      if (!slept.ok()) co_return last;
+      target = node().leader(g);
+    }
+  }
+
+  Task<std::string> cluster(std::vector<std::string>& argv) {
+    const std::string sub = argv.size() > 1 ? upper(argv[1]) : std::string();
+    const bool add = sub == "ADDNODE" && argv.size() == 5;
+    const bool remove = sub == "REMOVENODE" && argv.size() == 3;
+    if (!add && !remove) {
+      co_return err(
+          "ERR CLUSTER: ADDNODE <id> <host:raft_port> <client_port> and REMOVENODE <id> are "
+          "supported");
+    }
+    const raft::NodeId id = std::strtoull(argv[2].c_str(), nullptr, 10);
+    if (id == raft::kNoNode) co_return err("ERR node id must be a positive integer");
+    std::string addr;
+    if (add) {
+      addr = argv[3];
+      const auto colon = addr.rfind(':');
+      const unsigned long client_port = std::strtoul(argv[4].c_str(), nullptr, 10);
+      if (colon == std::string::npos || colon == 0 || client_port == 0 || client_port > 65535) {
+        co_return err("ERR CLUSTER ADDNODE: want <id> <host:raft_port> <client_port>");
+      }
+      const std::string host = addr.substr(0, colon);
+      co_await learn_peer(id, host, static_cast<uint16_t>(client_port));
+      // Announce the client address to every node this one knows.
+      std::vector<raft::NodeId> others;
+      for (auto& [peer, link] : here().links) {
+        if (peer != id) others.push_back(peer);
+      }
+      for (raft::NodeId peer : others) {
+        std::vector<std::string> fwd = {"NORI.PEER", "0", "", argv[2], host, argv[4]};
+        fwd[2] = s.auth_.tag(fwd[0], signed_args(fwd));
+        auto r = co_await forward(peer, encode_command(fwd));
+        if (!r.ok() || !r->starts_with("+")) {
+          co_return err(fmt::format("ERR CLUSTER ADDNODE: node {} did not learn the address: {}",
+                                    peer, r.ok() ? *r : r.error().to_string()));
+        }
+      }
+    }
+    for (uint32_t sh = 0; sh < cfg().shards; ++sh) {
+      base::Status st = co_await member_change(group_of_shard(sh), add, id, addr);
+      if (!st.ok()) co_return err(fmt::format("ERR shard {}: {}", sh, st.error().to_string()));
+    }
+    co_return reply::ok();
+  }
+
+  // NORI.MEMBER <group> <tag> ADD <id> <host:port> | REMOVE <id>
+  Task<std::string> nori_member(std::vector<std::string>& argv) {
+    if (argv.size() < 5) co_return err("ERR wrong number of arguments for 'nori.member'");
+    if (!authentic(argv)) co_return err("NOAUTH internal command with a bad cluster tag");
+    const GroupId g = std::strtoull(argv[1].c_str(), nullptr, 10);
+    if (g == 0 || g > cfg().shards) co_return err("ERR no such shard");
+    const bool add = argv[3] == "ADD" && argv.size() == 6;
+    if (!add && !(argv[3] == "REMOVE" && argv.size() == 5)) co_return err("ERR bad nori.member");
+    const raft::NodeId id = std::strtoull(argv[4].c_str(), nullptr, 10);
+    std::string addr = add ? argv[5] : std::string();
+    base::Status st = co_await runtime::submit_to(node().core_of(g), [this, g, add, id, addr] {
+      return add ? node().add_member(g, id, addr) : node().remove_member(g, id);
+    });
+    if (st.ok()) co_return reply::ok();
+    if (st.error().kind() == ErrorKind::kNotLeader) {
+      co_return fmt::format("{}{}\r\n", kMovedPrefix, st.error().hint());
+    }
+    if (st.error().kind() == ErrorKind::kBusy) co_return err("BUSY " + st.error().message());
+    co_return error_reply(st.error(), static_cast<uint32_t>(g - 1));
+  }
+
+  // NORI.PEER 0 <tag> <id> <host> <client_port>: learn a node's client port.
+  Task<std::string> nori_peer(std::vector<std::string>& argv) {
+    if (argv.size() != 6) co_return err("ERR wrong number of arguments for 'nori.peer'");
+    if (!authentic(argv)) co_return err("NOAUTH internal command with a bad cluster tag");
+    const raft::NodeId id = std::strtoull(argv[3].c_str(), nullptr, 10);
+    const unsigned long port = std::strtoul(argv[5].c_str(), nullptr, 10);
+    if (id == raft::kNoNode || port == 0 || port > 65535) co_return err("ERR bad nori.peer");
+    co_await learn_peer(id, argv[4], static_cast<uint16_t>(port));
+    co_return reply::ok();
+  }
+
   // ---- local commands -------------------------------------------------------------
 
   std::string info() {
@@ -614,28 +756,7 @@ struct ServerImpl {
       }
       co_return out;
     }
-    if (cmd == "CLUSTER") {
-      // Membership change, per shard on this node's groups (the node routes
-      // it to the group's leader or refuses): CLUSTER ADDNODE id host:port,
-      // CLUSTER REMOVENODE id. Errors of the node (today "not supported
-      // yet") are passed to the client as they are.
-      const std::string sub = upper(argv[1]);
-      if ((sub == "ADDNODE" && argv.size() == 4) || (sub == "REMOVENODE" && argv.size() == 3)) {
-        const raft::NodeId id = std::strtoull(argv[2].c_str(), nullptr, 10);
-        if (id == raft::kNoNode) co_return err("ERR node id must be a positive integer");
-        std::string addr = sub == "ADDNODE" ? argv[3] : std::string();
-        for (uint32_t sh = 0; sh < cfg().shards; ++sh) {
-          const GroupId g = group_of_shard(sh);
-          auto st = co_await runtime::submit_to(
-              node().core_of(g), [this, g, id, addr, add = sub == "ADDNODE"] {
-                return add ? node().add_member(g, id, addr) : node().remove_member(g, id);
-              });
-          if (!st.ok()) co_return err(fmt::format("ERR shard {}: {}", sh, st.error().to_string()));
-        }
-        co_return reply::ok();
-      }
-      co_return err("ERR CLUSTER: only ADDNODE <id> <host:port> and REMOVENODE <id> are supported");
-    }
+    if (cmd == "CLUSTER") co_return co_await cluster(argv);
     co_return err(fmt::format("ERR unknown command '{}'", argv[0]));
   }
 
@@ -646,6 +767,8 @@ struct ServerImpl {
     const std::string name = upper(argv[0]);
     if (name == "NORI.WRITE") co_return co_await nori_write(argv);
     if (name == "NORI.READ") co_return co_await nori_read(argv);
+    if (name == "NORI.MEMBER") co_return co_await nori_member(argv);
+    if (name == "NORI.PEER") co_return co_await nori_peer(argv);
     const CommandSpec* spec = find_command(argv[0]);
     if (spec == nullptr) {
       co_return err(fmt::format("ERR unknown command '{}'", argv[0].substr(0, 64)));

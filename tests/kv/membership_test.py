@@ -1,0 +1,149 @@
+"""Membership change in a real norikv cluster: a 4th process started with
+--join is added with CLUSTER ADDNODE (it catches up, by snapshot since the
+logs were compacted, and is promoted to voter), node 1 is removed with
+CLUSTER REMOVENODE, then nodes 1 and 2 are killed: writes still commit, which
+needs node 4's vote in every shard, and every acknowledged write is on node
+4's own replica.
+
+  python3 membership_test.py --norikv build/kv/norikv [--workdir DIR]
+"""
+import argparse
+import os
+import shutil
+import sys
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kvcluster import Cluster, Resp, RespError  # noqa: E402
+
+SHARDS = 4
+
+
+def metric(cl, i, name):
+    try:
+        body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % cl.admin[i], timeout=5).read()
+    except OSError:
+        return 0.0
+    total = 0.0
+    for line in body.decode().splitlines():
+        head, _, value = line.rpartition(" ")
+        if head == name or head.startswith(name + "{"):
+            total += float(value)
+    return total
+
+
+def call_retrying(port, *args, timeout=60, ok=lambda r: True):
+    """Calls until a reply passes `ok`; returns (reply or last error, passed)."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            c = Resp(port, timeout=15)
+            r = c.call(*args)
+            c.close()
+            if ok(r):
+                return r, True
+            last = r
+        except (RespError, OSError, ConnectionError) as e:
+            last = e
+        time.sleep(0.2)
+    return last, False
+
+
+def write_keys(port, lo, hi, tag, expect):
+    for k in range(lo, hi):
+        key, value = "key%04d" % k, "%s%d" % (tag, k)
+        r, passed = call_retrying(port, "SET", key, value, timeout=30, ok=lambda r: r == "OK")
+        if not passed:
+            raise RuntimeError("SET %s never succeeded: %s" % (key, r))
+        expect[key] = value
+
+
+def local_missing(port, expect):
+    try:
+        c = Resp(port, timeout=15)
+        c.call("READONLY")
+        bad = [k for k, v in expect.items() if c.call("GET", k) != v]
+        c.close()
+        return bad
+    except (OSError, ConnectionError, RespError):
+        return list(expect)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--norikv", required=True)
+    ap.add_argument("--workdir", default=os.path.join(os.getcwd(), "kv_membership"))
+    a = ap.parse_args()
+    shutil.rmtree(a.workdir, ignore_errors=True)
+    base_args = ["--snapshot-entries", "100", "--snapshot-keep-entries", "20"]
+    cl = Cluster(a.norikv, a.workdir, n=4, shards=SHARDS, extra_args=base_args, proxies=False)
+    members = [0, 1, 2]
+
+    def cluster_arg(i):
+        ids = members if i in members else members + [i]
+        return ",".join("%d=127.0.0.1:%d:%d" % (j + 1, cl.raft[j], cl.client[j]) for j in ids)
+
+    cl.cluster_arg = cluster_arg
+    failures = []
+
+    def check(cond, what):
+        print(("ok   " if cond else "FAIL ") + what, flush=True)
+        if not cond:
+            failures.append(what)
+
+    try:
+        for i in members:
+            cl.start(i)
+        if not cl.wait_ready():
+            print("FAIL: cluster not ready")
+            return 1
+        expect = {}
+        write_keys(cl.client[0], 0, 400, "a", expect)
+
+        cl.extra_args = base_args + ["--join"]
+        cl.start(3)
+        cl.extra_args = base_args
+        r, passed = call_retrying(cl.client[0], "CLUSTER", "ADDNODE", "4", "127.0.0.1:%d" % cl.raft[3],
+                                  str(cl.client[3]), ok=lambda r: r == "OK")
+        check(passed, "CLUSTER ADDNODE 4 accepted (%s)" % r)
+        write_keys(cl.client[3], 400, 500, "b", expect)  # through the new node
+        deadline, missing = time.time() + 60, list(expect)
+        while time.time() < deadline and missing:
+            missing = local_missing(cl.client[3], expect)
+            time.sleep(0.3)
+        check(not missing, "node 4 holds every acknowledged write (%d missing)" % len(missing))
+        check(metric(cl, 3, "raft_snapshots_installed_total") >= 1,
+              "node 4 caught up by snapshot (the logs were compacted)")
+
+        # Removal waits for node 4's promotion (one change at a time).
+        r, passed = call_retrying(cl.client[1], "CLUSTER", "REMOVENODE", "1", timeout=90,
+                                  ok=lambda r: r == "OK")
+        check(passed, "CLUSTER REMOVENODE 1 accepted (%s)" % r)
+        members.remove(0)
+        time.sleep(1)
+        cl.kill(0)
+        cl.kill(1)
+        # {3, 4} is a majority of {2, 3, 4} only if node 4 votes in every shard.
+        write_keys(cl.client[2], 500, 560, "c", expect)
+        check(True, "writes commit with nodes 1 and 2 down (node 4 is a voter of every shard)")
+        deadline, missing = time.time() + 30, list(expect)
+        while time.time() < deadline and missing:
+            missing = local_missing(cl.client[3], expect)
+            time.sleep(0.3)
+        check(not missing, "node 4 has every write after the change (%d missing)" % len(missing))
+    except RuntimeError as e:
+        check(False, str(e))
+    finally:
+        cl.stop_all()
+    if failures:
+        print("%d FAILED: %s (logs in %s)" % (len(failures), failures, a.workdir))
+        return 1
+    shutil.rmtree(a.workdir, ignore_errors=True)
+    print("PASS")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
