@@ -549,6 +549,16 @@ void CoreHost::refresh_peers() {
       }
     }
   }
+  // A learned peer no configuration names any more (removed, or its adding
+  // entry was truncated): close its links and forget its address.
+  for (auto it = peer_addr_.begin(); it != peer_addr_.end();) {
+    if (members.contains(it->first)) {
+      ++it;
+      continue;
+    }
+    transport_->forget_peer(it->first);
+    it = peer_addr_.erase(it);
+  }
   // Incarnation 0: any (the configurations do not record incarnations yet).
   std::vector<net::Member> accepted;
   for (NodeId id : members)
