@@ -117,6 +117,21 @@ class SnapCluster {
     return c;
   }
   RaftConfig& cfg(size_t i) { return cfgs_[i]; }
+  std::string addr(size_t i) const { return peers_[i].host + ":" + std::to_string(peers_[i].port); }
+  // Calls fn(node i) on the group's core until it is not kBusy (a change in
+  // progress); that result.
+  template <typename F>
+  base::Status until_not_busy(size_t i, F fn) {
+    auto end = std::chrono::steady_clock::now() + 15s;
+    base::Status st;
+    while (std::chrono::steady_clock::now() < end) {
+      Node& n = node(i);
+      st = n.run(kGroup, [&n, &fn]() { return fn(n); });
+      if (st.ok() || st.error().kind() != base::ErrorKind::kBusy) return st;
+      std::this_thread::sleep_for(20ms);
+    }
+    return st;
+  }
   std::string dir(size_t i) const { return root_ + "/n" + std::to_string(i + 1); }
 
   void start(size_t i) {
@@ -387,6 +402,38 @@ TEST(NodeSnapshot, WipedFollowerIsRestoredBySnapshot) {
   // Replication continues from the log after the install.
   c.propose_many(5, "c");
   ASSERT_TRUE(c.wait_same_state(f, t)) << c.describe();
+}
+
+// The way a wiped node should come back: removed, restarted empty with
+// join = true, added again. The leader tracks it from scratch (no stale
+// match index) and, its log being compacted, sends the snapshot.
+TEST(NodeSnapshot, WipedNodeRejoinsThroughMembershipChangeBySnapshot) {
+  SnapCluster c("snap-rejoin", 3);
+  c.start_all();
+  c.propose_many(50, "a");
+  c.trigger_all();
+  c.propose_many(10, "b");
+  int l = c.wait_leader();
+  ASSERT_GE(l, 0);
+  const size_t L = static_cast<size_t>(l);
+  const size_t f = c.follower_of(l);
+  c.stop(f);
+  std::filesystem::remove_all(c.dir(f));
+  const NodeId fid = f + 1;
+  auto st = c.until_not_busy(L, [fid](Node& n) { return n.remove_member(kGroup, fid); });
+  ASSERT_TRUE(st.ok()) << st.error().to_string();
+  st = c.until_not_busy(L, [fid](Node& n) { return n.remove_member(kGroup, fid); });
+  ASSERT_EQ(st.error().kind(), base::ErrorKind::kInvalidArgument) << st.error().to_string();
+  c.cfg(f).join = true;
+  c.cfg(f).bootstrap = false;
+  c.start(f);
+  const std::string a = c.addr(f);
+  st = c.until_not_busy(L, [fid, a](Node& n) { return n.add_member(kGroup, fid, a); });
+  ASSERT_TRUE(st.ok()) << st.error().to_string();
+  ASSERT_TRUE(c.wait_same_state(f, L)) << c.describe();
+  EXPECT_EQ(c.metric(f, "raft_snapshots_installed_total"), 1u) << c.describe();
+  c.propose_many(5, "c");
+  ASSERT_TRUE(c.wait_same_state(f, static_cast<size_t>(c.wait_leader()))) << c.describe();
 }
 
 TEST(NodeSnapshot, RestartAfterSnapshotDoesNotReapplyCompactedEntries) {
