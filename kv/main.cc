@@ -72,6 +72,13 @@ int main(int argc, char** argv) {
   app.add_option("--secret", secret, "cluster secret (peer handshake and forwarded commands MAC)");
   app.add_option("--events", cfg.raft.events_jsonl_path, "append Raft events as JSON lines here");
   app.add_option("--lease-ms", cfg.raft.lease_ms, "leader lease")->capture_default_str();
+  std::string initial_state = "new";
+  app.add_option("--initial-cluster-state", initial_state,
+                 "new: an empty data directory bootstraps this node as a founding member; "
+                 "existing: an empty data directory is refused (a wiped node must come back "
+                 "through CLUSTER REMOVENODE/ADDNODE, never silently: it forgot its votes)")
+      ->check(CLI::IsMember({"new", "existing"}))
+      ->capture_default_str();
   app.add_flag("--join", cfg.raft.join,
                "join a running cluster: shards start without voters until a member runs "
                "CLUSTER ADDNODE for this node (--cluster lists the current members and this node)");
@@ -87,6 +94,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   cfg.raft.node_id = node_id;
+  cfg.raft.bootstrap = initial_state == "new";
   cfg.raft.cluster_secret = secret;
   cfg.read_mode =
       read_mode == "lease" ? nori::raft::ReadMode::kLease : nori::raft::ReadMode::kReadIndex;
