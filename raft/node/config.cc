@@ -1,5 +1,7 @@
 #include "raft/node/config.h"
 
+#include <arpa/inet.h>
+
 #include <set>
 
 #include "raft/codec.h"
@@ -83,6 +85,7 @@ base::Status RaftConfig::validate() const {
   if (propose_timeout_ms == 0 || read_timeout_ms == 0) {
     return invalid("propose_timeout_ms and read_timeout_ms must be > 0");
   }
+  if (member_change_timeout_ms == 0) return invalid("member_change_timeout_ms must be > 0");
   if (send_queue_bytes_max < append_bytes_max) {
     return invalid(fmt::format("send_queue_bytes_max ({}) must hold one append ({})",
                                send_queue_bytes_max, append_bytes_max));
@@ -133,6 +136,7 @@ Config RaftConfig::group_config(GroupId group, Index applied) const {
   c.snapshot_entries_max = snapshot_entries;
   c.snapshot_keep_entries = snapshot_keep_entries;
   c.snapshot_timeout_ms = snapshot_timeout_ms;
+  c.promote_lag_entries_max = promote_lag_entries;
   // Distinct election timers per (node, group), reproducible per node. The
   // seed goes through a non-linear mix: Raft XORs `id * 0x9e3779b97f4a7c15`
   // into it, so a seed linear in the node id with that same constant (the
@@ -151,6 +155,41 @@ wal::WalOptions RaftConfig::wal_options() const {
   o.batch_delay_us = wal_batch_delay_us;
   o.use_rwf_dsync = wal_use_rwf_dsync;
   return o;
+}
+
+base::Result<PeerAddress> parse_member_address(NodeId id, std::string_view address) {
+  auto bad = [&](const char* why) {
+    return base::err(ErrorKind::kInvalidArgument,
+                     "address '{}' of node {}: {} (want host:port with a numeric IPv4 host, or "
+                     "[IPv6]:port; the port of its core 0)",
+                     address, id, why);
+  };
+  const size_t colon = address.rfind(':');
+  if (colon == std::string_view::npos || colon == 0 || colon + 1 == address.size()) {
+    return bad("not host:port");
+  }
+  std::string host(address.substr(0, colon));
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  uint32_t port = 0;
+  for (char ch : address.substr(colon + 1)) {
+    if (ch < '0' || ch > '9') return bad("the port is not a number");
+    port = port * 10 + static_cast<uint32_t>(ch - '0');
+    if (port > 65535) return bad("the port is above 65535");
+  }
+  if (port == 0) return bad("port 0");
+  in6_addr scratch;
+  if (::inet_pton(AF_INET, host.c_str(), &scratch) != 1 &&
+      ::inet_pton(AF_INET6, host.c_str(), &scratch) != 1) {
+    return bad("the host is not a numeric IPv4 or IPv6 address");
+  }
+  return PeerAddress{id, std::move(host), static_cast<uint16_t>(port)};
+}
+
+std::string format_member_address(const PeerAddress& p) {
+  if (p.host.find(':') != std::string::npos) return fmt::format("[{}]:{}", p.host, p.port);
+  return fmt::format("{}:{}", p.host, p.port);
 }
 
 const PeerAddress* RaftConfig::self_address() const {

@@ -28,6 +28,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "raft/config.h"
@@ -64,7 +65,11 @@ struct RaftConfig {
   // This node joins an existing cluster (it is added with add_member on the
   // leader): its groups start with no voters and wait for the leader; a new
   // data directory is accepted even with bootstrap = false. `peers` lists
-  // this node and the members it can reach (their addresses).
+  // this node and the members it can reach (their addresses): until a
+  // group's log names its members, the node accepts connections from these.
+  // Recorded in node.meta when the data directory is created; every later
+  // open must say the same (a joined node that took `peers` as bootstrap
+  // voters would count itself a voter of a configuration that never had it).
   bool join = false;
   // Groups created at open (every group found in the WAL is recovered too).
   std::vector<GroupId> groups;
@@ -79,6 +84,17 @@ struct RaftConfig {
   // Group deadlines are rounded up to this grid so that the groups due in the
   // same window tick together (one coalesced heartbeat message per peer).
   uint32_t tick_granularity_ms = 5;
+
+  // --- membership change (docs/node.md, "Membership") -------------------------------
+  // A learner added by add_member is promoted (through a joint configuration)
+  // once its log is within this many entries of the leader's commit index
+  // (and holds the configuration entry naming it). 0 waits until it is fully
+  // caught up, which a steady stream of writes can postpone for long.
+  uint64_t promote_lag_entries = 256;
+  // add_member / remove_member resolve once the change is complete; past
+  // this they stop waiting with kOutcomeUnknown (the change goes on, or is
+  // abandoned with abandon_member_change).
+  uint32_t member_change_timeout_ms = 60'000;
 
   // --- snapshots (docs/node.md, "Snapshots"; only groups with snapshot hooks) -----
   // A group takes a snapshot once its log grew by snapshot_log_bytes since the
@@ -161,6 +177,12 @@ struct RaftConfig {
 // The seed of group g's election timers on node `node` (RaftConfig::group_config):
 // differs between nodes for the same group, so replicas do not time out together.
 uint64_t election_seed(NodeId node, GroupId group);
+
+// A member address as add_member takes it and configurations record it:
+// "host:port" (IPv6 as "[host]:port"), numeric host, the port of the
+// member's core 0. kInvalidArgument naming what is wrong.
+base::Result<PeerAddress> parse_member_address(NodeId id, std::string_view address);
+std::string format_member_address(const PeerAddress& p);
 
 // The core of every node that hosts group g (the same function everywhere).
 inline unsigned placement(GroupId g, unsigned cores) {

@@ -29,6 +29,9 @@ namespace {
 // raft_role gauges are per group; beyond this many groups on a core they are
 // not registered (a scrape of 10,000 idle groups should not be 10,000 lines).
 constexpr size_t kRoleGaugeGroupsMax = 256;
+// Scraped figures (WAL, transport) are refreshed by ticks and, at most this
+// often, by rounds.
+constexpr int64_t kGaugesIntervalMs = 100;
 // Jobs queued on a core's snapshot worker (writes, finishes, installs); a
 // request beyond it is refused and comes again (the core re-asks).
 constexpr size_t kSnapshotJobsMax = 64;
@@ -235,7 +238,8 @@ Task<base::Status> CoreHost::start(std::vector<GroupId> initial_groups) {
   for (const PeerAddress& p : cfg_.peers) {
     if (p.id == cfg_.node_id) continue;
     NORI_CO_TRY(transport_->set_peer_address(p.id, p.host, static_cast<uint16_t>(p.port + core_)));
-    peer_addr_[p.id] = fmt::format("{}:{}", p.host, p.port);
+    peer_addr_[p.id] = format_member_address(p);
+    admitted_.insert(p.id);
   }
 
   tick_timer_ = std::make_unique<runtime::Timer>([this] { on_tick(); });
@@ -416,6 +420,11 @@ void CoreHost::fail_all_waiters(Group* g, ErrorKind kind, const char* why) {
   g->reads.clear();
   for (auto& [id, w] : reads)
     w->resolve(ReadResult{id, ReadMode::kLease, 0, false, base::Error(kind, why)});
+  // An accepted configuration change may still complete.
+  auto members = std::move(g->member_waiters);
+  g->member_waiters.clear();
+  for (MemberWaiter* w : members)
+    w->done.resolve(base::Error(ErrorKind::kOutcomeUnknown, why));
 }
 
 // ---- API on the group's core -----------------------------------------------------
@@ -492,107 +501,176 @@ std::pair<size_t, size_t> CoreHost::connected_voters(const Group* g) const {
   return {n, voters.size()};
 }
 
-namespace {
-// "host:port" or "[v6]:port" -> host, port.
-bool split_address(const std::string& addr, std::string& host, uint16_t& port) {
-  const auto colon = addr.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == addr.size()) return false;
-  host = addr.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  unsigned long p = 0;
-  for (size_t i = colon + 1; i < addr.size(); ++i) {
-    if (addr[i] < '0' || addr[i] > '9') return false;
-    p = p * 10 + static_cast<unsigned long>(addr[i] - '0');
-    if (p > 65535) return false;
-  }
-  port = static_cast<uint16_t>(p);
-  return port != 0 && !host.empty();
-}
-}  // namespace
-
 std::vector<MemberAddress> CoreHost::known_addresses() const {
   std::vector<MemberAddress> out;
   for (const auto& [id, a] : peer_addr_)
     out.push_back({id, a});
-  out.push_back(
-      {cfg_.node_id, fmt::format("{}:{}", cfg_.self_address()->host, cfg_.self_address()->port)});
+  out.push_back({cfg_.node_id, format_member_address(*cfg_.self_address())});
   return out;
 }
 
 void CoreHost::refresh_peers() {
   if (closing_ || !transport_) return;
+  // Every node a group here may still act with (Raft::configuration(i): the
+  // latest committed configuration and every later entry), and the newest
+  // address recorded for each (configurations are visited oldest first).
   std::set<NodeId> members;
-  for (const PeerAddress& p : cfg_.peers)
-    members.insert(p.id);
+  std::map<NodeId, std::string> book;
+  bool contacts = groups_.empty();
   for (const auto& [gid, g] : groups_) {
     const Raft& r = *g->raft;
+    bool configured = false;
     for (size_t i = 0; i < r.configuration_count(); ++i) {
       const Membership& m = r.configuration(i);
       for (const auto* list : {&m.voters, &m.voters_outgoing, &m.learners})
         members.insert(list->begin(), list->end());
-      for (const MemberAddress& a : m.addresses) {
-        if (a.id == cfg_.node_id) continue;
-        auto it = peer_addr_.find(a.id);
-        if (it != peer_addr_.end() && it->second == a.address) continue;
-        std::string host;
-        uint16_t port = 0;
-        if (!split_address(a.address, host, port) || uint32_t{port} + core_ > 65535) {
-          fmt::print(stderr, "nori: group {}: member {} has an unusable address '{}'\n", gid, a.id,
-                     a.address);
-          continue;
-        }
-        if (transport_->set_peer_address(a.id, host, static_cast<uint16_t>(port + core_)).ok()) {
-          peer_addr_[a.id] = a.address;
-        }
-      }
+      for (const MemberAddress& a : m.addresses)
+        book[a.id] = a.address;
+      configured = configured || !m.voters.empty();
     }
+    // A group with no configuration yet (a joining node) hears from the
+    // contact list (`peers`) until its leader's log names the members.
+    if (!configured) contacts = true;
   }
-  // A learned peer no configuration names any more (removed, or its adding
-  // entry was truncated): close its links and forget its address.
-  for (auto it = peer_addr_.begin(); it != peer_addr_.end();) {
-    if (members.contains(it->first)) {
-      ++it;
-      continue;
-    }
-    transport_->forget_peer(it->first);
-    it = peer_addr_.erase(it);
+  // `peers` addresses serve members the configurations give none (the
+  // bootstrap voters); the log's address wins. Bootstrap peers that are in
+  // no configuration any more are no longer admitted: once the removal of
+  // a node commits, it is refused like any stranger.
+  for (const PeerAddress& p : cfg_.peers) {
+    if (contacts) members.insert(p.id);
+    book.try_emplace(p.id, format_member_address(p));
   }
-  // Incarnation 0: any (the configurations do not record incarnations yet).
+  members.erase(cfg_.node_id);
+
+  // Admit first; then close the links of nodes no longer admitted (a
+  // removed member: its removal is committed here, or it would still be in
+  // configuration(0)); then (re)address. Incarnation 0: any (the
+  // configurations do not record incarnations yet).
   std::vector<net::Member> accepted;
+  accepted.reserve(members.size());
   for (NodeId id : members)
     accepted.push_back({id, 0});
   transport_->set_members(accepted);
-}
-
-base::Status CoreHost::add_member(GroupId id, NodeId node, std::string addr) {
-  Group* g = find(id);
-  if (g == nullptr) return base::err(ErrorKind::kNotFound, "no group {} on this node", id);
-  std::string host;
-  uint16_t port = 0;
-  if (node == kNoNode || !split_address(addr, host, port)) {
-    return base::err(ErrorKind::kInvalidArgument,
-                     "add_member: node {} address '{}' is not host:port (its core 0)", node, addr);
+  for (NodeId id : admitted_) {
+    if (members.contains(id)) continue;
+    transport_->forget_peer(id);
+    peer_addr_.erase(id);
   }
-  // The new member's address, and every address this node knows, so the
-  // new member can reach everyone (the core keeps only members').
+  admitted_ = members;
+  for (NodeId id : members) {
+    auto it = book.find(id);
+    if (it == book.end()) continue;  // no address known: it dials us if its id is lower
+    auto cur = peer_addr_.find(id);
+    if (cur != peer_addr_.end() && cur->second == it->second) continue;
+    auto pa = parse_member_address(id, it->second);
+    base::Status st = pa.ok() ? base::Status{} : base::Status(pa.error());
+    if (st.ok() && uint32_t{pa->port} + core_ > 65535) {
+      st =
+          base::err(ErrorKind::kInvalidArgument, "port {} + core {} passes 65535", pa->port, core_);
+    }
+    if (st.ok()) {
+      st = transport_->set_peer_address(id, pa->host, static_cast<uint16_t>(pa->port + core_));
+    }
+    if (!st.ok()) {
+      // A configuration recorded an address this core cannot use: the peer
+      // stays unreachable from here (it may still dial us).
+      fmt::print(stderr, "nori: core {}: member {} at '{}': {}\n", core_, id, it->second,
+                 st.error().to_string());
+      continue;
+    }
+    peer_addr_[id] = it->second;
+  }
+}
+
+Task<base::Status> CoreHost::change_member(GroupId id, bool adding, NodeId node, std::string addr,
+                                           Node::MemberWait wait) {
+  if (closing_) co_return base::Error(ErrorKind::kShuttingDown, "the node is shutting down");
+  Group* g = find(id);
+  if (g == nullptr) co_return base::err(ErrorKind::kNotFound, "no group {} on this node", id);
+  if (node == kNoNode) co_return base::err(ErrorKind::kInvalidArgument, "node id 0");
+  // The new configuration records every address this node knows for the
+  // members (so a new member can reach all of them; the core keeps only
+  // members'), then the new member's, which wins.
   std::vector<MemberAddress> addresses = known_addresses();
-  std::erase_if(addresses, [&](const MemberAddress& a) { return a.id == node; });
-  addresses.push_back({node, addr});
-  std::sort(addresses.begin(), addresses.end(),
-            [](const MemberAddress& a, const MemberAddress& b) { return a.id < b.id; });
-  NORI_TRY(g->raft->add_member(node, BootClock::now(), addresses));
+  if (adding) {
+    if (node == cfg_.node_id) {
+      co_return base::err(ErrorKind::kInvalidArgument, "node {} cannot add itself", node);
+    }
+    auto pa = parse_member_address(node, addr);
+    if (!pa.ok()) co_return std::move(pa).error();
+    if (uint32_t{pa->port} + cfg_.cores - 1 > 65535) {
+      co_return base::err(ErrorKind::kInvalidArgument,
+                          "address '{}' of node {}: port + {} cores passes 65535", addr, node,
+                          cfg_.cores);
+    }
+    addresses.push_back({node, format_member_address(*pa)});
+  }
+  const TimePoint now = BootClock::now();
+  auto r = adding ? g->raft->add_member(node, now, addresses)
+                  : g->raft->remove_member(node, now, addresses);
+  // Even refused, the core may have started something (removing the leader
+  // starts the handover): let a round run.
+  mark_dirty(g);
+  if (!r.ok()) co_return std::move(r).error();
+  if (wait == Node::MemberWait::kAppended) co_return base::Status{};
+  MemberWaiter w;
+  w.adding = adding;
+  w.id = node;
+  g->member_waiters.push_back(&w);
+  runtime::Timer deadline([this, id, &w] {
+    Group* grp = find(id);
+    if (grp == nullptr) return;
+    auto it = std::find(grp->member_waiters.begin(), grp->member_waiters.end(), &w);
+    if (it == grp->member_waiters.end()) return;
+    grp->member_waiters.erase(it);
+    w.done.resolve(base::err(ErrorKind::kOutcomeUnknown,
+                             "group {}: membership change not complete within {} ms; it goes on "
+                             "(a learner is promoted once caught up) unless abandoned",
+                             id, cfg_.member_change_timeout_ms));
+  });
+  deadline.arm_in(std::chrono::milliseconds(cfg_.member_change_timeout_ms));
+  base::Status st = co_await w.done;
+  deadline.cancel();
+  co_return st;
+}
+
+void CoreHost::check_member_waiters(Group* g) {
+  const Raft& r = *g->raft;
+  const Membership& m = r.membership();
+  // Settled: the latest configuration is committed and is neither joint nor
+  // waiting for a promotion, so nothing more happens to the change without
+  // a new call. The steps (learner, joint, leave) are taken by whichever
+  // node leads; this node watches only its own log and commit index, so it
+  // keeps waiting through a change of leader.
+  if (r.membership_index() > r.commit_index() || m.joint() || !m.promote.empty()) return;
+  auto waiters = std::move(g->member_waiters);
+  g->member_waiters.clear();
+  for (MemberWaiter* w : waiters) {
+    const bool done = w->adding ? m.is_voter(w->id) : !m.contains(w->id);
+    if (done) {
+      w->done.resolve(base::Status{});
+    } else {
+      w->done.resolve(base::err(ErrorKind::kCancelled,
+                                "group {}: the change of node {} was abandoned; configuration "
+                                "now {}",
+                                g->id, w->id, to_string(m)));
+    }
+  }
+}
+
+base::Status CoreHost::abandon_member_change(GroupId id) {
+  Group* g = find(id);
+  if (g == nullptr) return base::err(ErrorKind::kNotFound, "no group {} on this node", id);
+  auto r = g->raft->abandon_member_change(BootClock::now());
+  if (!r.ok()) return std::move(r).error();
   mark_dirty(g);
   return {};
 }
 
-base::Status CoreHost::remove_member(GroupId id, NodeId node) {
+base::Result<Membership> CoreHost::membership(GroupId id) {
   Group* g = find(id);
   if (g == nullptr) return base::err(ErrorKind::kNotFound, "no group {} on this node", id);
-  NORI_TRY(g->raft->remove_member(node, BootClock::now(), known_addresses()));
-  mark_dirty(g);
-  return {};
+  return g->raft->membership();
 }
 
 base::Status CoreHost::transfer_leader(GroupId id, NodeId target) {
@@ -665,6 +743,11 @@ Task<void> CoreHost::run_round() {
     }
   }
   arm_tick_timer();
+  // The tick timer never fires on a core whose groups only follow (each
+  // heartbeat pushes the election deadline back), so rounds refresh the
+  // scraped figures too, at most every kGaugesIntervalMs.
+  const TimePoint now = BootClock::now();
+  if (now - last_gauges_ >= std::chrono::milliseconds(kGaugesIntervalMs)) publish_gauges(now);
 }
 
 template <typename F>
@@ -698,6 +781,15 @@ Task<void> CoreHost::handle_ready(Group* g) {
   Ready& rd = g->ready;
   g->raft->take_ready(rd);
   const GroupId id = g->id;
+  // The group's configurations changed (an entry appended or truncated, one
+  // committed, a snapshot installed): admit and address the members BEFORE
+  // this round's messages leave, so that the first append to a new member
+  // is queued on a link that knows where to dial. (run_round checks again
+  // for groups with nothing to take, e.g. just recovered.)
+  if (g->raft->configurations_version() != g->configs_seen) {
+    g->configs_seen = g->raft->configurations_version();
+    refresh_peers();
+  }
 
   // 1. Persist: hard state first (a vote waits only for its own record and
   // what was appended before it), then truncation, then entries.
@@ -784,6 +876,7 @@ Task<void> CoreHost::handle_ready(Group* g) {
     node_.publish_event(
         NodeEvent{event_kind(e.kind), e.group, e.term, e.node, e.time, unix_ms_now()});
   }
+  if (!g->member_waiters.empty()) check_member_waiters(g);
 }
 
 void CoreHost::defer(Deferred d) {
@@ -965,6 +1058,11 @@ void CoreHost::on_tick() {
   // re-arms them; groups not due are not touched.
   deadlines_.fire_expired(now, SIZE_MAX);
   arm_tick_timer();
+  publish_gauges(now);
+}
+
+void CoreHost::publish_gauges(TimePoint now) {
+  last_gauges_ = now;
   // Figures read by scrapes from other threads.
   const wal::WalStats ws = wal_->stats();
   wal_writes_.set(static_cast<int64_t>(ws.durable_writes));

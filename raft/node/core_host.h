@@ -54,6 +54,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -96,9 +97,13 @@ class CoreHost final : public net::TransportHandler {
   base::Status ack_applied(GroupId g, Index index);
   base::Status trigger_snapshot(GroupId g);
   // Membership (raft/raft.h): proposed on the leader; the change then runs
-  // by itself (learner, caught up, joint, new configuration).
-  base::Status add_member(GroupId g, NodeId id, std::string addr);
-  base::Status remove_member(GroupId g, NodeId id);
+  // by itself (learner, caught up, joint, new configuration) and the caller
+  // waits until it has settled: the latest configuration committed, neither
+  // joint nor with a promotion pending (or member_change_timeout_ms).
+  runtime::Task<base::Status> change_member(GroupId g, bool adding, NodeId id, std::string addr,
+                                            Node::MemberWait wait);
+  base::Status abandon_member_change(GroupId g);
+  base::Result<Membership> membership(GroupId g);
   runtime::Task<base::Status> install_snapshot(GroupId g, std::istream& in);
 
   const runtime::metrics::Registry& registry() const { return registry_; }
@@ -127,6 +132,13 @@ class CoreHost final : public net::TransportHandler {
   struct Stage {
     Index index = 0;
     TimePoint called{};
+  };
+  // A change_member caller waiting for its change to settle (its frame owns
+  // it; the group holds the pointer until it resolves it).
+  struct MemberWaiter {
+    bool adding = false;
+    NodeId id = kNoNode;
+    OneShot<base::Status> done;
   };
   // A group's snapshot state (only for groups with snapshot hooks).
   struct Outgoing {
@@ -173,6 +185,7 @@ class CoreHost final : public net::TransportHandler {
     runtime::metrics::Gauge* role_gauge = nullptr;
     std::unique_ptr<SnapState> snap;  // null: no snapshot hooks
     uint64_t configs_seen = 0;        // Raft::configurations_version() last acted on
+    std::vector<MemberWaiter*> member_waiters;
   };
   // Work released once the WAL is durable at `pos`.
   struct Deferred {
@@ -202,6 +215,7 @@ class CoreHost final : public net::TransportHandler {
   void publish_status(Group* g);
   void rearm(Group* g);
   void on_tick();
+  void publish_gauges(TimePoint now);
   TimePoint quantize(TimePoint t) const;
   void fail_all_waiters(Group* g, base::ErrorKind kind, const char* why);
   // Snapshots.
@@ -227,6 +241,8 @@ class CoreHost final : public net::TransportHandler {
   // the addresses those configurations record.
   void refresh_peers();
   std::vector<MemberAddress> known_addresses() const;
+  // Resolves the group's member waiters once its change has settled.
+  void check_member_waiters(Group* g);
 
   Node& node_;
   const RaftConfig& cfg_;
@@ -238,6 +254,7 @@ class CoreHost final : public net::TransportHandler {
   std::unique_ptr<SnapshotWorker> worker_;
   std::unique_ptr<snapshot::TransferLimiter> limiter_;
   std::map<NodeId, std::string> peer_addr_;  // "host:port" (core 0) dialled, by node
+  std::set<NodeId> admitted_;                // the transport's accepted nodes (refresh_peers)
   uint16_t port_ = 0;
   std::unordered_map<GroupId, std::unique_ptr<Group>> groups_;
   std::vector<Group*> dirty_;
@@ -247,6 +264,7 @@ class CoreHost final : public net::TransportHandler {
   runtime::TimerSet deadlines_;
   std::unique_ptr<runtime::Timer> tick_timer_;
   TimePoint tick_at_ = TimePoint::max();
+  TimePoint last_gauges_{};  // publish_gauges
   std::vector<Group*> round_batch_;
   runtime::CancelScope loops_scope_;
   runtime::Gate loops_gate_;

@@ -110,6 +110,15 @@ base::Status Node::prepare_data_dir() {
                        "placed by core count)",
                        cfg_.data_dir, kv["cores"], cfg_.cores);
     }
+    // Absent in directories created before joining existed: bootstrapped.
+    const bool joined = kv.contains("join") && kv["join"] != 0;
+    if (joined != cfg_.join) {
+      return base::err(ErrorKind::kInvalidArgument,
+                       "data_dir {} was created {} but this config has join = {}: a node keeps "
+                       "the way it entered the cluster (docs/node.md, \"Membership\")",
+                       cfg_.data_dir, joined ? "joining (join = true)" : "bootstrapping",
+                       cfg_.join);
+    }
     incarnation_ = kv["incarnation"];
     return {};
   }
@@ -129,10 +138,11 @@ base::Status Node::prepare_data_dir() {
                      cfg_.data_dir);
   }
   incarnation_ = random_u64();
+  // `join` is recorded: the node keeps the way it entered the cluster.
   return write_file_durably(
       cfg_.data_dir, kMetaName,
-      fmt::format("{}\nnode_id {}\ncluster_id {}\ncores {}\nincarnation {}\n", kMetaMagic,
-                  cfg_.node_id, cfg_.cluster_id, cfg_.cores, incarnation_));
+      fmt::format("{}\nnode_id {}\ncluster_id {}\ncores {}\nincarnation {}\njoin {}\n", kMetaMagic,
+                  cfg_.node_id, cfg_.cluster_id, cfg_.cores, incarnation_, cfg_.join ? 1 : 0));
 }
 
 base::Status Node::start() {
@@ -231,15 +241,25 @@ Task<base::Status> Node::trigger_snapshot(GroupId g) {
   CoreHost* h = hosts_[core_of(g)].get();
   co_return co_await runtime::submit_to(core_of(g), [h, g] { return h->trigger_snapshot(g); });
 }
-Task<base::Status> Node::add_member(GroupId g, NodeId id, std::string addr) {
+Task<base::Status> Node::add_member(GroupId g, NodeId id, std::string addr, MemberWait wait) {
   CoreHost* h = hosts_[core_of(g)].get();
-  co_return co_await runtime::submit_to(core_of(g), [h, g, id, addr = std::move(addr)]() mutable {
-    return h->add_member(g, id, std::move(addr));
-  });
+  co_return co_await runtime::submit_to(
+      core_of(g), [h, g, id, wait, addr = std::move(addr)]() mutable {
+        return h->change_member(g, true, id, std::move(addr), wait);
+      });
 }
-Task<base::Status> Node::remove_member(GroupId g, NodeId id) {
+Task<base::Status> Node::remove_member(GroupId g, NodeId id, MemberWait wait) {
   CoreHost* h = hosts_[core_of(g)].get();
-  co_return co_await runtime::submit_to(core_of(g), [h, g, id] { return h->remove_member(g, id); });
+  co_return co_await runtime::submit_to(
+      core_of(g), [h, g, id, wait] { return h->change_member(g, false, id, std::string(), wait); });
+}
+Task<base::Status> Node::abandon_member_change(GroupId g) {
+  CoreHost* h = hosts_[core_of(g)].get();
+  co_return co_await runtime::submit_to(core_of(g), [h, g] { return h->abandon_member_change(g); });
+}
+Task<base::Result<Membership>> Node::membership(GroupId g) {
+  CoreHost* h = hosts_[core_of(g)].get();
+  co_return co_await runtime::submit_to(core_of(g), [h, g] { return h->membership(g); });
 }
 
 // ---- any thread ------------------------------------------------------------------

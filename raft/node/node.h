@@ -76,6 +76,7 @@
 #include <thread>
 #include <vector>
 
+#include "raft/membership.h"
 #include "raft/node/config.h"
 #include "raft/node/events.h"
 #include "raft/snapshot/store.h"
@@ -189,13 +190,41 @@ class Node {
   // on the calling thread's reactor in chunks (blocking reads).
   runtime::Task<base::Status> install_snapshot(GroupId g, std::istream& snapshot);
   runtime::Task<base::Status> trigger_snapshot(GroupId g);
-  // Membership, on the leader; resolve once the configuration entry is
-  // appended (the change then completes by itself). kNotLeader (hint), kBusy
-  // (a change or a leadership transfer in progress, or this leader has not
-  // committed an entry of its term yet: retry), kInvalidArgument (already /
-  // not a member, the last voter, an address that is not host:port).
-  runtime::Task<base::Status> add_member(GroupId g, NodeId id, std::string addr);
-  runtime::Task<base::Status> remove_member(GroupId g, NodeId id);
+  // Membership, called on the group's leader.
+  // add_member: `id` (started with RaftConfig::join) joins as a learner at
+  //   `addr` ("host:port" of its core 0, numeric host, "[v6]:port"), catches
+  //   up and is promoted to voter through a joint configuration with no
+  //   further call.
+  // remove_member: `id` leaves (a voter through a joint configuration).
+  //   Removing the leader itself hands leadership to a caught-up voter first
+  //   and fails with kNotLeader, hint = that voter: call again there.
+  // `wait`: kAppended resolves once the first configuration entry is
+  //   appended on the leader (the change then runs by itself; watch it with
+  //   membership()); kComplete once the change has settled: the
+  //   configuration with `id` a voter (add) / without `id` (remove)
+  //   committed.
+  // Errors: kNotLeader (hint), kBusy (a change or a leadership transfer in
+  //   progress, or this leader has not committed an entry of its term yet:
+  //   retry), kInvalidArgument (already / not a member, the last voter, a bad
+  //   address): nothing changed. With kComplete, after acceptance:
+  //   kCancelled (the change was abandoned before it completed),
+  //   kOutcomeUnknown (not complete within member_change_timeout_ms, or the
+  //   node is closing: it may still complete).
+  enum class MemberWait : uint8_t { kAppended, kComplete };
+  runtime::Task<base::Status> add_member(GroupId g, NodeId id, std::string addr,
+                                         MemberWait wait = MemberWait::kAppended);
+  runtime::Task<base::Status> remove_member(GroupId g, NodeId id,
+                                            MemberWait wait = MemberWait::kAppended);
+  // Gives up the change in progress (a learner that never catches up, a
+  // joint configuration whose new half has no reachable majority): a
+  // pending promotion is dropped with its learner; a joint configuration
+  // goes back to the old one. Leader only; kInvalidArgument when no change
+  // is in progress. The waiting add_member / remove_member gets kCancelled.
+  runtime::Task<base::Status> abandon_member_change(GroupId g);
+  // The configuration in effect on this replica (its latest configuration
+  // entry, committed or not; the snapshot's or the bootstrap one before
+  // any), with the member addresses it records.
+  runtime::Task<base::Result<Membership>> membership(GroupId g);
 
   // --- any thread --------------------------------------------------------------
   bool is_leader(GroupId g) const;
