@@ -11,6 +11,10 @@
 //   {"cmd":"snapshot","group":g}           -> {"type":"snapshot","ok":..} (trigger_snapshot)
 //   {"cmd":"add_member","group":g,"id":n,"addr":"host:port"} -> {"type":"add_member","ok":..}
 //   {"cmd":"remove_member","group":g,"id":n}                 -> {"type":"remove_member","ok":..}
+//     (either with "wait":"complete": answers once the change is complete,
+//      Node::MemberWait::kComplete; default: once the entry is appended)
+//   {"cmd":"membership","group":g}  ->
+//   {"type":"membership","voters":[..],"outgoing":[..],"learners":[..]}
 //   {"cmd":"quit"}                         -> closes the node, exits 0
 #include "raft/node/tools/node_process.h"
 
@@ -457,15 +461,30 @@ void handle(const json& cmd) {
     const GroupId g = cmd.value("group", GroupId{1});
     const raft::NodeId id = cmd.value("id", raft::NodeId{0});
     const std::string addr = cmd.value("addr", "");
-    auto st = n.run(g, [&n, g, id, addr] { return n.add_member(g, id, addr); });
+    const auto wait = cmd.value("wait", "") == "complete" ? raft::Node::MemberWait::kComplete
+                                                          : raft::Node::MemberWait::kAppended;
+    auto st = n.run(g, [&n, g, id, addr, wait] { return n.add_member(g, id, addr, wait); });
     emit(st.ok() ? json{{"type", "add_member"}, {"ok", true}}
                  : error_json("add_member", st.error()));
   } else if (c == "remove_member") {
     const GroupId g = cmd.value("group", GroupId{1});
     const raft::NodeId id = cmd.value("id", raft::NodeId{0});
-    auto st = n.run(g, [&n, g, id] { return n.remove_member(g, id); });
+    const auto wait = cmd.value("wait", "") == "complete" ? raft::Node::MemberWait::kComplete
+                                                          : raft::Node::MemberWait::kAppended;
+    auto st = n.run(g, [&n, g, id, wait] { return n.remove_member(g, id, wait); });
     emit(st.ok() ? json{{"type", "remove_member"}, {"ok", true}}
                  : error_json("remove_member", st.error()));
+  } else if (c == "membership") {
+    const GroupId g = cmd.value("group", GroupId{1});
+    auto m = n.run(g, [&n, g] { return n.membership(g); });
+    if (m.ok()) {
+      emit({{"type", "membership"},
+            {"voters", m->voters},
+            {"outgoing", m->voters_outgoing},
+            {"learners", m->learners}});
+    } else {
+      emit(error_json("membership", m.error()));
+    }
   } else {
     emit({{"type", "error"}, {"message", "unknown command " + c}});
   }
