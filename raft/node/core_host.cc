@@ -277,6 +277,9 @@ Task<base::Status> CoreHost::start(std::vector<GroupId> initial_groups) {
   }
   for (GroupId g : ids)
     NORI_CO_TRY(add_group(g));
+  // Peers from every recovered configuration, once (not once per group).
+  starting_ = false;
+  refresh_peers();
 
   for (int k = 0; k < 2; ++k) {
     Task<void> task = k == 0 ? driver_loop() : durability_loop();
@@ -393,6 +396,8 @@ base::Status CoreHost::add_group(GroupId id) {
   publish_status(gp);
   rearm(gp);
   mark_dirty(gp);
+  gp->configs_seen = gp->raft->configurations_version();
+  if (!starting_) refresh_peers();  // a group created at run time
   return {};
 }
 
@@ -507,6 +512,23 @@ std::vector<MemberAddress> CoreHost::known_addresses() const {
     out.push_back({id, a});
   out.push_back({cfg_.node_id, format_member_address(*cfg_.self_address())});
   return out;
+}
+
+bool CoreHost::names_unknown_peer(const Raft& r) const {
+  for (size_t i = 0; i < r.configuration_count(); ++i) {
+    const Membership& m = r.configuration(i);
+    for (const auto* list : {&m.voters, &m.voters_outgoing, &m.learners}) {
+      for (NodeId id : *list) {
+        if (id != cfg_.node_id && !admitted_.contains(id)) return true;
+      }
+    }
+    for (const MemberAddress& a : m.addresses) {
+      if (a.id == cfg_.node_id) continue;
+      auto it = peer_addr_.find(a.id);
+      if (it == peer_addr_.end() || it->second != a.address) return true;
+    }
+  }
+  return false;
 }
 
 void CoreHost::refresh_peers() {
@@ -739,8 +761,15 @@ Task<void> CoreHost::run_round() {
     rearm(g);
     if (g->raft->configurations_version() != g->configs_seen) {
       g->configs_seen = g->raft->configurations_version();
-      refresh_peers();
+      peers_dirty_ = true;
     }
+  }
+  // Once per round, however many groups changed: refresh_peers visits every
+  // group of the core (O(groups)), so one call per changed group would be
+  // quadratic when many commit configuration entries together.
+  if (peers_dirty_) {
+    peers_dirty_ = false;
+    refresh_peers();
   }
   arm_tick_timer();
   // The tick timer never fires on a core whose groups only follow (each
@@ -782,13 +811,18 @@ Task<void> CoreHost::handle_ready(Group* g) {
   g->raft->take_ready(rd);
   const GroupId id = g->id;
   // The group's configurations changed (an entry appended or truncated, one
-  // committed, a snapshot installed): admit and address the members BEFORE
-  // this round's messages leave, so that the first append to a new member
-  // is queued on a link that knows where to dial. (run_round checks again
-  // for groups with nothing to take, e.g. just recovered.)
+  // committed, a snapshot installed): the peers are refreshed at the end of
+  // the round, except when a configuration names a node (or an address) the
+  // transport does not know yet: then at once, BEFORE this round's messages
+  // leave, so that the first append to a new member is queued on a link
+  // that knows where to dial.
   if (g->raft->configurations_version() != g->configs_seen) {
     g->configs_seen = g->raft->configurations_version();
-    refresh_peers();
+    peers_dirty_ = true;
+    if (names_unknown_peer(*g->raft)) {
+      peers_dirty_ = false;
+      refresh_peers();
+    }
   }
 
   // 1. Persist: hard state first (a vote waits only for its own record and

@@ -185,6 +185,8 @@ class CoreHost final : public net::TransportHandler {
     runtime::metrics::Gauge* role_gauge = nullptr;
     std::unique_ptr<SnapState> snap;  // null: no snapshot hooks
     uint64_t configs_seen = 0;        // Raft::configurations_version() last acted on
+    // At most two: one change at a time, plus the removal of a pending
+    // learner (which abandons that change).
     std::vector<MemberWaiter*> member_waiters;
   };
   // Work released once the WAL is durable at `pos`.
@@ -240,6 +242,9 @@ class CoreHost final : public net::TransportHandler {
   // group on this core may act under (plus the bootstrap peers) and dials
   // the addresses those configurations record.
   void refresh_peers();
+  // Whether r's configurations name a node the transport does not admit
+  // yet, or an address it does not dial yet (refresh_peers at once).
+  bool names_unknown_peer(const Raft& r) const;
   std::vector<MemberAddress> known_addresses() const;
   // Resolves the group's member waiters once its change has settled.
   void check_member_waiters(Group* g);
@@ -255,6 +260,8 @@ class CoreHost final : public net::TransportHandler {
   std::unique_ptr<snapshot::TransferLimiter> limiter_;
   std::map<NodeId, std::string> peer_addr_;  // "host:port" (core 0) dialled, by node
   std::set<NodeId> admitted_;                // the transport's accepted nodes (refresh_peers)
+  bool peers_dirty_ = false;                 // a group's configurations changed this round
+  bool starting_ = true;                     // start(): peers refreshed once, after every group
   uint16_t port_ = 0;
   std::unordered_map<GroupId, std::unique_ptr<Group>> groups_;
   std::vector<Group*> dirty_;
