@@ -45,6 +45,13 @@
 //     rounds wait during the install (its Ready accumulates), so nothing is
 //     appended to its log between the reset record and the core's reset.
 //
+// Peers and membership (docs/node.md, "Membership"): the transport admits
+// and dials the members of every configuration a group here may still act
+// under (refresh_peers, after configuration changes); the `peers` list only
+// while some group has no configuration (joining). change_member appends
+// the configuration entry on the leader and, with MemberWait::kComplete,
+// waits until the change has settled (check_member_waiters after rounds).
+//
 // Threading: every method runs on this core's reactor except the constructor
 // (alien, before start) and the stats reads that are atomics.
 #pragma once
