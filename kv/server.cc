@@ -12,6 +12,7 @@
 #include <unordered_set>
 
 #include "kv/commands.h"
+#include "kv/peer_book.h"
 #include "kv/snapshot.h"
 #include "net/socket.h"
 #include "runtime/base/bytes.h"
@@ -89,6 +90,9 @@ struct Server::CoreState {
   };
   std::unordered_map<GroupId, std::unique_ptr<Shard>> shards;
   std::map<raft::NodeId, std::unique_ptr<ForwardLink>> links;
+  // Core 0 only: client ports learned from CLUSTER ADDNODE / NORI.PEER, kept
+  // in <data-dir>/kv-peers (kv/peer_book.h); every save happens on core 0.
+  std::map<raft::NodeId, PeerClientAddress> learned;
   uint64_t next_conn = 0;
   // Random per process start: the node id and incarnation survive a restart
   // (they name the data directory) and next_conn starts again at 0, so without
@@ -484,8 +488,9 @@ struct ServerImpl {
   // every node this one knows (NORI.PEER), so they can forward to it once it
   // leads a shard. CLUSTER REMOVENODE <id> takes a node out the same way.
 
-  // Makes `id`'s client port known on every core of this node.
-  Task<void> learn_peer(raft::NodeId id, std::string host, uint16_t port) {
+  // Makes `id`'s client port known on every core of this node, and durable
+  // in <data-dir>/kv-peers (saved on core 0, which owns the book).
+  Task<base::Status> learn_peer(raft::NodeId id, std::string host, uint16_t port) {
     for (unsigned core = 0; core < cfg().raft.cores; ++core) {
       co_await runtime::submit_to(core, [this, id, host, port] {
         auto& links = here().links;
@@ -494,7 +499,16 @@ struct ServerImpl {
         }
       });
     }
+    if (id == node().id()) co_return base::Status{};
+    co_return co_await runtime::submit_to(0, [this, id, host, port]() -> base::Status {
+      auto& book = here().learned;
+      auto it = book.find(id);
+      if (it != book.end() && it->second.host == host && it->second.port == port) return {};
+      book[id] = PeerClientAddress{host, port};
+      return save_peer_book(peer_book_path(), book);
+    });
   }
+  std::string peer_book_path() const { return cfg().raft.data_dir + "/kv-peers"; }
 
   // One shard's membership step, on this node or forwarded to the leader.
   Task<base::Status> member_change(GroupId g, bool add, raft::NodeId id, const std::string& addr) {
@@ -559,7 +573,10 @@ struct ServerImpl {
         co_return err("ERR CLUSTER ADDNODE: want <id> <host:raft_port> <client_port>");
       }
       const std::string host = addr.substr(0, colon);
-      co_await learn_peer(id, host, static_cast<uint16_t>(client_port));
+      if (base::Status st = co_await learn_peer(id, host, static_cast<uint16_t>(client_port));
+          !st.ok()) {
+        co_return err(fmt::format("ERR CLUSTER ADDNODE: {}", st.error().to_string()));
+      }
       // Announce the client address to every node this one knows.
       std::vector<raft::NodeId> others;
       for (auto& [peer, link] : here().links) {
@@ -610,7 +627,8 @@ struct ServerImpl {
     const raft::NodeId id = std::strtoull(argv[3].c_str(), nullptr, 10);
     const unsigned long port = std::strtoul(argv[5].c_str(), nullptr, 10);
     if (id == raft::kNoNode || port == 0 || port > 65535) co_return err("ERR bad nori.peer");
-    co_await learn_peer(id, argv[4], static_cast<uint16_t>(port));
+    base::Status st = co_await learn_peer(id, argv[4], static_cast<uint16_t>(port));
+    if (!st.ok()) co_return err(fmt::format("ERR nori.peer: {}", st.error().to_string()));
     co_return reply::ok();
   }
 
@@ -1044,6 +1062,13 @@ base::Status Server::start() {
   if (cfg_.admin_port != 0) {
     NORI_ASSIGN_OR_RETURN(cores_[0]->admin_fd,
                           reuseport_listener(cfg_.admin_host, cfg_.admin_port));
+  }
+  // Nodes that joined after this process's --cluster was written.
+  if (!cfg_.raft.data_dir.empty()) {
+    NORI_ASSIGN_OR_RETURN(auto learned, load_peer_book(cfg_.raft.data_dir + "/kv-peers"));
+    for (auto& [id, addr] : learned)
+      cfg_.peer_clients.try_emplace(id, addr);
+    cores_[0]->learned = std::move(learned);
   }
   for (auto& c : cores_) {
     for (auto& [id, addr] : cfg_.peer_clients) {

@@ -108,6 +108,14 @@ def main():
         r, passed = call_retrying(cl.client[0], "CLUSTER", "ADDNODE", "4", "127.0.0.1:%d" % cl.raft[3],
                                   str(cl.client[3]), ok=lambda r: r == "OK")
         check(passed, "CLUSTER ADDNODE 4 accepted (%s)" % r)
+        want = "4 127.0.0.1 %d" % cl.client[3]
+        for i in members:
+            try:
+                with open(os.path.join(a.workdir, "n%d" % (i + 1), "kv-peers")) as f:
+                    book = f.read().split("\n")
+            except OSError:
+                book = []
+            check(want in book, "node %d keeps node 4's client port in kv-peers" % (i + 1))
         write_keys(cl.client[3], 400, 500, "b", expect)  # through the new node
         deadline, missing = time.time() + 60, list(expect)
         while time.time() < deadline and missing:
@@ -133,6 +141,15 @@ def main():
             missing = local_missing(cl.client[3], expect)
             time.sleep(0.3)
         check(not missing, "node 4 has every write after the change (%d missing)" % len(missing))
+
+        # Node 3 restarts with its original --cluster (nodes 1-3): it finds
+        # node 4's client port in kv-peers and can forward to it again.
+        cl.kill(2)
+        cl.start(2)
+        write_keys(cl.client[2], 560, 600, "d", expect)
+        check(True, "writes through restarted node 3 commit (it forwards to node 4 where it leads)")
+        print("     restarted node 3 forwarded %d commands (to node 4, the only other live node)" %
+              metric(cl, 2, "kv_forwarded_total"), flush=True)
     except RuntimeError as e:
         check(False, str(e))
     finally:
