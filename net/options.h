@@ -68,6 +68,12 @@ class TransportHandler {
   // broke with them in flight, or the queue was dropped at its hard bound.
   // `groups` is sorted and deduplicated. A leader falls back to probing.
   virtual void on_dropped(NodeId to, std::span<const GroupId> groups) = 0;
+  // A handshake with `peer` succeeded (either direction) and it proved to be
+  // incarnation `incarnation` (the id its data directory was created with).
+  // Called before the link carries anything; the node pins first-seen
+  // incarnations so that a peer whose disk was wiped cannot pass for its
+  // former self (Member::incarnation).
+  virtual void on_peer_identified(NodeId peer, uint64_t incarnation) {}
   virtual void on_link_up(NodeId peer, Lane lane) {}
   virtual void on_link_down(NodeId peer, Lane lane) {}
 };

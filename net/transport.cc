@@ -272,6 +272,7 @@ runtime::Task<void> Transport::accept_one(int raw_fd) {
     co_return;
   }
   ++stats_.handshakes_ok;
+  handler_.on_peer_identified(r->peer, r->incarnation);
   peer(r->peer).links[static_cast<size_t>(r->lane)]->attach(fd.release(), r->seed);
 }
 
@@ -305,7 +306,7 @@ runtime::Task<base::Result<Transport::Established>> Transport::handshake_in(int 
     co_return refused(s.refusal, s.by_peer, a.peer(), a.peer_core_count(), cfg_.self.core_count);
   }
   NORI_CO_TRY(co_await send_all(fd, s.send));  // the verdict
-  co_return Established{fd, a.session_seed(), a.peer(), a.lane()};
+  co_return Established{fd, a.session_seed(), a.peer(), a.lane(), a.peer_incarnation()};
 }
 
 // ---- dialing ---------------------------------------------------------------
@@ -326,6 +327,7 @@ runtime::Task<void> Transport::dial_loop(Peer* p, Lane lane) {
         &expired);
     if (r) {
       ++stats_.handshakes_ok;
+      handler_.on_peer_identified(r->peer, r->incarnation);
       l.attach(r->fd, r->seed);
       backoff_ms = cfg_.backoff_min_ms;
       continue;
@@ -379,7 +381,7 @@ runtime::Task<base::Result<Transport::Established>> Transport::handshake_out(int
     count_refusal(s);
     co_return refused(s.refusal, s.by_peer, id, d.peer_core_count(), cfg_.self.core_count);
   }
-  co_return Established{fd, d.session_seed(), id, lane};
+  co_return Established{fd, d.session_seed(), id, lane, d.peer_incarnation()};
 }
 
 }  // namespace nori::net

@@ -106,6 +106,7 @@ class Transport {
     uint64_t seed;
     NodeId peer;
     Lane lane;
+    uint64_t incarnation;
   };
 
   Transport(TransportConfig cfg, TransportHandler& handler, int listen_fd, uint16_t port);

@@ -217,6 +217,9 @@ Task<base::Status> CoreHost::start(std::vector<GroupId> initial_groups) {
   wal_ = std::move(w).value();
   reader_ = std::make_unique<SegmentReader>(dir);
 
+  pins_ = std::make_unique<PeerPins>(fmt::format("{}/peers-core-{}", cfg_.data_dir, core_));
+  NORI_CO_TRY(pins_->load());
+
   const PeerAddress* self = cfg_.self_address();
   net::TransportConfig tc;
   tc.self = {cfg_.cluster_id, cfg_.node_id, incarnation_, static_cast<uint16_t>(core_),
@@ -531,6 +534,23 @@ bool CoreHost::names_unknown_peer(const Raft& r) const {
   return false;
 }
 
+void CoreHost::on_peer_identified(NodeId peer, uint64_t incarnation) {
+  if (closing_ || !pins_ || !admitted_.contains(peer)) return;
+  auto changed = pins_->pin(peer, incarnation);
+  if (!changed.ok()) {
+    // Not pinned: this peer stays accepted with any incarnation for now.
+    fmt::print(stderr, "nori: core {}: pinning node {}: {}\n", core_, peer,
+               changed.error().to_string());
+    return;
+  }
+  if (!*changed) return;
+  std::vector<net::Member> accepted;
+  accepted.reserve(admitted_.size());
+  for (NodeId id : admitted_)
+    accepted.push_back({id, pins_->of(id)});
+  transport_->set_members(accepted);
+}
+
 void CoreHost::refresh_peers() {
   if (closing_ || !transport_) return;
   // Every node a group here may still act with (Raft::configuration(i): the
@@ -566,17 +586,24 @@ void CoreHost::refresh_peers() {
 
   // Admit first; then close the links of nodes no longer admitted (a
   // removed member: its removal is committed here, or it would still be in
-  // configuration(0)); then (re)address. Incarnation 0: any (the
-  // configurations do not record incarnations yet).
+  // configuration(0)); then (re)address. Each member is admitted with the
+  // incarnation it proved in its first handshake here (0 until then: any),
+  // so a member whose disk was wiped is refused (peer_pins.h).
   std::vector<net::Member> accepted;
   accepted.reserve(members.size());
   for (NodeId id : members)
-    accepted.push_back({id, 0});
+    accepted.push_back({id, pins_->of(id)});
   transport_->set_members(accepted);
   for (NodeId id : admitted_) {
     if (members.contains(id)) continue;
     transport_->forget_peer(id);
     peer_addr_.erase(id);
+    // Removed: it may come back only with new data (join), i.e. a new
+    // incarnation, through membership change.
+    if (base::Status st = pins_->unpin(id); !st.ok()) {
+      fmt::print(stderr, "nori: core {}: unpinning node {}: {}\n", core_, id,
+                 st.error().to_string());
+    }
   }
   admitted_ = members;
   for (NodeId id : members) {

@@ -72,6 +72,7 @@
 #include "raft/node/config.h"
 #include "raft/node/events.h"
 #include "raft/node/node.h"
+#include "raft/node/peer_pins.h"
 #include "raft/node/snapshot_worker.h"
 #include "raft/node/wal_storage.h"
 #include "raft/raft.h"
@@ -124,6 +125,7 @@ class CoreHost final : public net::TransportHandler {
   void on_heartbeat_replies(net::NodeId from,
                             std::span<const net::HeartbeatReply> replies) override;
   void on_dropped(net::NodeId to, std::span<const net::GroupId> groups) override;
+  void on_peer_identified(net::NodeId peer, uint64_t incarnation) override;
 
  private:
   struct Group;
@@ -267,6 +269,7 @@ class CoreHost final : public net::TransportHandler {
   std::unique_ptr<snapshot::TransferLimiter> limiter_;
   std::map<NodeId, std::string> peer_addr_;  // "host:port" (core 0) dialled, by node
   std::set<NodeId> admitted_;                // the transport's accepted nodes (refresh_peers)
+  std::unique_ptr<PeerPins> pins_;           // incarnations peers proved (peer_pins.h)
   bool peers_dirty_ = false;                 // a group's configurations changed this round
   bool starting_ = true;                     // start(): peers refreshed once, after every group
   uint16_t port_ = 0;

@@ -1,6 +1,10 @@
 // raft::Node over real WALs and real loopback TCP, three nodes in one process.
 #include <gtest/gtest.h>
 
+#include <fstream>
+
+#include "raft/node/peer_pins.h"
+
 #include "raft/memory_storage.h"
 #include "raft/raft.h"
 #include "tests/node/node_test_util.h"
@@ -166,6 +170,29 @@ TEST(NodeTest, WipedDataDirectoryIsRefusedWithoutBootstrap) {
   ASSERT_FALSE(n.ok());
   EXPECT_EQ(n.error().kind(), base::ErrorKind::kInvalidArgument);
   std::filesystem::remove_all(cfg.data_dir);
+}
+
+TEST(NodeTest, PeerPinsSurviveARestartAndACorruptFileIsReported) {
+  const std::string path = std::filesystem::temp_directory_path() / "nori-peer-pins-test";
+  std::filesystem::remove(path);
+  {
+    PeerPins pins(path);
+    ASSERT_TRUE(pins.load().ok());  // no file: nothing pinned
+    EXPECT_EQ(pins.of(2), 0u);
+    EXPECT_TRUE(*pins.pin(2, 77));
+    EXPECT_FALSE(*pins.pin(2, 78));  // first seen wins: a new incarnation is not re-pinned
+    EXPECT_TRUE(*pins.pin(3, 99));
+    ASSERT_TRUE(pins.unpin(3).ok());
+  }
+  PeerPins again(path);
+  ASSERT_TRUE(again.load().ok());
+  EXPECT_EQ(again.of(2), 77u);
+  EXPECT_EQ(again.of(3), 0u);
+  { std::ofstream(path) << "2 77\nnot a pin\n"; }
+  auto st = again.load();
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().kind(), base::ErrorKind::kCorruption);
+  std::filesystem::remove(path);
 }
 
 TEST(NodeTest, MetricsAreRenderedInPrometheusText) {
