@@ -7,8 +7,11 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+
 #include <sstream>
+#include "wal/posix_dir.h"
 
 namespace nori::kv {
 
@@ -49,22 +52,9 @@ base::Status save_peer_book(const std::string& path,
   std::string body;
   for (const auto& [id, a] : peers)
     body += fmt::format("{} {} {}\n", id, a.host, a.port);
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return io_error("create", tmp);
-  const bool ok = ::write(fd, body.data(), body.size()) == static_cast<ssize_t>(body.size()) &&
-                  ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok) return io_error("write", tmp);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return io_error("rename", tmp);
-  const std::string dir =
-      path.substr(0, path.find_last_of('/') == std::string::npos ? 0 : path.find_last_of('/'));
-  int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) return io_error("open directory of", path);
-  const bool synced = ::fsync(dfd) == 0;
-  ::close(dfd);
-  if (!synced) return io_error("fsync directory of", path);
-  return {};
+  const std::filesystem::path file(path);
+  const std::string dir = file.has_parent_path() ? file.parent_path().string() : ".";
+  return wal::write_file_durably(dir, file.filename().string(), body);
 }
 
 }  // namespace nori::kv

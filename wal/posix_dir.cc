@@ -176,4 +176,31 @@ base::Status make_dir(const std::string& dir) {
   return {};
 }
 
+base::Status write_file_durably(const std::string& dir, const std::string& name,
+                                std::string_view text) {
+  const std::string tmp = dir + "/" + name + ".tmp";
+  const std::string dst = dir + "/" + name;
+  const int flags = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC;
+  int fd = ::open(tmp.c_str(), flags, 0644);  // reactor-ok: rare, tiny
+  if (fd < 0) {
+    return base::Error(base::ErrorKind::kIo,
+                       fmt::format("create {}: {}", tmp, std::strerror(errno)));
+  }
+  const size_t n = text.size();
+  const bool ok =
+      ::write(fd, text.data(), n) == static_cast<ssize_t>(n) &&  // reactor-ok: rare, tiny
+      ::fsync(fd) == 0;                                          // reactor-ok: rare, tiny
+  const int saved = errno;
+  ::close(fd);
+  if (!ok) {
+    return base::Error(base::ErrorKind::kIo,
+                       fmt::format("write {}: {}", tmp, std::strerror(saved)));
+  }
+  if (::rename(tmp.c_str(), dst.c_str()) != 0) {
+    return base::Error(base::ErrorKind::kIo,
+                       fmt::format("rename {}: {}", dst, std::strerror(errno)));
+  }
+  return fsync_dir(dir);
+}
+
 }  // namespace nori::wal

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "runtime/base/result.h"
@@ -28,5 +29,10 @@ class PosixSegmentSource final : public SegmentSource {
 // fsync(2) of the directory itself: makes creates, renames and unlinks durable.
 base::Status fsync_dir(const std::string& dir);
 base::Status make_dir(const std::string& dir);
+// Replaces dir/name with `text` durably: dir/name.tmp written and fsynced,
+// renamed over dir/name, the directory fsynced. For small metadata files
+// (node.meta, peer pins, norikv's peer book); blocking.
+base::Status write_file_durably(const std::string& dir, const std::string& name,
+                                std::string_view text);
 
 }  // namespace nori::wal

@@ -29,23 +29,6 @@ namespace {
 constexpr const char* kMetaName = "node.meta";
 constexpr const char* kMetaMagic = "nori-node-meta 1";
 
-base::Status write_file_durably(const std::string& dir, const std::string& name,
-                                const std::string& text) {
-  const std::string tmp = dir + "/" + name + ".tmp";
-  const std::string dst = dir + "/" + name;
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return base::err(ErrorKind::kIo, "create {}: {}", tmp, std::strerror(errno));
-  const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
-                  ::fsync(fd) == 0;
-  const int saved = errno;
-  ::close(fd);
-  if (!ok) return base::err(ErrorKind::kIo, "write {}: {}", tmp, std::strerror(saved));
-  if (::rename(tmp.c_str(), dst.c_str()) != 0) {
-    return base::err(ErrorKind::kIo, "rename {}: {}", dst, std::strerror(errno));
-  }
-  return wal::fsync_dir(dir);
-}
-
 uint64_t random_u64() {
   uint64_t v = 0;
   while (v == 0) {
@@ -139,7 +122,7 @@ base::Status Node::prepare_data_dir() {
   }
   incarnation_ = random_u64();
   // `join` is recorded: the node keeps the way it entered the cluster.
-  return write_file_durably(
+  return wal::write_file_durably(
       cfg_.data_dir, kMetaName,
       fmt::format("{}\nnode_id {}\ncluster_id {}\ncores {}\nincarnation {}\njoin {}\n", kMetaMagic,
                   cfg_.node_id, cfg_.cluster_id, cfg_.cores, incarnation_, cfg_.join ? 1 : 0));

@@ -7,8 +7,11 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+
 #include <sstream>
+#include "wal/posix_dir.h"
 
 #include <fmt/format.h>
 
@@ -60,22 +63,9 @@ base::Status PeerPins::save() const {
   std::string body;
   for (const auto& [id, inc] : pins_)
     body += fmt::format("{} {}\n", id, inc);
-  const std::string tmp = path_ + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return io_error("create", tmp);
-  const bool ok = ::write(fd, body.data(), body.size()) == static_cast<ssize_t>(body.size()) &&
-                  ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok) return io_error("write", tmp);
-  if (::rename(tmp.c_str(), path_.c_str()) != 0) return io_error("rename", tmp);
-  const auto slash = path_.find_last_of('/');
-  const std::string dir = slash == std::string::npos ? "." : path_.substr(0, slash);
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) return io_error("open", dir);
-  const bool synced = ::fsync(dfd) == 0;
-  ::close(dfd);
-  if (!synced) return io_error("fsync", dir);
-  return {};
+  const std::filesystem::path file(path_);
+  const std::string dir = file.has_parent_path() ? file.parent_path().string() : ".";
+  return wal::write_file_durably(dir, file.filename().string(), body);
 }
 
 }  // namespace nori::raft
