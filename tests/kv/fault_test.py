@@ -17,7 +17,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kvcluster import Cluster, Resp, RespError  # noqa: E402
@@ -91,21 +90,6 @@ class Client(threading.Thread):
         if kind == "get" and op["status"] != "ok":
             return  # a failed read carries no information
         self.record(op)
-
-
-def metric_sum(cluster, name):
-    """Sum of `name` over every node's /metrics (nodes that do not answer count 0)."""
-    total = 0.0
-    for port in cluster.admin:
-        try:
-            body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5).read()
-        except OSError:
-            continue
-        for line in body.decode().splitlines():
-            head, _, value = line.rpartition(" ")
-            if head == name or head.startswith(name + "{"):
-                total += float(value)
-    return total
 
 
 def nemesis(cluster, stop, rng, log):
@@ -196,8 +180,8 @@ def main():
                             "call": t0, "return": time.monotonic_ns(), "status": "ok"})
             break
     final.close()
-    taken = metric_sum(cluster, "raft_snapshots_taken_total")
-    installed = metric_sum(cluster, "raft_snapshots_installed_total")
+    taken = sum(cluster.metric(i, "raft_snapshots_taken_total") for i in range(cluster.n))
+    installed = sum(cluster.metric(i, "raft_snapshots_installed_total") for i in range(cluster.n))
     cluster.stop_all()
     path = os.path.join(work, "history.jsonl")
     with open(path, "w") as f:

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.request
 
 
 def free_ports(n):
@@ -176,6 +177,19 @@ class Cluster:
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()
+
+    def metric(self, i, name):
+        """Sum of every sample of `name` on node i's /metrics (0 if it does not answer)."""
+        try:
+            body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.admin[i], timeout=5).read()
+        except OSError:
+            return 0.0
+        total = 0.0
+        for line in body.decode().splitlines():
+            head, _, value = line.rpartition(" ")
+            if head == name or head.startswith(name + "{"):
+                total += float(value)
+        return total
 
     def wait_ready(self, timeout=30):
         deadline = time.time() + timeout

@@ -12,25 +12,11 @@ import os
 import shutil
 import sys
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kvcluster import Cluster, Resp, RespError  # noqa: E402
 
 SHARDS = 4
-
-
-def metric(cl, i, name):
-    try:
-        body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % cl.admin[i], timeout=5).read()
-    except OSError:
-        return 0.0
-    total = 0.0
-    for line in body.decode().splitlines():
-        head, _, value = line.rpartition(" ")
-        if head == name or head.startswith(name + "{"):
-            total += float(value)
-    return total
 
 
 def call_retrying(port, *args, timeout=60, ok=lambda r: True):
@@ -122,7 +108,7 @@ def main():
             missing = local_missing(cl.client[3], expect)
             time.sleep(0.3)
         check(not missing, "node 4 holds every acknowledged write (%d missing)" % len(missing))
-        check(metric(cl, 3, "raft_snapshots_installed_total") >= 1,
+        check(cl.metric(3, "raft_snapshots_installed_total") >= 1,
               "node 4 caught up by snapshot (the logs were compacted)")
 
         # Removal waits for node 4's promotion (one change at a time).
@@ -149,7 +135,7 @@ def main():
         write_keys(cl.client[2], 560, 600, "d", expect)
         check(True, "writes through restarted node 3 commit (it forwards to node 4 where it leads)")
         print("     restarted node 3 forwarded %d commands (to node 4, the only other live node)" %
-              metric(cl, 2, "kv_forwarded_total"), flush=True)
+              cl.metric(2, "kv_forwarded_total"), flush=True)
     except RuntimeError as e:
         check(False, str(e))
     finally:

@@ -18,27 +18,11 @@ import os
 import shutil
 import sys
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kvcluster import Cluster, Resp, RespError  # noqa: E402
 
 SHARDS = 2
-
-
-def metric(cl, i, name):
-    """Sum of every sample of `name` on node i's /metrics (0 if absent)."""
-    try:
-        body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % cl.admin[i], timeout=5).read()
-    except OSError:
-        return 0
-    total = 0.0
-    for line in body.decode().splitlines():
-        if line.startswith(name) and not line.startswith("#"):
-            head, _, value = line.rpartition(" ")
-            if head == name or head.startswith(name + "{"):
-                total += float(value)
-    return total
 
 
 def write_keys(port, lo, hi, tag):
@@ -115,9 +99,9 @@ def main():
             bad = wait_caught_up(cl.client[victim], expect)
             check(not bad, "far-behind node %d holds every acknowledged write (%d missing)" %
                   (victim + 1, len(bad)))
-            n = metric(cl, victim, "raft_snapshots_installed_total")
+            n = cl.metric(victim, "raft_snapshots_installed_total")
             check(n >= 1, "node %d caught up by installing snapshots (%d installed)" % (victim + 1, n))
-        check(metric(cl, 0, "raft_snapshots_taken_total") >= 1, "node 1 took snapshots")
+        check(cl.metric(0, "raft_snapshots_taken_total") >= 1, "node 1 took snapshots")
 
         # 2. Everything restarts: state comes back from snapshots plus the log tail.
         cl.stop_all()
