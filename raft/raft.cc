@@ -1723,7 +1723,14 @@ void Raft::snapshot_receive_failed(TimePoint now) {
 }
 
 void Raft::snapshot_installed(const SnapshotMeta& meta, TimePoint now) {
-  NORI_ASSERT(role_ != Role::kLeader, "a leader installing a snapshot");
+  // The driver's install (raft/storage.h, steps 2-4) spans disk writes;
+  // meanwhile this replica may have won an election with votes it asked for
+  // before the install began. Its log then already holds every committed
+  // entry, so the install keeps it (below); a leader, though, must not have
+  // its log and configuration replaced under its followers' progress:
+  // stepping down is always safe (pending proposals end outcome-unknown,
+  // the next leader brings this replica up to date).
+  if (role_ == Role::kLeader) step_down_as_leader(now, "a snapshot install finished");
   NORI_ASSERT(meta.index > 0 && meta.term > 0, "installing an empty snapshot");
   // The storage did the same (raft/storage.h, install step 2): keep the
   // suffix only if it continues the snapshot.

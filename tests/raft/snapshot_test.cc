@@ -174,6 +174,38 @@ TEST(RaftSnapshot, SnapshotAtOrBelowCommitIsIgnored) {
   EXPECT_TRUE(done);
 }
 
+// The driver's install spans disk writes, and a replica can win an election
+// meanwhile (a candidate whose vote requests went out before the install
+// began). The install finishing on a leader used to abort the process; it
+// steps down instead, keeps its log, and the group goes on.
+TEST(RaftSnapshot, InstallFinishingOnALeaderStepsDownInsteadOfCrashing) {
+  TestCluster c(3, small_snapshots);
+  NodeId l = stable_leader(c);
+  Index last = write_n(c, l, 3);
+  ASSERT_EQ(c.raft(l).commit_index(), last);
+  SnapshotMeta meta{.index = last,
+                    .term = c.raft(l).term(),
+                    .membership = c.raft(l).membership()};
+  c.raft(l).snapshot_installed(meta, c.local(l));
+  EXPECT_FALSE(c.raft(l).is_leader());
+  EXPECT_GE(c.raft(l).last_index(), last) << "the log continuing the snapshot is kept";
+  // The group elects again and keeps committing on every replica.
+  NodeId next = 0;
+  ASSERT_TRUE(run_until(c, [&] {
+    for (NodeId id : {1, 2, 3})
+      if (c.raft(id).is_leader()) next = id;
+    return next != 0;
+  }));
+  Index more = write_n(c, next, 2, "after");
+  ASSERT_TRUE(run_until(c, [&] {
+    for (NodeId id : {1, 2, 3})
+      if (c.node(id).applied.empty() || c.node(id).applied.back().index < more) return false;
+    return true;
+  }));
+  for (NodeId id : {1, 2, 3})
+    expect_same_state(c, id, next);
+}
+
 TEST(RaftSnapshot, ChunkOfAnotherTransferRestartsFromZero) {
   TestCluster c(3);
   NodeId l = stable_leader(c);
