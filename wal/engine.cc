@@ -318,6 +318,16 @@ base::Result<Position> LogEngine::reset_group(uint64_t group, uint64_t index, ui
   return pos;
 }
 
+base::Result<Position> LogEngine::remove_group(uint64_t group) {
+  char body[kRemoveGroupBodyBytes];
+  encode_remove_group(body, RemoveGroupBody{group});
+  NORI_ASSIGN_OR_RETURN(Position pos, append_small(RecordKind::kRemoveGroup, body));
+  // Forgotten only once the record is appended: a refused append (kBusy)
+  // leaves the group as it was.
+  groups_.erase(group);
+  return pos;
+}
+
 // ---- Group commit -------------------------------------------------------------
 
 bool LogEngine::has_unwritten() const {

@@ -137,6 +137,14 @@ class LogEngine {
   // kInvalidArgument: index == 0, index == UINT64_MAX or term == 0.
   // kBusy / kNoSpace as for the other appends (then nothing changed).
   base::Result<Position> reset_group(uint64_t group, uint64_t index, uint64_t term);
+  // Removes the group from the log: it is forgotten at once (group() is
+  // nullptr, it pins no segment), and recovery does not find it once the
+  // returned position is durable (before, a crash may leave it as it was).
+  // Appending to the same group id later starts a new, empty log (a group
+  // created again). The records of the old one stay in their segments until
+  // those are reclaimed; replay voids them at the remove record.
+  // kBusy / kNoSpace as for the other appends (then nothing changed).
+  base::Result<Position> remove_group(uint64_t group);
 
   // ---- Group commit ----
   // The next write to issue, if any: cuts the oldest uncut bytes (padding the

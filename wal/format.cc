@@ -166,6 +166,12 @@ size_t encode_reset(std::span<char> out, const ResetBody& b) {
   return kResetBodyBytes;
 }
 
+size_t encode_remove_group(std::span<char> out, const RemoveGroupBody& b) {
+  NORI_ASSERT(out.size() >= kRemoveGroupBodyBytes);
+  store_u64(out.data(), b.group);
+  return kRemoveGroupBodyBytes;
+}
+
 namespace {
 size_t count_runs(std::span<const uint64_t> terms) {
   size_t runs = 0;
@@ -269,6 +275,11 @@ base::Result<ResetBody> decode_reset(std::string_view body) {
   return b;
 }
 
+base::Result<RemoveGroupBody> decode_remove_group(std::string_view body) {
+  if (body.size() != kRemoveGroupBodyBytes) return bad_body("remove_group", body.size());
+  return RemoveGroupBody{load_u64(body.data())};
+}
+
 base::Result<EntriesBody> decode_entries(std::string_view body) {
   base::ByteReader r(body);
   EntriesBody out;
@@ -329,6 +340,8 @@ std::string_view kind_name(uint8_t kind) {
       return "checkpoint";
     case RecordKind::kReset:
       return "reset";
+    case RecordKind::kRemoveGroup:
+      return "remove_group";
   }
   return kind >= kFirstOptionalKind ? "optional(unknown)" : "unknown";
 }

@@ -54,6 +54,8 @@ enum class RecordKind : uint8_t {
   // Added after the first release of version 1 (see docs/wal-format.md):
   // readers that predate it report it as an unknown required kind.
   kReset = 0x15,
+  // Added after kReset, the same way: the group left this core's log.
+  kRemoveGroup = 0x16,
 };
 // Kinds at or above this are optional: unknown ones are verified and skipped.
 inline constexpr uint8_t kFirstOptionalKind = 0x80;
@@ -67,7 +69,8 @@ inline constexpr size_t kCompactBodyBytes = 8 * 3;
 inline constexpr size_t kCheckpointBodyBytes = 8 * 6;
 inline constexpr size_t kResetBodyBytes = 8 /*group*/ + 8 /*index*/ + 8 /*term*/;
 static_assert(kEntriesFixedBytes == 24 && kTermRunBytes == 16 && kCheckpointBodyBytes == 48);
-static_assert(kResetBodyBytes == 24);
+inline constexpr size_t kRemoveGroupBodyBytes = 8 /*group*/;
+static_assert(kResetBodyBytes == 24 && kRemoveGroupBodyBytes == 8);
 
 inline constexpr uint64_t record_span(uint64_t body_bytes) {
   return (kRecordHeaderBytes + body_bytes + kRecordAlign - 1) & ~uint64_t{kRecordAlign - 1};
@@ -166,6 +169,13 @@ struct ResetBody {
   uint64_t term = 0;
 };
 
+// The group is removed from this log: every record of it before this one
+// is void (raft::Node::remove_group). A later record of the same group
+// starts a new, empty log.
+struct RemoveGroupBody {
+  uint64_t group = 0;
+};
+
 struct TermRun {
   uint64_t term = 0;
   uint32_t count = 0;
@@ -188,6 +198,7 @@ size_t encode_truncate(std::span<char> out, const TruncateBody& b);
 size_t encode_compact(std::span<char> out, const CompactBody& b);
 size_t encode_checkpoint(std::span<char> out, const CheckpointBody& b);
 size_t encode_reset(std::span<char> out, const ResetBody& b);
+size_t encode_remove_group(std::span<char> out, const RemoveGroupBody& b);
 
 // Size of an entries body for these terms (one per entry) and payload sizes.
 size_t entries_body_bytes(std::span<const uint64_t> terms,
@@ -205,6 +216,7 @@ base::Result<TruncateBody> decode_truncate(std::string_view body);
 base::Result<CompactBody> decode_compact(std::string_view body);
 base::Result<CheckpointBody> decode_checkpoint(std::string_view body);
 base::Result<ResetBody> decode_reset(std::string_view body);
+base::Result<RemoveGroupBody> decode_remove_group(std::string_view body);
 base::Result<EntriesBody> decode_entries(std::string_view body);
 
 std::string_view kind_name(uint8_t kind);

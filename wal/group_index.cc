@@ -167,6 +167,16 @@ base::Status replay_record(GroupMap& groups, const RecordView& rec, uint64_t seq
       groups[b->group].reset(b->index, b->term, seq);
       return {};
     }
+    case RecordKind::kRemoveGroup: {
+      // Every record of the group before this one is void; a later one
+      // starts a new log (the group created again). Never carried forward
+      // by a checkpoint: segments go oldest first, so once this record's
+      // segment is gone, so is every older record of the group.
+      auto b = decode_remove_group(rec.body);
+      if (!b) return corrupt(b.error().message());
+      groups.erase(b->group);
+      return {};
+    }
   }
   if (rec.kind >= kFirstOptionalKind) return {};  // optional and unknown: skipped
   return corrupt("unknown required record kind (written by a newer format?)");

@@ -252,6 +252,13 @@ base::Result<Position> Wal::reset_group(uint64_t group, uint64_t index, uint64_t
   return r;
 }
 
+base::Result<Position> Wal::remove_group(uint64_t group) {
+  NORI_ASSERT(!closing_, "remove_group after close");
+  auto r = engine_.remove_group(group);
+  if (r) after_append();
+  return r;
+}
+
 namespace {
 struct ListAwaitable {
   boost::intrusive::list<runtime::Schedulable, boost::intrusive::constant_time_size<false>>& list;

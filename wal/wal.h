@@ -89,6 +89,9 @@ class Wal {
   // snapshot file must be durable before the caller waits for this position
   // to acknowledge anything; the WAL does not know snapshot files.
   base::Result<Position> reset_group(uint64_t group, uint64_t index, uint64_t term);
+  // Removes the group (LogEngine::remove_group): forgotten at once, not
+  // recovered once the returned position is durable.
+  base::Result<Position> remove_group(uint64_t group);
 
   // Resumes once pos is durable (kCancelled if the caller's scope is).
   class DurableAwaitable;

@@ -74,6 +74,15 @@ void print_record(const RecordView& rec) {
       }
       break;
     }
+    case RecordKind::kRemoveGroup: {
+      auto b = decode_remove_group(rec.body);
+      if (b) {
+        fmt::print("  group={} (removed: its earlier records are void)", b->group);
+      } else {
+        fmt::print("  UNPARSEABLE: {}", b.error().message());
+      }
+      break;
+    }
     default:
       break;
   }
