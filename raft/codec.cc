@@ -11,8 +11,9 @@ namespace {
 constexpr uint8_t kFlagPreVote = 1;
 constexpr uint8_t kFlagGranted = 2;
 constexpr uint8_t kFlagSuccess = 1;
-constexpr uint8_t kFlagLast = 1;  // SnapshotChunk
-constexpr uint8_t kFlagDone = 1;  // SnapshotReply
+constexpr uint8_t kFlagLast = 1;     // SnapshotChunk
+constexpr uint8_t kFlagDone = 1;     // SnapshotReply
+constexpr uint8_t kFlagQuiesce = 1;  // Heartbeat (optional trailing flags byte)
 // Smallest encoding of one entry: term (1) + type (1) + length (1).
 constexpr uint64_t kEntryBytesMin = 3;
 
@@ -78,6 +79,9 @@ struct BodyEncoder {
   void operator()(const Heartbeat& b) {
     w.varint(b.commit);
     w.varint(b.round);
+    // The flags byte is present only when a flag is set, so a plain
+    // heartbeat encodes exactly as in codec version 1.
+    if (b.quiesce) w.u8(kFlagQuiesce);
   }
   void operator()(const HeartbeatReply& b) { w.varint(b.round); }
   void operator()(const TimeoutNow& b) { put_i64_nonneg(w, b.leader_wait_remaining_ns); }
@@ -201,6 +205,14 @@ base::Result<Message> decode_message(std::string_view in) {
     case MessageType::kHeartbeat: {
       Heartbeat b;
       if (!r.varint(b.commit) || !r.varint(b.round)) return malformed("truncated heartbeat");
+      if (!r.empty()) {
+        uint8_t flags;
+        // Present only with a flag set: a zero byte is not canonical.
+        if (!r.u8(flags) || flags == 0 || (flags & ~kFlagQuiesce) != 0) {
+          return malformed("heartbeat flags");
+        }
+        b.quiesce = flags & kFlagQuiesce;
+      }
       m.body = b;
       break;
     }

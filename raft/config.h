@@ -18,6 +18,21 @@
 
 namespace nori::raft {
 
+// Node-level liveness, the driver's answer to "have I heard from node X
+// recently?" (any message of any group, or the per-core liveness ping, within
+// the election timeout). It stands in for per-group heartbeats while a group
+// is quiesced (raft/raft.h, "Quiescence"). Called by the Raft core on the
+// group's thread with that thread's `now`; must be deterministic for a given
+// history (the simulator and tests supply fakes). It decides liveness only:
+// no safety property depends on its answer (docs/node.md, "Quiescence").
+class NodeLiveness {
+ public:
+  virtual bool node_live(NodeId node, TimePoint now) const = 0;
+
+ protected:
+  ~NodeLiveness() = default;
+};
+
 struct Config {
   // --- identity --------------------------------------------------------------
   NodeId id = kNoNode;  // this replica; non-zero
@@ -59,6 +74,11 @@ struct Config {
   uint32_t check_quorum_ms = 0;
   bool pre_vote = true;
   bool check_quorum = true;
+  // Quiescence (raft/raft.h): null keeps every group ticking (the default,
+  // and what the simulator runs). Non-null lets an idle leader stop its
+  // heartbeats; the driver then owes the group liveness_lost() calls. Not
+  // owned; must outlive the Raft object.
+  const NodeLiveness* liveness = nullptr;
 
   // --- leases (docs/lease.md) ------------------------------------------------
   uint32_t lease_ms = 2000;

@@ -89,6 +89,11 @@ struct AppendReply {
 struct Heartbeat {
   Index commit = 0;    // min(leader commit, the follower's match index)
   uint64_t round = 0;  // heartbeat round number, echoed by the reply
+  // The leader's last heartbeat before it quiesces the group (raft/raft.h,
+  // "Quiescence"): a follower whose log ends at `commit` stops its election
+  // timer. Sent as a full message (the coalesced heartbeat batch has no room
+  // for a flag); answered like any heartbeat.
+  bool quiesce = false;
 };
 
 struct HeartbeatReply {

@@ -209,6 +209,9 @@ Index Raft::commit_hint() const {
 }
 
 TimePoint Raft::next_tick() const {
+  // Quiesced: no timer at all until something wakes the group (a driver
+  // keeps thousands of idle groups off its tick wheel this way).
+  if (quiesced_) return TimePoint::max();
   if (role_ == Role::kLeader) {
     TimePoint t = next_heartbeat_;
     if (leader_waiting_) t = std::min(t, leader_wait_until_);
@@ -292,6 +295,10 @@ void Raft::reset_election_deadline(TimePoint now) {
 void Raft::tick(TimePoint now) {
   last_now_ = std::max(last_now_, now);
   apply_blocked_ = false;
+  // A quiesced group has no deadline to meet (next_tick() is max); a driver
+  // that ticks it anyway changes nothing. Never quiesced while a snapshot
+  // is being received, so the transfer timeout below cannot be skipped.
+  if (quiesced_) return;
   if (recv_.meta.index != 0 && !recv_.complete && now >= recv_.deadline) {
     // A stalled transfer is forgotten (the next one starts at 0). Twice the
     // leader's re-drive timeout, so that a leader that re-drives resumes.
@@ -314,7 +321,19 @@ void Raft::tick(TimePoint now) {
     transfer_target_ = kNoNode;
   }
   if (leader_waiting_ && now >= leader_wait_until_) maybe_commit(now);
-  if (now >= next_heartbeat_) send_heartbeat_round(now);
+  if (now >= next_heartbeat_) {
+    // Quiescence: idle for kQuiesceIdleRounds heartbeat ticks in a row, the
+    // leader sends its last (quiesce) round instead and stops ticking.
+    if (quiesce_ready(now)) {
+      if (++idle_rounds_ >= kQuiesceIdleRounds) {
+        quiesce(now);
+        return;
+      }
+    } else {
+      idle_rounds_ = 0;
+    }
+    send_heartbeat_round(now);
+  }
   // (earliest_deadline_ is max when no proposal is pending.)
   if (now >= earliest_deadline_) expire_proposals(now);
 }
@@ -337,6 +356,83 @@ void Raft::heard_from(Progress& p, TimePoint now) {
   }
 }
 
+// --- quiescence ------------------------------------------------------------------
+
+bool Raft::leader_node_live(TimePoint now) const {
+  return config_.liveness != nullptr && leader_ != kNoNode &&
+         config_.liveness->node_live(leader_, now);
+}
+
+bool Raft::quiesce_ready(TimePoint now) const {
+  if (config_.liveness == nullptr || role_ != Role::kLeader) return false;
+  // Nothing the leader still has to drive by itself: every condition below
+  // is one a tick or a round would otherwise move forward.
+  if (transfer_target_ != kNoNode || leader_waiting_ || commit_ < term_start_index_) return false;
+  if (!proposals_.empty() || !reads_.empty() || read_round_wanted_) return false;
+  if (commit_ != last_index_ || durable_index_ != last_index_ || apply_sent_ != commit_ ||
+      apply_blocked_ || appends_dirty_ || membership_check_) {
+    return false;
+  }
+  if (member_change_in_progress()) return false;
+  if (check_quorum_ && !quorum_active(now)) return false;
+  for (const Progress& p : peers_) {
+    // Every peer holds the whole log and answered the latest round (so it is
+    // responsive now); its node is live, so the driver will tell us if it
+    // goes silent while we are quiet.
+    if (p.match != last_index_ || p.acked_round != round_ || p.snapshotting ||
+        !p.inflight.empty() || !config_.liveness->node_live(p.id, now)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+void Raft::quiesce(TimePoint now) {
+  NORI_ASSERT(role_ == Role::kLeader && commit_ == last_index_);
+  // The last round carries the commit index (= last index) and the flag; a
+  // follower whose log ends there stops its timer (handle_heartbeat).
+  send_heartbeat_round(now, /*quiesce=*/true);
+  quiesced_ = true;
+  idle_rounds_ = 0;
+  // lease: no lease earned before quiescence is used after it. A lease read
+  // after the wake needs a round sent after this one (the lease argument
+  // would allow the remaining lease; this is the simple rule: a leader that
+  // stopped listening proves its leadership again before serving).
+  lease_min_round_ = std::max(lease_min_round_, round_ + 1);
+}
+
+void Raft::wake(TimePoint now) {
+  idle_rounds_ = 0;
+  if (!quiesced_) return;
+  quiesced_ = false;
+  if (role_ == Role::kLeader) {
+    // Check-quorum: while quiet, node liveness stood in for the replies of
+    // peers. A peer whose node is live counts as heard now; one whose node
+    // is not keeps its old time, so a leader that lost its quorum steps
+    // down at its next tick (next_heartbeat_ is in the past). No lease
+    // comes from this: leases come from acknowledged rounds only.
+    for (Progress& p : peers_) {
+      if (config_.liveness->node_live(p.id, now)) heard_from(p, now);
+    }
+    next_heartbeat_ = std::min(next_heartbeat_, now);
+  } else {
+    // The timer restarts from now: a follower that woke because its
+    // leader's node went silent campaigns after a normal election timeout.
+    reset_election_deadline(now);
+  }
+}
+
+void Raft::unquiesce(TimePoint now) {
+  last_now_ = std::max(last_now_, now);
+  wake(now);
+}
+
+void Raft::liveness_lost(NodeId node, TimePoint now) {
+  last_now_ = std::max(last_now_, now);
+  if (!quiesced_) return;
+  if (role_ == Role::kLeader ? is_peer(node) : node == leader_) wake(now);
+}
+
 // --- roles -----------------------------------------------------------------------
 
 void Raft::set_term(Term term, TimePoint now) {
@@ -348,6 +444,7 @@ void Raft::set_term(Term term, TimePoint now) {
 
 void Raft::become_follower(Term term, NodeId leader, TimePoint now) {
   if (role_ == Role::kLeader) step_down_as_leader(now, "higher term");
+  quiesced_ = false;  // a role change always wakes (the deadline is reset below)
   if (term > term_) set_term(term, now);
   role_ = Role::kFollower;
   if (leader != kNoNode && leader != leader_) event(EventKind::kLeaderElected, leader, now);
@@ -361,6 +458,8 @@ void Raft::step_down_as_leader(TimePoint now, const char* why) {
   for (Progress& p : peers_)
     end_snapshot_transfer(p);
   role_ = Role::kFollower;
+  quiesced_ = false;
+  idle_rounds_ = 0;
   leader_ = kNoNode;
   // Everything in flight loses its leader: proposals may still commit under a
   // later leader (outcome unknown), reads were not served (not leader).
@@ -383,6 +482,7 @@ void Raft::campaign(TimePoint now) {
 
 void Raft::become_pre_candidate(TimePoint now) {
   role_ = Role::kPreCandidate;
+  quiesced_ = false;
   leader_ = kNoNode;
   for (Progress& p : peers_)
     p.vote = -1;
@@ -402,6 +502,7 @@ void Raft::become_candidate(TimePoint now, NodeId transfer_leader, Term transfer
   set_term(term_ + 1, now);
   vote_ = id_;
   role_ = Role::kCandidate;
+  quiesced_ = false;
   ++elections_started_;
   leader_ = kNoNode;
   self_vote_durable_ = false;
@@ -458,6 +559,8 @@ void Raft::become_leader(TimePoint now) {
   NORI_ASSERT(role_ == Role::kCandidate && vote_ == id_ && self_vote_durable_);
   role_ = Role::kLeader;
   leader_ = id_;
+  quiesced_ = false;
+  idle_rounds_ = 0;
   event(EventKind::kLeaderElected, id_, now);
   // lease: neither commit nor serve lease reads before every counted voter's
   // remaining promise to an earlier leader has passed (docs/lease.md).
@@ -527,10 +630,20 @@ void Raft::step(Message m, TimePoint now) {
       // leader. A transfer away from the leader we know bypasses it.
       bool transfer =
           req.transfer_leader != kNoNode && (req.transfer_leader == leader_ || leader_ == kNoNode);
+      // A quiesced follower has not heard from its leader for a while by
+      // design: liveness of the leader's node stands in for its heartbeats
+      // (a quiesced leader stays leader; its followers must not vote it
+      // out because they were told to stop listening).
       bool in_lease = check_quorum_ && leader_ != kNoNode &&
                       (role_ == Role::kLeader ||
-                       now < last_leader_contact_ + milliseconds(config_.election_timeout_min_ms));
-      if (in_lease && !transfer) return;
+                       now < last_leader_contact_ + milliseconds(config_.election_timeout_min_ms) ||
+                       (quiesced_ && leader_node_live(now)));
+      if (in_lease && !transfer) {
+        // Ignored. A quiesced leader still wakes: the node campaigning
+        // missed its heartbeats, and only new rounds bring it back.
+        if (role_ == Role::kLeader) wake(now);
+        return;
+      }
       if (!req.pre_vote) become_follower(m.term, kNoNode, now);
     } else if (type == MessageType::kVoteReply && std::get<VoteReply>(m.body).pre_vote &&
                std::get<VoteReply>(m.body).granted) {
@@ -542,6 +655,12 @@ void Raft::step(Message m, TimePoint now) {
   } else if (m.term < term_) {
     reply_stale_term(m);
     return;
+  }
+  // Quiescence: any message of the current term wakes the group, except
+  // the replies to the quiesce round and a (repeated) quiesce heartbeat.
+  if (quiesced_ && type != MessageType::kHeartbeatReply &&
+      !(type == MessageType::kHeartbeat && std::get<Heartbeat>(m.body).quiesce)) {
+    wake(now);
   }
 
   switch (type) {
@@ -777,6 +896,19 @@ void Raft::handle_heartbeat(const Message& m, const Heartbeat& hb, TimePoint now
   // Heartbeat replies never wait for a data sync (only for a term change,
   // which send() enforces).
   send(m.from, HeartbeatReply{.round = hb.round}, SendAfter::kNow);
+  // Quiescence: the leader quiesces only once our match is its last index
+  // and everything is committed, so hb.commit is the leader's last index.
+  // Our log matches it exactly when it also ends there; with a longer log
+  // (an old leader's uncommitted suffix) or a receive in progress we keep
+  // our timer: we will campaign, and our pre-vote wakes the leader, whose
+  // next appends repair the log.
+  if (hb.quiesce && config_.liveness != nullptr && last_index_ == hb.commit &&
+      commit_ == last_index_ && durable_index_ == last_index_ && !apply_blocked_ &&
+      recv_.meta.index == 0) {
+    quiesced_ = true;
+  } else {
+    quiesced_ = false;
+  }
 }
 
 void Raft::entries_persisted(Index index, Term term, TimePoint now) {
@@ -952,12 +1084,13 @@ void Raft::handle_append_reply(const Message& m, const AppendReply& rep, TimePoi
   send_append(p, true);
 }
 
-void Raft::send_heartbeat_round(TimePoint now) {
+void Raft::send_heartbeat_round(TimePoint now, bool quiesce) {
   ++round_;
   rounds_.push(RoundSent{round_, now});
   next_heartbeat_ = now + heartbeat_;
   for (Progress& p : peers_) {
-    send(p.id, Heartbeat{.commit = std::min(commit_, p.match), .round = round_}, SendAfter::kNow);
+    send(p.id, Heartbeat{.commit = std::min(commit_, p.match), .round = round_, .quiesce = quiesce},
+         SendAfter::kNow);
     // Retransmission: appends in flight and no progress over two whole
     // heartbeat intervals means they were lost (not merely waiting for the
     // follower's fsync, which one interval may not cover): probe again from
@@ -1083,6 +1216,8 @@ base::Result<Index> Raft::propose(std::string data, uint64_t proposal_id, TimePo
   if (role_ != Role::kLeader) {
     return base::Error(ErrorKind::kNotLeader, "not the leader", leader_);
   }
+  // Before the check-quorum test below: waking refreshes it from liveness.
+  wake(now);
   if (deadline <= now) return base::err(ErrorKind::kTimedOut, "deadline already passed");
   if (transfer_target_ != kNoNode) {
     return base::err(ErrorKind::kBusy, "leadership transfer to {} in progress", transfer_target_);
@@ -1188,6 +1323,10 @@ base::Status Raft::read(ReadMode mode, uint64_t request_id, TimePoint now) {
   if (role_ != Role::kLeader) {
     return base::Error(base::ErrorKind::kNotLeader, "linearizable read on a non-leader", leader_);
   }
+  // lease: a quiesced leader wakes first; lease_min_round_ (set when it
+  // quiesced) then makes the lease check below fail until a round sent
+  // from now on is acknowledged, so this read waits for that round.
+  wake(now);
   if (reads_.size() >= config_.reads_pending_max) {
     return base::err(base::ErrorKind::kBusy, "{} reads pending", reads_.size());
   }
@@ -1233,6 +1372,7 @@ base::Status Raft::transfer_leadership(NodeId target, TimePoint now) {
   if (role_ != Role::kLeader) {
     return base::Error(base::ErrorKind::kNotLeader, "not the leader", leader_);
   }
+  wake(now);
   if (target == id_ || progress(target) == nullptr || !quorum_.contains(target)) {
     return base::err(base::ErrorKind::kInvalidArgument, "cannot transfer to {}", target);
   }
@@ -1447,6 +1587,7 @@ void Raft::maybe_advance_membership(TimePoint now) {
 
 base::Result<Index> Raft::add_member(NodeId id, TimePoint now,
                                      std::span<const MemberAddress> addresses) {
+  if (role_ == Role::kLeader) wake(now);  // a configuration change needs rounds
   NORI_TRY(check_can_change(false));
   const Membership& m = membership();
   if (id == kNoNode || m.is_voter(id)) {
@@ -1460,6 +1601,7 @@ base::Result<Index> Raft::add_member(NodeId id, TimePoint now,
 
 base::Result<Index> Raft::add_learner(NodeId id, TimePoint now,
                                       std::span<const MemberAddress> addresses) {
+  if (role_ == Role::kLeader) wake(now);  // a configuration change needs rounds
   NORI_TRY(check_can_change(false));
   const Membership& m = membership();
   if (id == kNoNode || m.contains(id)) {
@@ -1472,6 +1614,7 @@ base::Result<Index> Raft::add_learner(NodeId id, TimePoint now,
 
 base::Result<Index> Raft::remove_member(NodeId id, TimePoint now,
                                         std::span<const MemberAddress> addresses) {
+  if (role_ == Role::kLeader) wake(now);  // a configuration change needs rounds
   using base::ErrorKind;
   const Membership& m = membership();
   // Removing a learner whose promotion is pending is how that promotion is
@@ -1517,6 +1660,7 @@ base::Result<Index> Raft::remove_member(NodeId id, TimePoint now,
 }
 
 base::Result<Index> Raft::abandon_member_change(TimePoint now) {
+  if (role_ == Role::kLeader) wake(now);  // a configuration change needs rounds
   NORI_TRY(check_can_change(true));
   const Membership& m = membership();
   Membership next = m;

@@ -106,6 +106,34 @@
 //     raft/storage.h (snapshot_installed) resets its log and configuration to
 //     the snapshot and answers done. A partial transfer is forgotten after
 //     snapshot_timeout_ms without a chunk, and on restart.
+//
+// Quiescence (docs/node.md, "Quiescence"; only with Config::liveness set):
+//   - A leader whose group has been idle for kQuiesceIdleRounds heartbeat
+//     ticks (nothing uncommitted, unapplied or unsent; no proposal, read,
+//     transfer or configuration change pending; every peer has acknowledged
+//     the last round and matches the last index; every peer's node is live)
+//     sends one last heartbeat round marked `quiesce` and stops ticking:
+//     next_tick() returns TimePoint::max(), so the driver drops the group
+//     from its tick wheel. A follower that receives it, and whose log ends
+//     at the commit index it carries, stops its election timer likewise.
+//   - Anything that needs the group wakes it: a proposal, a linearizable
+//     read, a transfer or membership call on the leader, any message except
+//     a heartbeat reply (and a quiesce heartbeat), a role change. The driver
+//     calls liveness_lost(node) on quiesced groups when node-level liveness
+//     of `node` is lost: a follower whose leader's node went silent wakes
+//     and campaigns after its normal timeout; a leader wakes when a peer's
+//     node went silent, and check-quorum steps it down if a quorum is gone.
+//   - Waking a leader gives every peer whose node is live a fresh
+//     check-quorum time (liveness stood in for its replies), and never
+//     gives a lease: lease reads need a round sent after the wake
+//     (lease_min_round_), so the first linearizable read after quiescence
+//     costs one round trip and no lease earned before quiescence is used.
+//   - Leader stickiness (pre-vote and vote requests ignored while the
+//     leader is heard from) treats a quiesced follower whose leader's node
+//     is live as having heard from it, so a rejoining node cannot depose a
+//     quiesced leader.
+//   - Safety never depends on quiescence or liveness: promises, leases and
+//     votes are unchanged; liveness decides only when a group wakes.
 #pragma once
 
 #include <algorithm>
@@ -272,6 +300,19 @@ class Raft {
 
   // The state machine has applied every entry up to `index` (monotonic).
   void applied(Index index, TimePoint now);
+
+  // Quiescence (see the header comment). The driver's node-level liveness
+  // lost `node`: a quiesced follower led by `node`, or a quiesced leader
+  // with `node` among its peers, wakes. No-op otherwise.
+  void liveness_lost(NodeId node, TimePoint now);
+  // Wakes the group if quiesced (operators, tests, drivers). A leader's
+  // live peers count as heard from at `now`.
+  void unquiesce(TimePoint now);
+  bool quiesced() const { return quiesced_; }
+  // Idle heartbeat ticks before a leader quiesces: at least this many
+  // heartbeat intervals without activity, so a group that is busy now and
+  // then does not pay a wake-up round trip for every request.
+  static constexpr uint8_t kQuiesceIdleRounds = 2;
 
   // --- outputs -----------------------------------------------------------------
 
@@ -484,7 +525,13 @@ class Raft {
   uint64_t quorum_round() const;
   void send_append(Progress& p, bool allow_empty);
   void broadcast_append(bool allow_empty);
-  void send_heartbeat_round(TimePoint now);
+  void send_heartbeat_round(TimePoint now, bool quiesce = false);
+  // Quiescence.
+  bool quiesce_ready(TimePoint now) const;
+  void quiesce(TimePoint now);
+  // Activity: resets the idle count and wakes the group if quiesced.
+  void wake(TimePoint now);
+  bool leader_node_live(TimePoint now) const;
   void maybe_commit(TimePoint now);
   void on_commit_advanced(TimePoint now);
   void maybe_send_timeout_now(TimePoint now);
@@ -545,6 +592,8 @@ class Raft {
   bool check_quorum_;             // config_.check_quorum
   bool read_round_wanted_ = false;
   bool membership_check_ = false;  // leader: maybe_advance_membership at take_ready
+  bool quiesced_ = false;          // no ticks until woken (header comment)
+  uint8_t idle_rounds_ = 0;        // leader: consecutive idle heartbeat ticks
   // Which vectors of ready_ hold output (kOut* bits): has_ready() and
   // take_ready() look at this byte instead of every vector.
   uint8_t out_mask_ = 0;
