@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <set>
 
+#include "raft/node/node_control.h"
 #include "runtime/runtime.h"
 #include "wal/posix_dir.h"
 
@@ -433,6 +434,10 @@ void CoreHost::fail_all_waiters(Group* g, ErrorKind kind, const char* why) {
   g->member_waiters.clear();
   for (MemberWaiter* w : members)
     w->done.resolve(base::Error(ErrorKind::kOutcomeUnknown, why));
+  // A removal not taken out by a round yet (close): it did not happen.
+  if (RemoveRequest* r = std::exchange(g->removal, nullptr)) {
+    r->appended.resolve(base::Error(kind, why));
+  }
 }
 
 // ---- API on the group's core -----------------------------------------------------
@@ -780,6 +785,13 @@ Task<void> CoreHost::run_round() {
     // (install() marks it dirty again): nothing reaches its log in between.
     if (g->snap && g->snap->installing) {
       rearm(g);
+      continue;
+    }
+    // remove_group: the group leaves here, between two groups' steps, where
+    // nothing else holds it (core_host_lifecycle.cc). An install finishes first.
+    if (g->removal != nullptr) {
+      co_await retire_group(g);
+      if (closing_) co_return;
       continue;
     }
     if (g->raft->has_ready()) co_await handle_ready(g);
@@ -1154,6 +1166,10 @@ void CoreHost::publish_gauges(TimePoint now) {
 
 void CoreHost::on_message(net::NodeId from, net::GroupId group, net::MessageType type,
                           std::string_view payload) {
+  if (group == kNodeControlGroup) {  // node-control (node_control.h), not a group's
+    on_node_control(from, payload);
+    return;
+  }
   Group* g = find(group);
   if (g == nullptr) return;  // a group this node does not host (yet): the sender retries
   auto m = decode_message(payload);

@@ -114,6 +114,27 @@ class CoreHost final : public net::TransportHandler {
   base::Result<Membership> membership(GroupId g);
   runtime::Task<base::Status> install_snapshot(GroupId g, std::istream& in);
 
+  // ---- Group lifecycle and node-wide membership (core_host_lifecycle.cc) ----
+  // create_group: add_group, refused (kBusy) while a removal of the same id
+  // is still cleaning up. remove_group: docs in node.h; the group leaves in
+  // the next round (its Ready dropped, its waiters failed, a remove record
+  // appended), then this call waits for the record to be durable and for
+  // the snapshot files to be deleted (on the snapshot worker).
+  base::Status create_group(GroupId g);
+  runtime::Task<base::Status> remove_group(GroupId g, bool force);
+  // One group's part of Node::add_node / remove_node: the change on this
+  // node if it leads g, else forwarded to g's leader over this core's link
+  // (a node-control message, node_control.h), retried on kNotLeader / kBusy
+  // until `deadline`.
+  runtime::Task<base::Status> change_member_anywhere(GroupId g, bool adding, NodeId id,
+                                                     std::string addr, Node::MemberWait wait,
+                                                     TimePoint deadline);
+  // Node::add_node / remove_node on this core: change_member_anywhere for
+  // every group hosted here (kNodeChangeParallelMax at once).
+  runtime::Task<std::vector<std::pair<GroupId, base::Status>>> change_member_all(
+      bool adding, NodeId id, std::string addr, Node::MemberWait wait, TimePoint deadline);
+  std::vector<GroupId> local_groups() const;
+
   const runtime::metrics::Registry& registry() const { return registry_; }
   void collect(NodeMetricsSnapshot& out) const;  // on the core
   uint16_t port() const { return port_; }
@@ -169,6 +190,12 @@ class CoreHost final : public net::TransportHandler {
     // Sending (leader), by follower.
     std::map<NodeId, Outgoing> sending;
   };
+  // A remove_group caller (its frame owns it; Group::removal points to it
+  // until the round takes the group out).
+  struct RemoveRequest {
+    OneShot<base::Result<wal::Position>> appended;   // the remove record's position
+    std::unique_ptr<snapshot::SnapshotStore> store;  // kept until the worker's jobs ran
+  };
   struct Group {
     Group(GroupId id, CoreHost* host) : id(id), timer(this, host) {}
     GroupId id;
@@ -197,6 +224,7 @@ class CoreHost final : public net::TransportHandler {
     // At most two: one change at a time, plus the removal of a pending
     // learner (which abandons that change).
     std::vector<MemberWaiter*> member_waiters;
+    RemoveRequest* removal = nullptr;  // remove_group asked: the next round takes it out
   };
   // Work released once the WAL is durable at `pos`.
   struct Deferred {
@@ -257,6 +285,14 @@ class CoreHost final : public net::TransportHandler {
   std::vector<MemberAddress> known_addresses() const;
   // Resolves the group's member waiters once its change has settled.
   void check_member_waiters(Group* g);
+  // Lifecycle (core_host_lifecycle.cc).
+  base::Status check_removable(Group* g, bool force) const;
+  // In run_round only (no other round step holds the group): takes g out
+  // of every structure of this core, appends its remove record, destroys it.
+  runtime::Task<void> retire_group(Group* g);
+  void on_node_control(NodeId from, std::string_view payload);
+  runtime::Task<void> serve_member_request(NodeId from, uint64_t request_id, GroupId g, bool adding,
+                                           NodeId id, std::string addr, Node::MemberWait wait);
 
   Node& node_;
   const RaftConfig& cfg_;
@@ -283,6 +319,14 @@ class CoreHost final : public net::TransportHandler {
   TimePoint tick_at_ = TimePoint::max();
   TimePoint last_gauges_{};  // publish_gauges
   std::vector<Group*> round_batch_;
+  // Lifecycle: ids removed whose snapshot files are still being deleted
+  // (create_group refuses them until then), and node-control requests this
+  // core forwarded and waits for, by request id (bounded:
+  // kForwardsInFlightMax).
+  std::set<GroupId> retiring_;
+  std::unordered_map<uint64_t, OneShot<base::Status>*> forwards_;
+  uint64_t next_forward_id_ = 1;
+  uint32_t served_in_flight_ = 0;  // serve_member_request running
   runtime::CancelScope loops_scope_;
   runtime::Gate loops_gate_;
   bool closing_ = false;

@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "raft/node/core_host.h"
+#include "raft/node/node_control.h"
 #include "runtime/runtime.h"
 #include "wal/posix_dir.h"
 
@@ -48,6 +49,11 @@ Node::~Node() {
 
 base::Result<std::unique_ptr<Node>> Node::open(RaftConfig cfg, NodeCallbacks callbacks) {
   NORI_TRY(cfg.validate());
+  for (GroupId g : cfg.groups) {
+    if (g == kNodeControlGroup) {
+      return base::err(ErrorKind::kInvalidArgument, "group id {} is reserved (node control)", g);
+    }
+  }
   std::unique_ptr<Node> node(new Node(std::move(cfg), std::move(callbacks)));
   NORI_TRY(node->prepare_data_dir());
   if (auto st = node->start(); !st.ok()) {
@@ -197,7 +203,39 @@ Task<base::Status> Node::transfer_leader(GroupId g, NodeId target) {
 
 Task<base::Status> Node::create_group(GroupId g) {
   CoreHost* h = hosts_[core_of(g)].get();
-  co_return co_await runtime::submit_to(core_of(g), [h, g] { return h->add_group(g); });
+  co_return co_await runtime::submit_to(core_of(g), [h, g] { return h->create_group(g); });
+}
+
+Task<base::Status> Node::remove_group(GroupId g, bool force) {
+  CoreHost* h = hosts_[core_of(g)].get();
+  co_return co_await runtime::submit_to(core_of(g),
+                                        [h, g, force] { return h->remove_group(g, force); });
+}
+
+Task<Node::NodeChangeReport> Node::add_node(NodeId id, std::string addr, MemberWait wait) {
+  co_return co_await change_node(true, id, std::move(addr), wait);
+}
+
+Task<Node::NodeChangeReport> Node::remove_node(NodeId id, MemberWait wait) {
+  co_return co_await change_node(false, id, std::string(), wait);
+}
+
+Task<Node::NodeChangeReport> Node::change_node(bool adding, NodeId id, std::string addr,
+                                               MemberWait wait) {
+  const TimePoint deadline =
+      BootClock::now() + std::chrono::milliseconds(cfg_.member_change_timeout_ms);
+  NodeChangeReport out;
+  // Core after core: each core runs its own groups concurrently, and a
+  // core's groups talk to the same core of the other nodes.
+  for (unsigned c = 0; c < hosts_.size(); ++c) {
+    CoreHost* h = hosts_[c].get();
+    auto part = co_await runtime::submit_to(c, [h, adding, id, addr, wait, deadline] {
+      return h->change_member_all(adding, id, addr, wait, deadline);
+    });
+    for (auto& [g, st] : part)
+      out.emplace(g, std::move(st));
+  }
+  co_return out;
 }
 
 Task<base::Status> Node::subscribe_applied(GroupId g, ApplyFn fn, bool manual_ack) {

@@ -175,7 +175,33 @@ class Node {
   runtime::Task<base::Status> read(GroupId g, ReadMode mode);
   runtime::Task<base::Status> read_index(GroupId g) { return read(g, ReadMode::kReadIndex); }
   runtime::Task<base::Status> transfer_leader(GroupId g, NodeId target);
+  // Group lifecycle (docs/node.md, "Group lifecycle").
+  // create_group: a new, empty group on this node (kInvalidArgument if it
+  //   exists or the id is reserved: kNodeControlGroup; kBusy while a removal
+  //   of the same id is still deleting its files).
+  // remove_group: stops the group on this node and forgets it: its waiting
+  //   calls fail (accepted proposals kOutcomeUnknown: the other replicas may
+  //   still commit them; reads, member changes kShuttingDown / kOutcomeUnknown),
+  //   its timers, transfers and partial snapshot receive stop, its Ready is
+  //   dropped, a remove record is appended to the core's WAL and, once it is
+  //   durable, the group's snapshot directory is deleted. When it returns
+  //   ok the removal is durable: a restart does not recover the group, and
+  //   create_group(g) later starts it empty (term 0, no vote, no entries).
+  //   It acts on THIS node only. Unless `force`, it is refused
+  //   (kInvalidArgument, nothing changed) while this node is still a member
+  //   of the group's configuration together with another node (a leader
+  //   always is): take it out first with remove_member on the leader (or
+  //   remove_node for every group), then remove_group here. `force` is for
+  //   retiring the group on EVERY node (the application removes it
+  //   everywhere; the replicas still running it meanwhile just lose a peer)
+  //   or for a replica already given up. A forced removal of a member of a
+  //   group that lives on elsewhere is a wiped disk for that group: never
+  //   create the id again here while the others still list this node.
+  //   Errors: kNotFound, kBusy (being removed already), kInvalidArgument,
+  //   kShuttingDown (closing: not removed), kOutcomeUnknown (closing while
+  //   the record was being written: a restart may find the group again).
   runtime::Task<base::Status> create_group(GroupId g);
+  runtime::Task<base::Status> remove_group(GroupId g, bool force = false);
   runtime::Task<base::Status> subscribe_applied(GroupId g, ApplyFn fn, bool manual_ack = false);
   runtime::Task<base::Status> ack_applied(GroupId g, Index index);
   // Snapshots. trigger_snapshot: asks the group for a snapshot now (below
@@ -226,6 +252,28 @@ class Node {
   // any), with the member addresses it records.
   runtime::Task<base::Result<Membership>> membership(GroupId g);
 
+  // --- node-wide membership (docs/node.md, "Node-wide membership") ----------
+  // add_node / remove_node: add_member(g, id, addr) / remove_member(g, id)
+  // for every group this node hosts, in one call, from any node: each
+  // group's change runs on this node if it leads the group, else it is
+  // forwarded to the group's leader over the peer link of the group's core
+  // (a node-control message: node_control.h, authenticated like the rest of
+  // the link) and run there as a local call would. kNotLeader (the hint is
+  // followed), kBusy, kNoQuorum and unanswered requests are retried until
+  // member_change_timeout_ms after the call; a group already in the wanted
+  // state (as this replica's committed configuration says) is ok at once,
+  // so calling again after a partial failure is safe. Coroutine, on any
+  // reactor of runtime(); groups of one core run concurrently (at most
+  // kNodeChangeParallelMax), cores one after the other.
+  // Result: per group, ok or the error of its change (kTimedOut: never
+  // accepted in time; kOutcomeUnknown: an unanswered attempt may have run;
+  // kInvalidArgument: refused by the leader; kCancelled / kOutcomeUnknown
+  // with kComplete as for add_member).
+  using NodeChangeReport = std::map<GroupId, base::Status>;
+  runtime::Task<NodeChangeReport> add_node(NodeId id, std::string addr,
+                                           MemberWait wait = MemberWait::kAppended);
+  runtime::Task<NodeChangeReport> remove_node(NodeId id, MemberWait wait = MemberWait::kAppended);
+
   // --- any thread --------------------------------------------------------------
   bool is_leader(GroupId g) const;
   NodeId leader(GroupId g) const;  // kNoNode if unknown
@@ -260,6 +308,8 @@ class Node {
   Node(RaftConfig cfg, NodeCallbacks callbacks);
   base::Status prepare_data_dir();
   base::Status start();
+  runtime::Task<NodeChangeReport> change_node(bool adding, NodeId id, std::string addr,
+                                              MemberWait wait);
   void start_metrics_http();
   void stop_metrics_http();
 
