@@ -69,15 +69,21 @@ std::vector<GroupId> CoreHost::local_groups() const {
   return out;
 }
 
-// Unforced removal is for a replica the group no longer counts on: this
-// node's log holds a configuration without it (remove_member / remove_node
-// ran), or the group has no other member. Anything else would leave the
-// other replicas counting on a vote and a log that are gone, exactly like a
-// wiped disk (docs/node.md, "Group lifecycle").
+// Unforced removal is for a replica the group no longer counts on: the
+// configuration this node's log is heading to leaves it out (remove_member
+// / remove_node ran: this node is at most an outgoing voter of a joint
+// configuration, which the leader leaves by itself; a removed node often
+// never receives the final configuration, since the leader stops sending
+// to it once that is appended), or the group has no other member. Anything
+// else would leave the other replicas counting on a vote and a log that
+// are gone, exactly like a wiped disk (docs/node.md, "Group lifecycle").
 base::Status CoreHost::check_removable(Group* g, bool force) const {
   if (force) return {};
   const Membership& m = g->raft->membership();
-  if (!m.contains(cfg_.node_id)) return {};
+  const auto in = [&](const std::vector<NodeId>& v) {
+    return std::find(v.begin(), v.end(), cfg_.node_id) != v.end();
+  };
+  if (!in(m.voters) && !in(m.learners)) return {};
   bool others = false;
   for (const auto* list : {&m.voters, &m.voters_outgoing, &m.learners}) {
     for (NodeId id : *list)
