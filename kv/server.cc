@@ -18,6 +18,7 @@
 #include "runtime/base/bytes.h"
 #include "runtime/combinators.h"
 #include "runtime/io.h"
+#include "runtime/oneshot.h"
 
 namespace nori::kv {
 
@@ -82,10 +83,19 @@ uint64_t random_nonce() {
 }  // namespace
 
 struct Server::CoreState {
+  // A proposal from this node waiting for its own apply. The reply is filled
+  // by the apply hook; `applied` is set only while the proposer waits for an
+  // entry that committed before this node applied it (below).
+  struct ApplyWaiter {
+    std::optional<std::string> reply;
+    runtime::OneShot<bool>* applied = nullptr;
+  };
   struct Shard {
     Store store;
-    // Proposals from this node waiting for their own apply: (client, seq) -> reply.
-    std::map<std::pair<uint64_t, uint64_t>, std::optional<std::string>*> waiters;
+    // Proposals waiting for their own apply, by (client, seq). A multimap: a
+    // forwarder whose link broke retries with the same seq while the first
+    // copy may still wait here.
+    std::multimap<std::pair<uint64_t, uint64_t>, ApplyWaiter*> waiters;
     explicit Shard(StoreOptions o) : store(o) {}
   };
   std::unordered_map<GroupId, std::unique_ptr<Shard>> shards;
@@ -135,17 +145,36 @@ struct ServerImpl {
   Task<base::Result<std::string>> propose_here(GroupId g, std::string entry, uint64_t client,
                                                uint64_t seq) {
     auto& sh = shard(g);
-    std::optional<std::string> reply;
+    Server::CoreState::ApplyWaiter w;
     const auto key = std::make_pair(client, seq);
-    sh.waiters[key] = &reply;
+    const auto pos = sh.waiters.emplace(key, &w);
     auto r = co_await node().propose(g, std::move(entry));
-    sh.waiters.erase(key);
+    if (r.ok() && !w.reply) {
+      // Committed is not applied here: a leader commits an entry once a
+      // majority holds it durably, which may be the two followers before the
+      // leader's own write completes, and it applies only what its own disk
+      // holds. The apply follows that write; wait for it instead of calling
+      // the outcome unknown (which cost a retry and a 10 ms back-off: it was
+      // the 1-client p99). Bounded: a snapshot install that replaces the
+      // Store wakes us too (the session then holds the reply), and the
+      // timer ends a wait that outlives the write timeout.
+      runtime::OneShot<bool> applied;
+      w.applied = &applied;
+      runtime::Timer timer([&applied] {
+        if (!applied.resolved()) applied.resolve(false);
+      });
+      timer.arm_in(std::chrono::milliseconds(cfg().write_timeout_ms));
+      (void)co_await applied;
+      timer.cancel();
+      w.applied = nullptr;
+    }
+    sh.waiters.erase(pos);
     if (!r.ok()) co_return std::move(r).error();
-    if (!reply) reply = sh.store.reply_for(client, seq);
-    if (!reply) {
+    if (!w.reply) w.reply = sh.store.reply_for(client, seq);
+    if (!w.reply) {
       co_return base::Error(ErrorKind::kOutcomeUnknown, "committed but its reply was not kept");
     }
-    co_return std::move(*reply);
+    co_return std::move(*w.reply);
   }
 
   // One attempt on this node (any core). Errors as the node gives them.
@@ -1091,8 +1120,13 @@ base::Status Server::start() {
       std::string r = shard->store.apply(index, data);
       uint64_t client = 0, seq = 0;
       if (peek_session(data, client, seq)) {
-        if (auto w = shard->waiters.find({client, seq}); w != shard->waiters.end() && !*w->second) {
-          *w->second = std::move(r);
+        auto [first, last] = shard->waiters.equal_range({client, seq});
+        for (auto w = first; w != last; ++w) {
+          if (w->second->reply) continue;
+          w->second->reply = r;
+          if (w->second->applied != nullptr && !w->second->applied->resolved()) {
+            w->second->applied->resolve(true);
+          }
         }
       }
     };
@@ -1103,7 +1137,13 @@ base::Status Server::start() {
       return capture_snapshot(shard->store);
     };
     h.restore_snapshot = [shard](raft::snapshot::SnapshotSource& source) {
-      return restore_snapshot(shard->store, source);
+      auto st = restore_snapshot(shard->store, source);
+      // Proposers waiting for an apply the snapshot covers look in the
+      // restored sessions instead (propose_here).
+      for (auto& [key, w] : shard->waiters) {
+        if (w->applied != nullptr && !w->applied->resolved()) w->applied->resolve(false);
+      }
+      return st;
     };
     return h;
   };
