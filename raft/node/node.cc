@@ -136,10 +136,7 @@ base::Status Node::prepare_data_dir() {
 
 base::Status Node::start() {
   if (!cfg_.events_jsonl_path.empty()) {
-    events_file_ = std::fopen(cfg_.events_jsonl_path.c_str(), "a");
-    if (events_file_ == nullptr) {
-      return base::err(ErrorKind::kIo, "open {}: {}", cfg_.events_jsonl_path, std::strerror(errno));
-    }
+    NORI_ASSIGN_OR_RETURN(events_log_, EventLog::open(cfg_.events_jsonl_path));
   }
   runtime::RuntimeConfig rc;
   rc.cores = cfg_.cores;
@@ -171,10 +168,9 @@ void Node::close() {
   }
   hosts_.clear();
   rt_.reset();
-  if (events_file_ != nullptr) {
-    std::fclose(events_file_);
-    events_file_ = nullptr;
-  }
+  // After the runtime: no core publishes any more; the queued lines are
+  // written and the file closed.
+  if (events_log_) events_log_->stop();
 }
 
 // ---- forwarding ------------------------------------------------------------------
@@ -341,12 +337,9 @@ NodeMetricsSnapshot Node::metrics_snapshot() {
 
 void Node::publish_event(const NodeEvent& e) {
   if (callbacks_.on_event) callbacks_.on_event(e);
-  if (events_file_ != nullptr) {
-    // Events are rare (elections); a buffered write under a lock is fine here.
-    std::lock_guard lk(events_mu_);
-    std::fputs((to_json(e) + "\n").c_str(), events_file_);
-    std::fflush(events_file_);
-  }
+  // Queued for the writer thread (event_log.h): a reactor never waits for
+  // the file; a full queue drops the line and the file says so.
+  if (events_log_) events_log_->append(to_json(e));
 }
 
 // ---- /metrics over HTTP ------------------------------------------------------------

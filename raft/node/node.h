@@ -78,6 +78,7 @@
 
 #include "raft/membership.h"
 #include "raft/node/config.h"
+#include "raft/node/event_log.h"
 #include "raft/node/events.h"
 #include "raft/snapshot/store.h"
 #include "raft/types.h"
@@ -320,8 +321,8 @@ class Node {
   std::vector<std::unique_ptr<CoreHost>> hosts_;
   mutable std::shared_mutex groups_mu_;  // group registration only (rare)
   std::map<GroupId, std::shared_ptr<GroupStatusCell>> cells_;
-  std::FILE* events_file_ = nullptr;
-  std::mutex events_mu_;  // events are rare; JSON lines from several cores
+  // JSON lines (events_jsonl_path), written by its own thread: event_log.h.
+  std::unique_ptr<EventLog> events_log_;
   int metrics_fd_ = -1;
   std::thread metrics_thread_;
   std::atomic<bool> metrics_stop_{false};

@@ -10,6 +10,24 @@
 // lagging follower, replay after restart), and is counted (disk_reads) so a
 // workload that hits it shows up in the metrics.
 //
+// Why it is not an io_uring read (yet): LogStorage::entries is synchronous
+// by contract (raft/storage.h): the core calls it inside send_append and
+// emit_committed and uses the entries in the same call. An asynchronous
+// read would have to answer "not yet" (kUnavailable) and re-drive the core
+// when the bytes arrive, but the core retries a failed read only at its next
+// trigger: a heartbeat reply for replication, the next tick() for applying
+// (apply_blocked_), i.e. one heartbeat_ms (150 ms) to one election timeout
+// (300-600 ms) per batch. Catch-up of a follower that is behind by more than
+// the caches would then move one append_bytes_max batch per heartbeat
+// instead of at disk speed, and a restart would replay its log at that pace.
+// The fix needs a re-drive call in the core (Raft::storage_ready(), clearing
+// apply_blocked_ and re-sending to followers whose read failed), after which
+// this class can prefetch with wal::Wal::read_entries (already io_uring) into
+// a bounded per-group buffer and answer from it. Until then the blocking
+// read stays, bounded per call by append_bytes_max / apply_batch_bytes_max,
+// on one buffered fd per segment (page cache: usually no disk wait after a
+// restart's first pass), and counted.
+//
 // Log payloads in the WAL are one byte of EntryType followed by the entry's
 // data (encode_payload / decode_payload).
 //
