@@ -61,7 +61,20 @@
 // learner and the core promotes it through a joint configuration once it
 // caught up; remove_member(g, id) takes a member out the same way. The
 // configurations carry the members' addresses, so every replica learns
-// where a new member listens.
+// where a new member listens. add_node(id, addr) / remove_node(id) do that
+// for every group this node hosts in one call, from any node: each group's
+// change is forwarded to its leader (node_control.h) and retried until
+// member_change_timeout_ms; the result is a per-group report.
+//
+// Group lifecycle (docs/node.md, "Group lifecycle"): create_group(g) adds
+// an empty group at run time; remove_group(g) stops and forgets this node's
+// replica (waiters failed, a remove record durable in the core's WAL, then
+// its snapshot files deleted): a restart does not recover it and creating
+// g again starts empty. It acts on this node only: unless forced it is
+// refused while the group still counts on this replica (take the node out
+// with remove_member / remove_node first); force is for retiring the group
+// on every node. Never create g again on a node the other replicas still
+// list (a forgotten vote, like a wiped disk).
 #pragma once
 
 #include <atomic>
