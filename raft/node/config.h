@@ -84,6 +84,12 @@ struct RaftConfig {
   // Group deadlines are rounded up to this grid so that the groups due in the
   // same window tick together (one coalesced heartbeat message per peer).
   uint32_t tick_granularity_ms = 5;
+  // Quiescence (docs/node.md, "Quiescence"): an idle group's leader stops
+  // heartbeating and its followers stop their election timers; per core, one
+  // liveness ping per peer every heartbeat_ms stands in for them. A peer not
+  // heard from (any message) for election_timeout_max_ms is not live: the
+  // quiesced groups it leads (or follows) wake. false: every group ticks.
+  bool quiesce = true;
 
   // --- membership change (docs/node.md, "Membership") -------------------------------
   // A learner added by add_member is promoted (through a joint configuration)

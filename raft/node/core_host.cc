@@ -206,7 +206,13 @@ CoreHost::CoreHost(Node& node, const RaftConfig& cfg, unsigned core, uint64_t in
                             "Blocking snapshot chunk reads/writes done on the reactor thread")),
       snapshot_reactor_io_bytes_(registry_.counter(
           "raft_snapshot_reactor_io_bytes_total",
-          "Bytes of blocking snapshot chunk reads/writes done on the reactor thread")) {}
+          "Bytes of blocking snapshot chunk reads/writes done on the reactor thread")),
+      quiesced_gauge_(registry_.gauge("raft_quiesced_groups",
+                                      "Groups quiesced (no ticks, no heartbeats) on this core")),
+      liveness_lost_(registry_.counter("raft_liveness_lost_total",
+                                       "Peers this core stopped hearing from (liveness lost)")),
+      liveness_pings_(
+          registry_.counter("raft_liveness_pings_total", "Liveness pings staged to peers")) {}
 
 CoreHost::~CoreHost() = default;
 
@@ -247,6 +253,9 @@ Task<base::Status> CoreHost::start(std::vector<GroupId> initial_groups) {
   }
 
   tick_timer_ = std::make_unique<runtime::Timer>([this] { on_tick(); });
+  if (cfg_.quiesce) {
+    liveness_timer_ = std::make_unique<runtime::Timer>([this] { on_liveness_tick(); });
+  }
   worker_ = std::make_unique<SnapshotWorker>(runtime::Reactor::here(), kSnapshotJobsMax);
   // The WAL holds more than wal_log_bytes_max because these groups pin its
   // oldest segment: a snapshot lets them compact (groups without snapshot
@@ -292,6 +301,7 @@ Task<base::Status> CoreHost::start(std::vector<GroupId> initial_groups) {
     runtime::spawn(std::move(task));
   }
   arm_tick_timer();
+  if (liveness_timer_) liveness_timer_->arm_in(std::chrono::milliseconds(cfg_.heartbeat_ms));
   co_return base::Status{};
 }
 
@@ -300,6 +310,7 @@ Task<void> CoreHost::close() {
   closing_ = true;
   for (auto& [id, g] : groups_)
     fail_all_waiters(g.get(), ErrorKind::kShuttingDown, "the node is shutting down");
+  fail_forwards();  // node-wide changes waiting on another node (core_host_lifecycle.cc)
   // The worker first: a snapshot being written gives up (cancelled), every
   // queued job's completion is handed back to this reactor (and ignored, or
   // resolves an install_snapshot caller). Joining blocks this reactor for at
@@ -308,6 +319,7 @@ Task<void> CoreHost::close() {
   loops_scope_.cancel();
   co_await loops_gate_.close();
   if (tick_timer_) tick_timer_->cancel();
+  if (liveness_timer_) liveness_timer_->cancel();
   if (transport_) co_await transport_->shutdown();
   if (wal_) co_await wal_->close();
   for (auto& [id, g] : groups_)
@@ -377,6 +389,9 @@ base::Status CoreHost::add_group(GroupId id) {
   }
   g->storage->set_snapshot_meta(snap.meta);
   Config rc = cfg_.group_config(id, applied);
+  // This core answers the group's liveness questions (quiescence); it
+  // outlives every group it hosts.
+  if (cfg_.quiesce) rc.liveness = this;
   if (!g->snap) {
     // No way to take one: never ask (the log is never compacted).
     rc.snapshot_log_bytes_max = UINT64_MAX;
@@ -1006,6 +1021,9 @@ void CoreHost::send(Message&& m) {
   switch (m.type()) {
     case MessageType::kHeartbeat: {
       const auto& hb = std::get<Heartbeat>(m.body);
+      // A quiesce heartbeat carries a flag the coalesced batch has no room
+      // for: it goes as a full message, once per follower per quiescence.
+      if (hb.quiesce) break;
       transport_->stage_heartbeat(to, {m.group, m.term, hb.commit, hb.round});
       return;
     }
@@ -1017,8 +1035,11 @@ void CoreHost::send(Message&& m) {
     default:
       break;
   }
+  // Urgent: never dropped for space (a lost quiesce heartbeat costs the
+  // follower an election timeout and a wake-up, so it rides with the votes).
   const bool urgent = m.type() == MessageType::kVoteRequest ||
-                      m.type() == MessageType::kVoteReply || m.type() == MessageType::kTimeoutNow;
+                      m.type() == MessageType::kVoteReply || m.type() == MessageType::kTimeoutNow ||
+                      m.type() == MessageType::kHeartbeat;
   std::string buf;
   buf.reserve(encoded_size(m));
   encode_message(m, buf);
@@ -1076,6 +1097,15 @@ void CoreHost::publish_status(Group* g) {
   if (r.role() != g->last_role) {
     if (r.role() == Role::kCandidate) elections_.inc();
     g->last_role = r.role();
+  }
+  if (r.quiesced() != g->quiesced) {
+    g->quiesced = r.quiesced();
+    if (g->quiesced) {
+      ++quiesced_count_;
+    } else {
+      --quiesced_count_;
+    }
+    quiesced_gauge_.set(static_cast<int64_t>(quiesced_count_));
   }
   GroupStatusCell& c = *g->cell;
   c.leader.store(r.leader(), std::memory_order_relaxed);
@@ -1166,6 +1196,7 @@ void CoreHost::publish_gauges(TimePoint now) {
 
 void CoreHost::on_message(net::NodeId from, net::GroupId group, net::MessageType type,
                           std::string_view payload) {
+  note_heard(from, BootClock::now());
   if (group == kNodeControlGroup) {  // node-control (node_control.h), not a group's
     on_node_control(from, payload);
     return;
@@ -1180,7 +1211,9 @@ void CoreHost::on_message(net::NodeId from, net::GroupId group, net::MessageType
 
 void CoreHost::on_heartbeats(net::NodeId from, std::span<const net::HeartbeatEntry> entries) {
   const TimePoint now = BootClock::now();
+  note_heard(from, now);
   for (const net::HeartbeatEntry& e : entries) {
+    if (e.group == kNodeControlGroup) continue;  // a liveness ping: noted above
     Group* g = find(e.group);
     if (g == nullptr) continue;
     g->raft->step(Message{e.group, from, cfg_.node_id, e.term, Heartbeat{e.commit, e.round}}, now);
@@ -1191,12 +1224,71 @@ void CoreHost::on_heartbeats(net::NodeId from, std::span<const net::HeartbeatEnt
 void CoreHost::on_heartbeat_replies(net::NodeId from,
                                     std::span<const net::HeartbeatReply> replies) {
   const TimePoint now = BootClock::now();
+  note_heard(from, now);
   for (const net::HeartbeatReply& r : replies) {
     Group* g = find(r.group);
     if (g == nullptr) continue;
     g->raft->step(Message{r.group, from, cfg_.node_id, r.term, HeartbeatReply{r.round}}, now);
     mark_dirty(g);
   }
+}
+
+// ---- liveness -------------------------------------------------------------------
+
+bool CoreHost::node_live(NodeId node, TimePoint now) const {
+  for (const PeerLiveness& p : liveness_) {
+    if (p.id == node) {
+      return now - p.heard < std::chrono::milliseconds(cfg_.election_timeout_max_ms);
+    }
+  }
+  return false;
+}
+
+void CoreHost::note_heard(NodeId peer, TimePoint now) {
+  for (PeerLiveness& p : liveness_) {
+    if (p.id == peer) {
+      p.heard = std::max(p.heard, now);
+      p.lost = false;
+      return;
+    }
+  }
+  liveness_.push_back(PeerLiveness{peer, now, false});
+}
+
+void CoreHost::on_liveness_tick() {
+  if (closing_) return;
+  const TimePoint now = BootClock::now();
+  // 1. One ping per admitted peer, in the heartbeat batch the link sends
+  // anyway when groups still heartbeat (one entry more), alone otherwise.
+  for (NodeId id : admitted_) {
+    transport_->stage_heartbeat(id, {kNodeControlGroup, 0, 0, ++liveness_seq_});
+    liveness_pings_.inc();
+  }
+  // 2. Peers silent for an election timeout: every quiesced group is told
+  // (O(groups), only when a peer is lost, which is rare). Groups that wake
+  // go back on the tick wheel; their round sends what waking produced.
+  lost_scratch_.clear();
+  for (PeerLiveness& p : liveness_) {
+    if (!p.lost && !node_live(p.id, now)) {
+      p.lost = true;
+      lost_scratch_.push_back(p.id);
+      liveness_lost_.inc();
+    }
+  }
+  if (!lost_scratch_.empty() && quiesced_count_ > 0) {
+    for (auto& [gid, gp] : groups_) {
+      Group* g = gp.get();
+      if (!g->raft->quiesced()) continue;
+      for (NodeId id : lost_scratch_)
+        g->raft->liveness_lost(id, now);
+      if (!g->raft->quiesced()) {
+        rearm(g);
+        mark_dirty(g);
+      }
+    }
+    arm_tick_timer();
+  }
+  liveness_timer_->arm_in(std::chrono::milliseconds(cfg_.heartbeat_ms));
 }
 
 void CoreHost::on_dropped(net::NodeId to, std::span<const net::GroupId> groups) {

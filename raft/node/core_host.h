@@ -52,6 +52,19 @@
 // the configuration entry on the leader and, with MemberWait::kComplete,
 // waits until the change has settled (check_member_waiters after rounds).
 //
+// Quiescence and liveness (docs/node.md, "Quiescence"; RaftConfig::quiesce):
+// this core is every group's NodeLiveness. It records when it last heard
+// anything from each peer (any group message, heartbeat batch or reply) and
+// every heartbeat_ms stages one liveness ping per admitted peer (an entry of
+// the reserved group kNodeControlGroup in the coalesced heartbeat batch,
+// which the receiver skips after noting the sender live). A peer silent for
+// election_timeout_max_ms is not live: each quiesced group is told
+// (Raft::liveness_lost), wakes if that peer leads it or follows it, and goes
+// back on the tick wheel. A quiesced group is off the wheel (next_tick() is
+// max), so 10,000 idle groups cost one timer per core and one ping per peer.
+// Quiesce heartbeats (one per follower when a group quiesces) travel as
+// full group messages: the coalesced batch has no flag for them.
+//
 // Threading: every method runs on this core's reactor except the constructor
 // (alien, before start) and the stats reads that are atomics.
 #pragma once
@@ -88,7 +101,7 @@ namespace nori::raft {
 
 using runtime::OneShot;
 
-class CoreHost final : public net::TransportHandler {
+class CoreHost final : public net::TransportHandler, public NodeLiveness {
  public:
   CoreHost(Node& node, const RaftConfig& cfg, unsigned core, uint64_t incarnation);
   ~CoreHost() override;
@@ -148,6 +161,10 @@ class CoreHost final : public net::TransportHandler {
   void on_dropped(net::NodeId to, std::span<const net::GroupId> groups) override;
   void on_peer_identified(net::NodeId peer, uint64_t incarnation) override;
 
+  // NodeLiveness: `node` was heard from within election_timeout_max_ms of
+  // `now` (false for a node never heard from).
+  bool node_live(NodeId node, TimePoint now) const override;
+
  private:
   struct Group;
   struct GroupTimer final : runtime::TimerNode {
@@ -198,11 +215,21 @@ class CoreHost final : public net::TransportHandler {
   };
   struct Group {
     Group(GroupId id, CoreHost* host) : id(id), timer(this, host) {}
+    // A group removed while quiesced leaves the count (remove_group).
+    ~Group() {
+      if (quiesced) {
+        --timer.host->quiesced_count_;
+        timer.host->quiesced_gauge_.set(static_cast<int64_t>(timer.host->quiesced_count_));
+      }
+    }
+    Group(const Group&) = delete;
+    Group& operator=(const Group&) = delete;
     GroupId id;
     std::unique_ptr<WalStorage> storage;
     std::unique_ptr<Raft> raft;
     Ready ready;
     bool dirty = false;
+    bool quiesced = false;  // as of the last publish_status (raft_quiesced_groups)
     GroupTimer timer;
     std::unordered_map<uint64_t, OneShot<ProposalResult>*> proposals;
     std::unordered_map<uint64_t, OneShot<ReadResult>*> reads;
@@ -285,12 +312,17 @@ class CoreHost final : public net::TransportHandler {
   std::vector<MemberAddress> known_addresses() const;
   // Resolves the group's member waiters once its change has settled.
   void check_member_waiters(Group* g);
+  // Liveness (see the header comment).
+  void note_heard(NodeId peer, TimePoint now);
+  void on_liveness_tick();
   // Lifecycle (core_host_lifecycle.cc).
   base::Status check_removable(Group* g, bool force) const;
   // In run_round only (no other round step holds the group): takes g out
   // of every structure of this core, appends its remove record, destroys it.
   runtime::Task<void> retire_group(Group* g);
   void on_node_control(NodeId from, std::string_view payload);
+  // close(): forwarded changes still waiting for a reply get kShuttingDown.
+  void fail_forwards();
   runtime::Task<void> serve_member_request(NodeId from, uint64_t request_id, GroupId g, bool adding,
                                            NodeId id, std::string addr, Node::MemberWait wait);
 
@@ -369,6 +401,21 @@ class CoreHost final : public net::TransportHandler {
   runtime::metrics::Counter& snapshot_transfers_deferred_;
   runtime::metrics::Counter& snapshot_reactor_io_;        // blocking chunk reads/writes
   runtime::metrics::Counter& snapshot_reactor_io_bytes_;  // their bytes
+
+  // Liveness: one entry per peer heard from (a handful: linear search).
+  struct PeerLiveness {
+    NodeId id = kNoNode;
+    TimePoint heard{};  // last message of any kind from it
+    bool lost = false;  // reported lost to the quiesced groups, not heard since
+  };
+  std::vector<PeerLiveness> liveness_;
+  std::unique_ptr<runtime::Timer> liveness_timer_;
+  uint64_t liveness_seq_ = 0;  // round field of the pings (diagnostics only)
+  size_t quiesced_count_ = 0;  // groups with Group::quiesced
+  std::vector<NodeId> lost_scratch_;
+  runtime::metrics::Gauge& quiesced_gauge_;
+  runtime::metrics::Counter& liveness_lost_;
+  runtime::metrics::Counter& liveness_pings_;
 };
 
 }  // namespace nori::raft
