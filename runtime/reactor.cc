@@ -150,6 +150,18 @@ io_uring_sqe* Reactor::get_sqe() {
   return sqe;
 }
 
+void Reactor::reserve_sqes(unsigned n) {
+  NORI_ASSERT(n >= 1 && n <= ring_.sq.ring_entries, "reserve of {} SQEs", n);
+  while (io_uring_sq_space_left(&ring_) < n) {
+    int rc = io_uring_submit(&ring_);
+    if (rc == -EBUSY) {
+      reap_cqes();
+    } else if (rc < 0 && rc != -EINTR && rc != -EAGAIN) {
+      NORI_PANIC("io_uring_submit: {}", std::strerror(-rc));
+    }
+  }
+}
+
 void Reactor::cancel_op(Completion* c) {
   io_uring_sqe* sqe = get_sqe();
   io_uring_prep_cancel64(sqe, reinterpret_cast<uint64_t>(c), 0);

@@ -151,6 +151,10 @@ class Reactor {
   // ---- io_uring ----
   // A free SQE (submits pending SQEs first when the SQ is full). Never null.
   io_uring_sqe* get_sqe();
+  // Makes room for n SQEs (submits what is queued first if fewer are free),
+  // so the next n get_sqe() calls come from one submission: an IOSQE_IO_LINK
+  // chain split by a submit would run its parts unlinked.
+  void reserve_sqes(unsigned n);
   // Asks the kernel to cancel the operation whose user_data is `c` (the
   // operation's CQE still arrives, with -ECANCELED or its real result).
   void cancel_op(Completion* c);

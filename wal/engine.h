@@ -64,6 +64,11 @@ struct WalOptions {
   // use_rwf_dsync forces RWF_DSYNC for every write.
   bool use_rwf_dsync = false;
   uint32_t rwf_dsync_min_bytes = UINT32_MAX;
+  // write + fdatasync submitted as one linked io_uring chain (wal/write_sync.h):
+  // the kernel starts the sync when the write completes, with no reactor
+  // round trip between them (docs/wal.md, "Linked write + sync"). Ignored
+  // where the kernel lacks IORING_FEAT_CQE_SKIP (two operations then).
+  bool linked_sync = true;
   // A flush waits this long after the round that appended before cutting a
   // write, to gather more (0: every reactor round).
   uint32_t batch_delay_us = 0;

@@ -11,6 +11,7 @@
 #include "runtime/base/clock.h"
 #include "runtime/io.h"
 #include "wal/posix_dir.h"
+#include "wal/write_sync.h"
 
 namespace nori::wal {
 
@@ -50,6 +51,15 @@ uint64_t realtime_ns() {
   timespec ts;
   ::clock_gettime(CLOCK_REALTIME, &ts);
   return uint64_t(ts.tv_sec) * 1'000'000'000 + uint64_t(ts.tv_nsec);
+}
+
+// Operator override for A/B measurements (docs/wal.md, "Linked write +
+// sync"): NORI_WAL_LINKED_SYNC=0 or 1 replaces WalOptions::linked_sync.
+bool linked_sync_enabled(const WalOptions& opts) {
+  if (const char* e = std::getenv("NORI_WAL_LINKED_SYNC"); e != nullptr && *e != '\0') {
+    return *e != '0';
+  }
+  return opts.linked_sync;
 }
 
 auto renameat_op(int dirfd, const char* from, const char* to) {
@@ -97,7 +107,9 @@ void Wal::raise(Signal& sig) {
 // ---- open / close -------------------------------------------------------------
 
 Wal::Wal(std::string dir, const WalOptions& opts, RecoveryResult rec, uint64_t log_id)
-    : dir_(std::move(dir)), engine_(opts, std::move(rec), log_id) {}
+    : dir_(std::move(dir)),
+      engine_(opts, std::move(rec), log_id),
+      linked_sync_(linked_sync_enabled(opts) && write_sync_supported()) {}
 
 Wal::~Wal() {
   NORI_ASSERT(background_ == 0, "Wal destroyed with {} background tasks: call close()",
@@ -322,20 +334,50 @@ Task<void> Wal::write_one(WriteRequest req) {
   const int fd = fd_of(req.seq);
   const WalOptions& o = engine_.options();
   const bool dsync = o.use_rwf_dsync || req.bytes >= o.rwf_dsync_min_bytes;
+  const bool linked = !dsync && linked_sync_;
   uint32_t done = 0;
+  bool synced = false;
   while (done < req.bytes) {
-    auto r = co_await io::write(fd, req.data + done, req.bytes - done, req.file_offset + done,
-                                dsync ? RWF_DSYNC : 0);
-    if (!r || *r == 0) {
+    const uint64_t off = req.file_offset + done;
+    const uint32_t left = req.bytes - done;
+    int32_t wrote = 0;
+    std::string failure;
+    if (linked) {
+      // One submission, one completion: the kernel starts the sync when the
+      // write completes. A short write breaks the link (the sync does not
+      // run): the loop writes the rest with a sync of its own.
+      WriteSyncResult r = co_await WriteSync(fd, req.data + done, left, off);
+      wrote = r.written;
+      if (wrote < 0) failure = std::strerror(-wrote);
+      if (wrote >= 0 && uint32_t(wrote) == left) {
+        if (r.sync_res != 0) {
+          NORI_PANIC(
+              "WAL fdatasync of {}/{} failed: {}; stopping (after a failed fsync the page "
+              "cache cannot be trusted)",
+              dir_, segment_file_name(req.seq), std::strerror(-r.sync_res));
+        }
+        synced = true;
+      }
+      if (done == 0) ++stats_.linked_writes;
+    } else {
+      auto r = co_await io::write(fd, req.data + done, left, off, dsync ? RWF_DSYNC : 0);
+      if (r) {
+        wrote = static_cast<int32_t>(*r);
+      } else {
+        wrote = -1;
+        failure = r.error().to_string();
+      }
+    }
+    if (wrote <= 0) {
       NORI_PANIC(
           "WAL write of {} bytes to {}/{} at {} failed: {}; stopping (written data "
           "can no longer be trusted)",
-          req.bytes - done, dir_, segment_file_name(req.seq), req.file_offset + done,
-          r ? "wrote 0 bytes" : r.error().to_string());
+          left, dir_, segment_file_name(req.seq), off, wrote == 0 ? "wrote 0 bytes" : failure);
     }
-    done += static_cast<uint32_t>(*r);
+    if (uint32_t(wrote) < left) ++stats_.short_writes;
+    done += static_cast<uint32_t>(wrote);
   }
-  if (!dsync) {
+  if (!dsync && !synced) {
     auto st = co_await io::fdatasync(fd);
     if (!st.ok()) {
       NORI_PANIC(

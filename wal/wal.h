@@ -52,6 +52,8 @@ struct Entry {
 struct WalStats {
   EngineStats engine;
   uint64_t durable_writes = 0;  // completed durable writes
+  uint64_t linked_writes = 0;   // durable writes issued as one write + sync chain
+  uint64_t short_writes = 0;    // writes the kernel cut short (the rest rewritten)
   uint64_t segments_prepared = 0;
   uint64_t segments_recycled = 0;  // prepared from the free pool
   uint64_t segments_dropped = 0;
@@ -142,6 +144,7 @@ class Wal {
   std::string dir_;
   int dir_fd_ = -1;
   LogEngine engine_;
+  const bool linked_sync_;                // WalOptions::linked_sync and the kernel supports it
   std::map<uint64_t, int> fds_;           // segment seq -> O_DIRECT fd
   std::map<uint64_t, uint32_t> readers_;  // segment seq -> reads in flight
   std::vector<std::string> free_files_;

@@ -19,6 +19,7 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -256,7 +257,30 @@ struct NodeFigures {
   double cpu_cores = 0;  // CPU seconds per second
   long rss_kb = 0;
   uint64_t wal_writes = 0, wal_entries = 0;
+  // Context switches of every thread of the node process (reactors and the
+  // kernel's io-wq workers, which are threads of the process) during the
+  // phase: each is a sleep and a wake-up, the cost that decides latency at
+  // one proposal in flight on a shared CPU. Threads that exited during the
+  // phase (idle io-wq workers) are not counted.
+  uint64_t ctx_switches = 0;
 };
+
+// Sum of voluntary + involuntary context switches over /proc/<pid>/task/*.
+uint64_t process_ctx_switches(pid_t pid) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (const auto& t : std::filesystem::directory_iterator(fmt::format("/proc/{}/task", pid), ec)) {
+    std::ifstream f(t.path() / "status");
+    std::string line;
+    while (std::getline(f, line)) {
+      if (line.starts_with("voluntary_ctxt_switches:") ||
+          line.starts_with("nonvoluntary_ctxt_switches:")) {
+        total += std::strtoull(line.c_str() + line.find(':') + 1, nullptr, 10);
+      }
+    }
+  }
+  return total;
+}
 
 struct PhaseResult {
   PhaseSpec spec;
@@ -284,7 +308,12 @@ std::optional<PhaseResult> run_phase(Cluster& cl, const PhaseSpec& p, uint32_t p
                {"read_inflight", p.read_inflight}});
   PhaseResult r;
   r.spec = p;
+  std::vector<uint64_t> switches0;
+  for (auto& c : cl.kids)
+    switches0.push_back(c.alive ? process_ctx_switches(c.pid) : 0);
+  size_t kid = 0;
   for (auto& c : cl.kids) {
+    const size_t k = kid++;
     if (!c.alive) continue;
     auto j = cl.wait_for(c, "phase_done", std::chrono::milliseconds(p.duration_ms) + 30s);
     if (!j) {
@@ -311,6 +340,8 @@ std::optional<PhaseResult> run_phase(Cluster& cl, const PhaseSpec& p, uint32_t p
     nf.rss_kb = (*j)["rss_kb"].get<long>();
     nf.wal_writes = (*j)["wal_writes"].get<uint64_t>();
     nf.wal_entries = (*j)["wal_entries"].get<uint64_t>();
+    const uint64_t switches1 = process_ctx_switches(c.pid);
+    nf.ctx_switches = switches1 > switches0[k] ? switches1 - switches0[k] : 0;
     r.nodes.push_back(nf);
   }
   (void)groups;
@@ -746,7 +777,10 @@ int bench_main(int argc, char** argv) {
                     {"cpu_cores", n.cpu_cores},
                     {"peak_rss_mib", n.rss_kb / 1024.0},
                     {"wal_syncs", n.wal_writes},
-                    {"wal_entries", n.wal_entries}});
+                    {"wal_entries", n.wal_entries},
+                    {"ctx_switches", n.ctx_switches},
+                    {"ctx_switches_per_commit",
+                     r.commits ? double(n.ctx_switches) / double(r.commits) : 0.0}});
     }
     jphases.push_back({{"name", r.spec.name},
                        {"mode", r.spec.mode},
@@ -783,11 +817,15 @@ int bench_main(int argc, char** argv) {
     std::cout << fmt::format("{:<16} {:>17} {:>19} {:>17} {:>17}\n", r.spec.name, pp(r.queued),
                              pp(r.leader_wal), pp(r.quorum), pp(r.applied));
   }
-  std::cout << "\nper node (CPU in cores, peak RSS in MiB):\n";
+  std::cout << "\nper node (CPU in cores, peak RSS in MiB, context switches of all its threads "
+               "per commit):\n";
   for (const PhaseResult& r : results) {
     std::string line = fmt::format("{:<16}", r.spec.name);
-    for (auto& n : r.nodes)
-      line += fmt::format("  n{}: {:.2f} cpu {:.0f} MiB", n.node, n.cpu_cores, n.rss_kb / 1024.0);
+    for (auto& n : r.nodes) {
+      line += fmt::format("  n{}: {:.2f} cpu {:.0f} MiB {:.1f} cs/c", n.node, n.cpu_cores,
+                          n.rss_kb / 1024.0,
+                          r.commits ? double(n.ctx_switches) / double(r.commits) : 0.0);
+    }
     std::cout << line << "\n";
   }
   json result = {{"schema", "nori-bench/1"},
