@@ -311,6 +311,7 @@ Task<void> CoreHost::close() {
   for (auto& [id, g] : groups_)
     fail_all_waiters(g.get(), ErrorKind::kShuttingDown, "the node is shutting down");
   fail_forwards();  // node-wide changes waiting on another node (core_host_lifecycle.cc)
+  fail_forwards();  // node-wide changes waiting on another node (core_host_lifecycle.cc)
   // The worker first: a snapshot being written gives up (cancelled), every
   // queued job's completion is handed back to this reactor (and ignored, or
   // resolves an install_snapshot caller). Joining blocks this reactor for at

@@ -323,6 +323,8 @@ class CoreHost final : public net::TransportHandler, public NodeLiveness {
   void on_node_control(NodeId from, std::string_view payload);
   // close(): forwarded changes still waiting for a reply get kShuttingDown.
   void fail_forwards();
+  // close(): forwarded changes still waiting for a reply get kShuttingDown.
+  void fail_forwards();
   runtime::Task<void> serve_member_request(NodeId from, uint64_t request_id, GroupId g, bool adding,
                                            NodeId id, std::string addr, Node::MemberWait wait);
 

@@ -210,6 +210,9 @@ Task<void> CoreHost::retire_group(Group* g) {
   }
   std::erase(dirty_, g);
   owned.reset();  // the Raft object, its storage view and its caches
+  // The peers this core admits came from its groups' configurations: a
+  // node only this group named is forgotten at the end of the round.
+  peers_dirty_ = true;
   if (pos) {
     req->appended.resolve(*pos);
   } else {
@@ -311,6 +314,13 @@ Task<base::Status> CoreHost::change_member_anywhere(GroupId id, bool adding, Nod
       co_return base::Error(ErrorKind::kShuttingDown, "the node is shutting down");
     }
   }
+}
+
+void CoreHost::fail_forwards() {
+  auto forwards = std::move(forwards_);
+  forwards_.clear();
+  for (auto& [rid, w] : forwards)
+    w->resolve(base::Error(ErrorKind::kShuttingDown, "the node is shutting down"));
 }
 
 void CoreHost::on_node_control(NodeId from, std::string_view payload) {
