@@ -394,6 +394,7 @@ void Raft::quiesce(TimePoint now) {
   send_heartbeat_round(now, /*quiesce=*/true);
   quiesced_ = true;
   idle_rounds_ = 0;
+  release_idle_memory();
   // lease: no lease earned before quiescence is used after it. A lease read
   // after the wake needs a round sent after this one (the lease argument
   // would allow the remaining lease; this is the simple rule: a leader that
@@ -420,6 +421,28 @@ void Raft::wake(TimePoint now) {
     // leader's node went silent campaigns after a normal election timeout.
     reset_election_deadline(now);
   }
+}
+
+void Raft::release_idle_memory() {
+  const Index evictable = std::min(applied_, durable_index_);
+  while (!mem_.empty() && mem_first_ <= evictable) {
+    mem_bytes_ -= entry_bytes(mem_.front());
+    mem_.pop_front();
+    ++mem_first_;
+  }
+  mem_.release();
+  proposals_.release();
+  apply_configs_.release();
+  if (reads_.empty()) std::vector<PendingRead>().swap(reads_);
+  for (Progress& p : peers_)
+    p.inflight.release();
+  // Output buffers not holding output (the quiesce round's messages are
+  // still in ready_.messages: those stay).
+  if (!(out_mask_ & kOutEntries)) std::vector<Entry>().swap(ready_.entries);
+  if (!(out_mask_ & kOutCommitted)) std::vector<Entry>().swap(ready_.committed);
+  if (!(out_mask_ & kOutReads)) std::vector<ReadResult>().swap(ready_.reads);
+  if (!(out_mask_ & kOutProposals)) std::vector<ProposalResult>().swap(ready_.proposals);
+  if (!(out_mask_ & kOutEvents)) std::vector<Event>().swap(ready_.events);
 }
 
 void Raft::unquiesce(TimePoint now) {
@@ -906,6 +929,7 @@ void Raft::handle_heartbeat(const Message& m, const Heartbeat& hb, TimePoint now
       commit_ == last_index_ && durable_index_ == last_index_ && !apply_blocked_ &&
       recv_.meta.index == 0) {
     quiesced_ = true;
+    release_idle_memory();
   } else {
     quiesced_ = false;
   }

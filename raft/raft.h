@@ -147,6 +147,7 @@
 #include <vector>
 
 #include "raft/config.h"
+#include "raft/lazy_deque.h"
 #include "raft/membership.h"
 #include "raft/message.h"
 #include "raft/quorum.h"
@@ -384,6 +385,13 @@ class Raft {
       --size_;
     }
     void clear() { head_ = size_ = 0; }
+    // Gives the buffer back when empty (an idle group: quiesce).
+    void release() {
+      if (size_ == 0) {
+        buf_ = {};
+        head_ = 0;
+      }
+    }
 
    private:
     std::vector<Inflight> buf_;
@@ -532,6 +540,10 @@ class Raft {
   // Activity: resets the idle count and wakes the group if quiesced.
   void wake(TimePoint now);
   bool leader_node_live(TimePoint now) const;
+  // A quiesced group keeps no more memory than it needs to wake: cached
+  // entries that are durable and applied (LogStorage serves them), empty
+  // queues and idle output buffers are given back.
+  void release_idle_memory();
   void maybe_commit(TimePoint now);
   void on_commit_advanced(TimePoint now);
   void maybe_send_timeout_now(TimePoint now);
@@ -662,7 +674,7 @@ class Raft {
   Index applied_ = 0;
 
   // Log: entries [mem_first_, last_index_] in memory; older ones in storage_.
-  std::deque<Entry> mem_;
+  LazyDeque<Entry> mem_;
   uint64_t mem_bytes_ = 0;
   Index mem_first_ = 1;
   Term last_term_ = 0;
@@ -682,7 +694,7 @@ class Raft {
   // last round when a configuration entry is appended).
   uint64_t lease_min_round_ = 0;
   uint64_t read_round_ = 0;  // last round sent on behalf of waiting reads
-  std::deque<PendingProposal> proposals_;
+  LazyDeque<PendingProposal> proposals_;
   uint64_t uncommitted_bytes_ = 0;
   TimePoint transfer_deadline_{};
   bool timeout_now_sent_ = false;
@@ -695,7 +707,7 @@ class Raft {
   // The configuration at the applied index (for the snapshot's metadata),
   // and configuration entries handed out to apply but not yet applied.
   Membership applied_membership_;
-  std::deque<ConfigAt> apply_configs_;
+  LazyDeque<ConfigAt> apply_configs_;
   // Follower: the transfer being received (index 0: none).
   struct Receiving {
     Term leader_term = 0;

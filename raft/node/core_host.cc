@@ -311,7 +311,6 @@ Task<void> CoreHost::close() {
   for (auto& [id, g] : groups_)
     fail_all_waiters(g.get(), ErrorKind::kShuttingDown, "the node is shutting down");
   fail_forwards();  // node-wide changes waiting on another node (core_host_lifecycle.cc)
-  fail_forwards();  // node-wide changes waiting on another node (core_host_lifecycle.cc)
   // The worker first: a snapshot being written gives up (cancelled), every
   // queued job's completion is handed back to this reactor (and ignored, or
   // resolves an install_snapshot caller). Joining blocks this reactor for at
@@ -1103,6 +1102,11 @@ void CoreHost::publish_status(Group* g) {
     g->quiesced = r.quiesced();
     if (g->quiesced) {
       ++quiesced_count_;
+      // Idle: give back the output buffers the last rounds grew and the
+      // empty stage queue (docs/node.md, "Memory per group"); a wake-up
+      // allocates them again.
+      g->ready = Ready{};
+      g->stages.release();
     } else {
       --quiesced_count_;
     }

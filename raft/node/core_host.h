@@ -233,7 +233,7 @@ class CoreHost final : public net::TransportHandler, public NodeLiveness {
     GroupTimer timer;
     std::unordered_map<uint64_t, OneShot<ProposalResult>*> proposals;
     std::unordered_map<uint64_t, OneShot<ReadResult>*> reads;
-    std::deque<Stage> stages;    // accepted proposals of this node, by index
+    LazyDeque<Stage> stages;     // accepted proposals of this node, by index
     size_t stages_wal_done = 0;  // prefix of `stages` already durable locally
     // Applied stream.
     ApplyFn apply_fn;
@@ -321,8 +321,6 @@ class CoreHost final : public net::TransportHandler, public NodeLiveness {
   // of every structure of this core, appends its remove record, destroys it.
   runtime::Task<void> retire_group(Group* g);
   void on_node_control(NodeId from, std::string_view payload);
-  // close(): forwarded changes still waiting for a reply get kShuttingDown.
-  void fail_forwards();
   // close(): forwarded changes still waiting for a reply get kShuttingDown.
   void fail_forwards();
   runtime::Task<void> serve_member_request(NodeId from, uint64_t request_id, GroupId g, bool adding,
