@@ -228,6 +228,61 @@ bool has_snapshot_file(const std::string& node_dir, GroupId g) {
   return false;
 }
 
+// Node-control messages come from peers: every length and value is checked,
+// and anything malformed is refused, never trusted.
+TEST(NodeControl, MessagesRoundTripAndMalformedOnesAreRefused) {
+  MemberRequestMsg req{77, 5, true, 1, 4, "127.0.0.1:7000"};
+  const std::string rb = encode_member_request(req);
+  ASSERT_EQ(*node_control_kind(rb), NodeControlKind::kMemberRequest);
+  auto r = decode_member_request(rb);
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  EXPECT_EQ(r->request_id, 77u);
+  EXPECT_EQ(r->group, 5u);
+  EXPECT_TRUE(r->adding);
+  EXPECT_EQ(r->wait, 1);
+  EXPECT_EQ(r->node, 4u);
+  EXPECT_EQ(r->address, "127.0.0.1:7000");
+  const std::string pb =
+      encode_member_reply({9, base::Error(ErrorKind::kNotLeader, "not the leader", /*hint=*/3)});
+  auto p = decode_member_reply(pb);
+  ASSERT_TRUE(p.ok()) << p.error().to_string();
+  ASSERT_FALSE(p->status.ok());
+  EXPECT_EQ(p->status.error().kind(), ErrorKind::kNotLeader);
+  EXPECT_EQ(p->status.error().hint(), 3u);
+  EXPECT_EQ(p->status.error().message(), "not the leader");
+  auto okr = decode_member_reply(encode_member_reply({10, base::Status{}}));
+  ASSERT_TRUE(okr.ok());
+  EXPECT_TRUE(okr->status.ok());
+  // Every truncation of either message is refused.
+  for (size_t n = 0; n < rb.size(); ++n)
+    EXPECT_FALSE(decode_member_request(rb.substr(0, n)).ok()) << n;
+  for (size_t n = 0; n < pb.size(); ++n)
+    EXPECT_FALSE(decode_member_reply(pb.substr(0, n)).ok()) << n;
+  EXPECT_FALSE(decode_member_request(rb + "x").ok()) << "trailing bytes";
+  // Values out of range: the wait mode (byte 18), the error kind (byte 10).
+  std::string bad = rb;
+  bad[18] = 7;
+  EXPECT_FALSE(decode_member_request(bad).ok());
+  bad = pb;
+  bad[10] = static_cast<char>(200);
+  EXPECT_FALSE(decode_member_reply(bad).ok());
+  EXPECT_FALSE(node_control_kind("").ok());
+  EXPECT_FALSE(node_control_kind(std::string(1, '\x09')).ok());
+  // An address longer than the bound is refused on decode.
+  std::string longer;
+  base::ByteWriter w(longer);
+  w.u8(static_cast<uint8_t>(NodeControlKind::kMemberRequest));
+  w.u64(1);
+  w.u64(1);
+  w.u8(1);
+  w.u8(0);
+  w.u64(4);
+  w.length_prefixed(std::string(kAddressBytesMax + 1, 'a'));
+  auto lr = decode_member_request(longer);
+  ASSERT_FALSE(lr.ok());
+  EXPECT_EQ(lr.error().kind(), ErrorKind::kProtocol);
+}
+
 // A one-node cluster: the node is the group's only member, so an unforced
 // removal is allowed.
 TEST(NodeLifecycle, RemovedGroupIsNotRecoveredAfterRestart) {
