@@ -69,6 +69,19 @@ struct RuntimeConfig {
   // needs and made both round trips and throughput worse (docs/runtime.md);
   // on dedicated cores ~20 us cuts a cross-core round trip to a few us.
   base::Duration idle_poll = base::Duration(0);
+  // EEVDF time slice requested for each reactor thread (sched_setattr with
+  // sched_runtime on SCHED_OTHER, Linux 6.12+; 0 = the kernel's default,
+  // ~3 ms). A reactor runs short bursts, then sleeps until a completion or a
+  // message wakes it. With the default slice, a reactor woken while a
+  // CPU-bound task runs on its CPU waits until that task's slice ends (up to
+  // a 4 ms scheduler tick on the project's VMs: the "disk completion tick"
+  // of earlier docs/bench.md). A short slice gives the woken reactor an
+  // earlier virtual deadline, so it preempts at once; it does not raise its
+  // CPU share (EEVDF stays fair in CPU time), it only runs it in smaller,
+  // sooner pieces. The io_uring worker threads a ring creates inherit it.
+  // Measured in docs/bench.md ("Scheduler wake-up latency"). Older kernels
+  // ignore it. NORI_SCHED_SLICE_US overrides (0 = kernel default).
+  uint32_t sched_slice_us = 0;
   // Slots per ordered core pair (power of two; one 64-byte slot each). 0 =
   // auto: 4096 up to 8 cores (256 KiB per ring; a ring that absorbs a
   // sleeping consumer's wake-up latency tripled post throughput), else 1024,

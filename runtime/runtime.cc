@@ -7,6 +7,12 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <string>
 
@@ -28,6 +34,47 @@ std::vector<int> allowed_cpus() {
   return cpus;
 }
 
+constexpr unsigned long kSchedSliceUsMax = 100'000;  // the kernel clamps to [100 us, 100 ms]
+
+// struct sched_attr (include/uapi/linux/sched/types.h, SCHED_ATTR_SIZE_VER1):
+// glibc has no wrapper and the kernel header clashes with <sched.h>.
+struct KernelSchedAttr {
+  uint32_t size;
+  uint32_t sched_policy;
+  uint64_t sched_flags;
+  int32_t sched_nice;
+  uint32_t sched_priority;
+  uint64_t sched_runtime;
+  uint64_t sched_deadline;
+  uint64_t sched_period;
+  uint32_t sched_util_min;
+  uint32_t sched_util_max;
+};
+static_assert(sizeof(KernelSchedAttr) == 56, "SCHED_ATTR_SIZE_VER1");
+
+}  // namespace
+
+base::Status set_thread_sched_slice(uint32_t slice_us) {
+  const pid_t tid = static_cast<pid_t>(::syscall(SYS_gettid));
+  if (::sched_getscheduler(tid) != SCHED_OTHER) return {};
+  errno = 0;
+  const int nice = ::getpriority(PRIO_PROCESS, static_cast<id_t>(tid));
+  if (nice == -1 && errno != 0)
+    return base::err(base::ErrorKind::kIo, "getpriority: {}", std::strerror(errno));
+  KernelSchedAttr a{};
+  a.size = sizeof a;
+  a.sched_policy = SCHED_OTHER;
+  a.sched_nice = nice;  // unchanged: setting attributes also sets the nice value
+  a.sched_runtime = uint64_t{slice_us} * 1000;
+  if (::syscall(SYS_sched_setattr, tid, &a, 0) != 0) {
+    return base::err(errno == EINVAL ? base::ErrorKind::kInvalidArgument : base::ErrorKind::kIo,
+                     "sched_setattr (slice {} us): {}", slice_us, std::strerror(errno));
+  }
+  return {};
+}
+
+namespace {
+
 RuntimeConfig normalized(RuntimeConfig cfg) {
   // Operator override for measurements (docs/runtime.md, "Idle poll"):
   // NORI_IDLE_POLL_US=20 polls up to 20 us before sleeping; capped at 1 ms so
@@ -35,6 +82,12 @@ RuntimeConfig normalized(RuntimeConfig cfg) {
   if (const char* p = std::getenv("NORI_IDLE_POLL_US"); p != nullptr && *p != '\0') {
     const unsigned long us = std::min(std::strtoul(p, nullptr, 10), 1000UL);
     cfg.idle_poll = std::chrono::microseconds(us);
+  }
+  // NORI_SCHED_SLICE_US=100 requests a 100 us EEVDF slice for each reactor
+  // thread (0 = the kernel's default); capped at the kernel's 100 ms bound.
+  if (const char* p = std::getenv("NORI_SCHED_SLICE_US"); p != nullptr && *p != '\0') {
+    cfg.sched_slice_us =
+        static_cast<uint32_t>(std::min(std::strtoul(p, nullptr, 10), kSchedSliceUsMax));
   }
   if (cfg.cores == 0) cfg.cores = static_cast<unsigned>(allowed_cpus().size());
   NORI_ASSERT(cfg.cores >= 1 && cfg.cores <= 256, "cores {}", cfg.cores);
@@ -88,6 +141,10 @@ void Runtime::thread_main(unsigned core) {
   }
   std::string name = "nori-r" + std::to_string(core);
   pthread_setname_np(pthread_self(), name.c_str());
+  // Before the ring exists: the io_uring worker threads it creates inherit
+  // the slice. Failure leaves the kernel's default, which is correct, only
+  // slower to wake up on a busy CPU.
+  if (cfg_.sched_slice_us > 0) (void)set_thread_sched_slice(cfg_.sched_slice_us);
 
   // The ring is created here, on the thread that will be its single issuer.
   owned_[core] = std::make_unique<Reactor>(*this, core, cfg_);

@@ -42,6 +42,13 @@
 
 namespace nori::runtime {
 
+// Asks the scheduler for an EEVDF slice of `slice_us` for the calling thread
+// (RuntimeConfig::sched_slice_us has the why), keeping its policy and nice.
+// 0 restores the default. Only for SCHED_OTHER threads (others unchanged).
+// Errors: kInvalidArgument/kIo from sched_setattr; kernels before 6.12
+// accept and ignore the request.
+base::Status set_thread_sched_slice(uint32_t slice_us);
+
 namespace detail {
 // Runs fn() (-> Task<void>) keeping fn itself alive in this frame: a lambda
 // coroutine reads its captures through the closure object, which must

@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 
 #include "runtime/base/clock.h"
+#include "runtime/runtime.h"
 
 namespace nori::bench {
 
@@ -27,6 +28,12 @@ uint64_t FloorResult::floor_ns() const {
 }
 
 namespace {
+
+uint32_t g_slice_us = 0;  // set by measure_floor for its threads
+
+void apply_slice() {
+  if (g_slice_us > 0) (void)runtime::set_thread_sched_slice(g_slice_us);
+}
 
 bool full_io(int fd, char* buf, size_t n, bool wr) {
   size_t done = 0;
@@ -50,6 +57,7 @@ base::Status measure_rtt(int rounds, runtime::metrics::HistogramSnapshot& out) {
     return base::err(ErrorKind::kIo, "loopback listen: {}", std::strerror(errno));
   }
   std::thread echo([ls] {
+    apply_slice();
     int c = ::accept(ls, nullptr, nullptr);
     int one = 1;
     ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -147,7 +155,10 @@ base::Status measure_disk_parallel(const std::string& dir, unsigned writers, int
   std::vector<base::Status> sts(writers);
   std::vector<std::thread> ts;
   for (unsigned w = 0; w < writers; ++w) {
-    ts.emplace_back([&, w] { sts[w] = measure_disk(paths[w], writes, dsync, hs[w]); });
+    ts.emplace_back([&, w] {
+      apply_slice();
+      sts[w] = measure_disk(paths[w], writes, dsync, hs[w]);
+    });
   }
   for (auto& t : ts)
     t.join();
@@ -160,8 +171,15 @@ base::Status measure_disk_parallel(const std::string& dir, unsigned writers, int
 }
 
 base::Result<FloorResult> measure_floor(const std::string& dir, int rtt_rounds, int disk_writes,
-                                        unsigned writers) {
+                                        unsigned writers, uint32_t sched_slice_us) {
   FloorResult f;
+  g_slice_us = sched_slice_us;
+  apply_slice();  // the round trip's client side runs on this thread
+  struct Restore {
+    ~Restore() {
+      if (g_slice_us > 0) (void)runtime::set_thread_sched_slice(0);
+    }
+  } restore;
   NORI_TRY(measure_rtt(rtt_rounds, f.rtt));
   NORI_TRY(measure_disk_parallel(dir, writers, disk_writes, true, f.dsync));
   NORI_TRY(measure_disk_parallel(dir, writers, disk_writes, false, f.fdatasync));

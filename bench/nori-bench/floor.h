@@ -11,6 +11,10 @@
 //     figure, which is the condition the cluster runs in and the lower one.
 // Commit floor = round trip + the faster of the two writes (the leader's write
 // runs in parallel with the followers', so one of each is on the path).
+// sched_slice_us > 0: every floor thread asks for the EEVDF slice the node
+// reactors get (runtime::RuntimeConfig::sched_slice_us), so the floor and the
+// cluster wait for the scheduler on the same terms (docs/bench.md,
+// "Scheduler wake-up latency"); 0 = the kernel's default.
 #pragma once
 
 #include <string>
@@ -30,6 +34,6 @@ struct FloorResult {
 };
 
 base::Result<FloorResult> measure_floor(const std::string& dir, int rtt_rounds, int disk_writes,
-                                        unsigned writers);
+                                        unsigned writers, uint32_t sched_slice_us);
 
 }  // namespace nori::bench

@@ -35,6 +35,7 @@
 #include "raft/node/tools/hist_util.h"
 #include "raft/node/tools/node_process.h"
 #include "runtime/base/clock.h"
+#include "runtime/runtime.h"
 
 namespace nori::bench {
 namespace {
@@ -512,6 +513,11 @@ int bench_main(int argc, char** argv) {
   uint32_t heartbeat_ms = 150, lease_ms = 2000;
   bool wal_dsync = false;
   std::string pin = "none";
+  // The runtime's default, or NORI_SCHED_SLICE_US as the node processes see it.
+  uint32_t sched_slice_us = runtime::RuntimeConfig{}.sched_slice_us;
+  if (const char* e = std::getenv("NORI_SCHED_SLICE_US"); e != nullptr && *e != '\0') {
+    sched_slice_us = static_cast<uint32_t>(std::strtoul(e, nullptr, 10));
+  }
   app.add_option("--nodes", nodes, "node processes")->check(CLI::Range(1, 7));
   app.add_option("--cores", cores, "cores (reactors) per node")->check(CLI::Range(1, 64));
   app.add_option("--groups", groups, "Raft groups (spread over the cores)")
@@ -542,18 +548,24 @@ int bench_main(int argc, char** argv) {
       ->check(CLI::IsMember({"none", "auto", "wrap"}));
   app.add_option("--wal-dsync", wal_dsync,
                  "WAL writes with RWF_DSYNC instead of write + fdatasync");
+  app.add_option("--sched-slice-us", sched_slice_us,
+                 "EEVDF slice for the node reactors and the floor's threads, us (0: kernel "
+                 "default; RuntimeConfig::sched_slice_us)");
   CLI11_PARSE(app, argc, argv);
+  // The node processes read it at Runtime start (they inherit the environment).
+  ::setenv("NORI_SCHED_SLICE_US", std::to_string(sched_slice_us).c_str(), 1);
 
   const std::string root =
       (data_dir.empty() ? std::filesystem::current_path().string() : data_dir) +
       "/nori-bench-data-" + std::to_string(::getpid());
   std::filesystem::create_directories(root);
   std::cout << fmt::format(
-      "nori-bench: {} nodes x {} cores, {} groups, {} B payloads, data in {}\n", nodes, cores,
-      groups, payload, root);
+      "nori-bench: {} nodes x {} cores, {} groups, {} B payloads, data in {}, sched slice {}\n",
+      nodes, cores, groups, payload, root,
+      sched_slice_us ? fmt::format("{} us", sched_slice_us) : std::string("kernel default"));
 
   // 1. The floor, before the cluster runs (nothing else of ours on the CPU).
-  auto floor = measure_floor(root, 2000, 400, nodes);
+  auto floor = measure_floor(root, 2000, 400, nodes, sched_slice_us);
   if (!floor.ok()) {
     std::cerr << "floor: " << floor.error().to_string() << "\n";
     return 1;
@@ -844,6 +856,7 @@ int bench_main(int argc, char** argv) {
                    {"payload_bytes", payload},
                    {"heartbeat_ms", heartbeat_ms},
                    {"lease_ms", lease_ms},
+                   {"sched_slice_us", sched_slice_us},
                    {"data_dir", root}}},
                  {"floor",
                   {{"loopback_rtt", pct_json(floor->rtt)},

@@ -11,6 +11,9 @@
 //   WalRwfDsync/*  the same WAL with RWF_DSYNC for every write (the default uses
 //                  write + fdatasync below 256 KiB)
 //   WalSyncAB      RWF_DSYNC vs write + fdatasync, interleaved rounds, medians
+//   WalLinkAB      one writer, 16 B entries: write + fdatasync linked vs two
+//                  operations vs RWF_DSYNC, at the kernel's default EEVDF slice
+//                  and at 100 us; latency and context switches per write
 //   Recovery       reads a log of ~256 MiB cold (pages dropped): MB/s
 //
 // Data lives in $NORI_WAL_BENCH_DIR or wal-bench-data/ beside the executable
@@ -168,6 +171,7 @@ struct WalRun {
   double cpu_secs = 0;  // the reactor thread's CPU time over the run
   std::vector<int64_t> lat;
   wal::WalStats stats;
+  uint64_t ctx_switches = 0;  // all threads of the process, over the run
 };
 
 Task<void> group_writer(wal::Wal& w, uint64_t g, size_t entry_bytes, int batch,
@@ -196,8 +200,30 @@ Task<void> group_writer(wal::Wal& w, uint64_t g, size_t entry_bytes, int batch,
   --running;
 }
 
-// sync: 0 = the default policy, 1 = always RWF_DSYNC, 2 = always write + fdatasync.
-WalRun run_wal(size_t entry_bytes, int groups, int batch, int sync) {
+// Context switches of every thread of this process so far (the reactor and
+// the kernel's io-wq workers, which are threads of the process).
+uint64_t process_ctx_switches() {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (const auto& t : fs::directory_iterator("/proc/self/task", ec)) {
+    FILE* f = std::fopen((t.path() / "status").c_str(), "r");
+    if (f == nullptr) continue;
+    char line[256];
+    while (std::fgets(line, sizeof line, f) != nullptr) {
+      unsigned long long v = 0;
+      if (std::sscanf(line, "voluntary_ctxt_switches: %llu", &v) == 1 ||
+          std::sscanf(line, "nonvoluntary_ctxt_switches: %llu", &v) == 1) {
+        total += v;
+      }
+    }
+    std::fclose(f);
+  }
+  return total;
+}
+
+// sync: 0 = the default policy, 1 = always RWF_DSYNC, 2 = always write + fdatasync
+// (linked chain, the default), 3 = write + fdatasync as two operations.
+WalRun run_wal(size_t entry_bytes, int groups, int batch, int sync, uint32_t slice_us = 0) {
   const std::string dir = bench_dir() + "/wal";
   fs::remove_all(dir);
   wal::WalOptions o;
@@ -205,10 +231,12 @@ WalRun run_wal(size_t entry_bytes, int groups, int batch, int sync) {
   o.write_bytes_max = 1 << 20;
   o.writes_in_flight_max = 4;
   o.use_rwf_dsync = sync == 1;
-  if (sync == 2) o.rwf_dsync_min_bytes = UINT32_MAX;
+  if (sync >= 2) o.rwf_dsync_min_bytes = UINT32_MAX;
+  o.linked_sync = sync != 3;
   o.free_segments_max = 4;
   WalRun run;
-  runtime::Runtime rt({.cores = 1});
+  runtime::Runtime rt({.cores = 1, .sched_slice_us = slice_us});
+  const uint64_t cs0 = process_ctx_switches();
   rt.block_on(0, [&]() -> Task<void> {
     auto w = co_await wal::Wal::open(dir, o);
     NORI_ASSERT(w.ok(), "{}", w.error().to_string());
@@ -225,6 +253,7 @@ WalRun run_wal(size_t entry_bytes, int groups, int batch, int sync) {
     run.secs = base::to_ns(base::BootClock::now() - t0) / 1e9;
     run.cpu_secs = base::to_ns(base::thread_cpu_time() - cpu0) / 1e9;
     run.stats = (*w)->stats();
+    run.ctx_switches = process_ctx_switches() - cs0;
     co_await (*w)->close();
   });
   fs::remove_all(dir);
@@ -292,6 +321,42 @@ void BM_WalSyncAB(benchmark::State& state) {
   state.counters["fdsync_p50_us"] = median(p50[1]);
   state.counters["rwf_MB/s"] = median(mbs[0]);
   state.counters["fdsync_MB/s"] = median(mbs[1]);
+}
+
+// One writer, 16 B entries, each waited for (the leader's WAL at one proposal
+// in flight): write + fdatasync as one linked chain, as two operations, and
+// RWF_DSYNC, interleaved (A, B, C, A, ...) so all see the same disk and CPU
+// weather; medians of the rounds. range(0) = EEVDF slice of the reactor (us,
+// 0 = kernel default). `cs/write` counts context switches of all threads
+// (the reactor and io-wq workers) per durable write.
+void BM_WalLinkAB(benchmark::State& state) {
+  constexpr int kRounds = 5;
+  constexpr int kModes = 3;
+  constexpr int kSync[kModes] = {2, 3, 1};
+  const char* kName[kModes] = {"linked", "two_ops", "rwf"};
+  std::vector<double> p50[kModes], p99[kModes], cs[kModes];
+  for (auto _ : state) {
+    for (int r = 0; r < kRounds; ++r) {
+      for (int m = 0; m < kModes; ++m) {
+        WalRun run = run_wal(16, 1, 1, kSync[m], static_cast<uint32_t>(state.range(0)));
+        const Percentiles p = percentiles(run.lat);
+        p50[m].push_back(p.p50_us);
+        p99[m].push_back(p.p99_us);
+        cs[m].push_back(run.stats.durable_writes
+                            ? double(run.ctx_switches) / double(run.stats.durable_writes)
+                            : 0.0);
+      }
+    }
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0.0 : v[v.size() / 2];
+  };
+  for (int m = 0; m < kModes; ++m) {
+    state.counters[fmt::format("{}_p50_us", kName[m])] = median(p50[m]);
+    state.counters[fmt::format("{}_p99_us", kName[m])] = median(p99[m]);
+    state.counters[fmt::format("{}_cs/write", kName[m])] = median(cs[m]);
+  }
 }
 
 // ---- recovery ------------------------------------------------------------------
@@ -393,6 +458,13 @@ BENCHMARK(BM_WalSyncAB)
     ->Args({16, 1})
     ->Args({65536, 8})
     ->Args({512 << 10, 4})
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond);
+
+BENCHMARK(BM_WalLinkAB)
+    ->ArgNames({"slice_us"})
+    ->Arg(0)
+    ->Arg(100)
     ->Iterations(1)
     ->Unit(benchmark::kMillisecond);
 
