@@ -86,6 +86,7 @@
 #include "raft/node/events.h"
 #include "raft/node/node.h"
 #include "raft/node/peer_pins.h"
+#include "raft/node/removed_groups.h"
 #include "raft/node/snapshot_worker.h"
 #include "raft/node/wal_storage.h"
 #include "raft/raft.h"
@@ -133,8 +134,11 @@ class CoreHost final : public net::TransportHandler, public NodeLiveness {
   // the next round (its Ready dropped, its waiters failed, a remove record
   // appended), then this call waits for the record to be durable and for
   // the snapshot files to be deleted (on the snapshot worker).
-  base::Status create_group(GroupId g);
+  // create_group also takes g off the removed list (removed_groups.h) first.
+  runtime::Task<base::Status> create_group(GroupId g);
   runtime::Task<base::Status> remove_group(GroupId g, bool force);
+  // The ids this core removed, loaded by Node before start() (alien thread).
+  void set_removed_groups(std::unique_ptr<RemovedGroups> removed) { removed_ = std::move(removed); }
   // One group's part of Node::add_node / remove_node: the change on this
   // node if it leads g, else forwarded to g's leader over this core's link
   // (a node-control message, node_control.h), retried on kNotLeader / kBusy
@@ -323,6 +327,9 @@ class CoreHost final : public net::TransportHandler, public NodeLiveness {
   void on_node_control(NodeId from, std::string_view payload);
   // close(): forwarded changes still waiting for a reply get kShuttingDown.
   void fail_forwards();
+  // Adds / takes g to / off the removed list, durable on return (written on
+  // the snapshot worker). On error the list is as before.
+  runtime::Task<base::Status> persist_removed(GroupId g, bool removed);
   runtime::Task<void> serve_member_request(NodeId from, uint64_t request_id, GroupId g, bool adding,
                                            NodeId id, std::string addr, Node::MemberWait wait);
 
@@ -358,7 +365,8 @@ class CoreHost final : public net::TransportHandler, public NodeLiveness {
   std::set<GroupId> retiring_;
   std::unordered_map<uint64_t, OneShot<base::Status>*> forwards_;
   uint64_t next_forward_id_ = 1;
-  uint32_t served_in_flight_ = 0;  // serve_member_request running
+  uint32_t served_in_flight_ = 0;           // serve_member_request running
+  std::unique_ptr<RemovedGroups> removed_;  // removed_groups.h
   runtime::CancelScope loops_scope_;
   runtime::Gate loops_gate_;
   bool closing_ = false;

@@ -10,6 +10,7 @@
 #include "raft/node/core_host.h"
 #include "raft/node/node_control.h"
 #include "runtime/runtime.h"
+#include "wal/posix_dir.h"
 
 namespace nori::raft {
 
@@ -46,17 +47,46 @@ bool retryable(ErrorKind k) {
 
 // ---- creating and removing groups ---------------------------------------------
 
-base::Status CoreHost::create_group(GroupId id) {
+Task<base::Status> CoreHost::create_group(GroupId id) {
   if (id == kNodeControlGroup) {
-    return base::err(ErrorKind::kInvalidArgument, "group id {} is reserved", id);
+    co_return base::err(ErrorKind::kInvalidArgument, "group id {} is reserved", id);
   }
+  if (closing_) co_return base::Error(ErrorKind::kShuttingDown, "the node is shutting down");
   if (retiring_.contains(id)) {
-    return base::err(ErrorKind::kBusy,
-                     "group {} is still being removed (its snapshot files are being deleted): "
-                     "retry",
-                     id);
+    co_return base::err(ErrorKind::kBusy,
+                        "group {} is still being removed (its snapshot files are being "
+                        "deleted): retry",
+                        id);
   }
-  return add_group(id);
+  if (find(id) != nullptr) co_return base::err(ErrorKind::kInvalidArgument, "group {} exists", id);
+  // Off the removed list first: a crash after the group's first records
+  // then finds it in the WAL, and a crash before finds it still removed.
+  if (removed_ && removed_->contains(id)) NORI_CO_TRY(co_await persist_removed(id, false));
+  co_return add_group(id);
+}
+
+Task<base::Status> CoreHost::persist_removed(GroupId id, bool removed) {
+  if (!removed_) co_return base::Status{};
+  const bool before = removed_->contains(id);
+  removed_->set(id, removed);
+  // The whole list as of now: jobs run in order, so the file ends as the
+  // newest list even when changes overlap.
+  std::string text = removed_->text();
+  std::string dir = removed_->dir(), name = removed_->name();
+  OneShot<base::Status> done;
+  bool queued = false;
+  while (!closing_) {
+    queued = worker_->run<base::Status>(
+        [dir, name, text]() { return wal::write_file_durably(dir, name, text); },
+        [&done](base::Status st) { done.resolve(std::move(st)); });
+    if (queued) break;
+    if (!(co_await runtime::sleep_for(std::chrono::milliseconds(kRetryPauseMs))).ok()) break;
+  }
+  base::Status st =
+      queued ? co_await done
+             : base::Status(base::Error(ErrorKind::kShuttingDown, "the node is shutting down"));
+  if (!st.ok()) removed_->set(id, before);
+  co_return st;
 }
 
 std::vector<GroupId> CoreHost::local_groups() const {
@@ -101,17 +131,37 @@ Task<base::Status> CoreHost::remove_group(GroupId id, bool force) {
   if (closing_) co_return base::Error(ErrorKind::kShuttingDown, "the node is shutting down");
   Group* g = find(id);
   if (g == nullptr) co_return base::err(ErrorKind::kNotFound, "no group {} on this node", id);
-  if (g->removal != nullptr) {
+  if (g->removal != nullptr || retiring_.contains(id)) {
     co_return base::err(ErrorKind::kBusy, "group {} is already being removed", id);
   }
   NORI_CO_TRY(check_removable(g, force));
+  // On the removed list first (durable): from the moment the remove record
+  // may be durable, a restart must not create the group again from
+  // RaftConfig::groups. A crash in between leaves the group in the WAL,
+  // recovered as it was (the list only stops config-driven creation).
+  retiring_.insert(id);
+  if (base::Status st = co_await persist_removed(id, true); !st.ok()) {
+    retiring_.erase(id);
+    co_return base::err(st.error().kind(), "group {} not removed: {}", id, st.error().to_string());
+  }
+  g = find(id);
+  if (g == nullptr) {  // closed meanwhile
+    retiring_.erase(id);
+    co_return base::Error(ErrorKind::kShuttingDown, "the node is shutting down");
+  }
   // The next round takes the group out (retire_group): only there does no
   // other step of the round hold it across an await.
   RemoveRequest req;
   g->removal = &req;
   mark_dirty(g);
   base::Result<wal::Position> pos = co_await req.appended;
-  if (!pos.ok()) co_return std::move(pos).error();
+  if (!pos.ok()) {
+    // Not taken out (the node closed first): it stays, and so does its
+    // entry on the removed list, which only keeps a restart from creating
+    // it afresh (the WAL still recovers it).
+    retiring_.erase(id);
+    co_return std::move(pos).error();
+  }
   base::Status st = co_await wal_->wait_durable(*pos);
   if (!st.ok()) {
     co_return base::err(ErrorKind::kOutcomeUnknown,

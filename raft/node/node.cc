@@ -144,9 +144,30 @@ base::Status Node::start() {
   rt_ = std::make_unique<runtime::Runtime>(rc);
   for (unsigned c = 0; c < cfg_.cores; ++c)
     hosts_.push_back(std::make_unique<CoreHost>(*this, cfg_, c, incarnation_));
+  // Groups this node removed are not created again from cfg_.groups (a
+  // retired shard still listed there would come back empty, with a
+  // forgotten vote): only create_group brings an id back. Groups the WAL
+  // holds are recovered whatever the list says.
+  std::vector<GroupId> groups;
+  for (unsigned c = 0; c < cfg_.cores; ++c) {
+    auto removed =
+        std::make_unique<RemovedGroups>(cfg_.data_dir, fmt::format("removed-groups-core-{}", c));
+    NORI_TRY(removed->load());
+    for (GroupId g : cfg_.groups) {
+      if (placement(g, cfg_.cores) != c) continue;
+      if (removed->contains(g)) {
+        fmt::print(stderr,
+                   "nori: group {} was removed from this node: not created again from the "
+                   "configured groups (create_group brings it back)\n",
+                   g);
+        continue;
+      }
+      groups.push_back(g);
+    }
+    hosts_[c]->set_removed_groups(std::move(removed));
+  }
   for (unsigned c = 0; c < cfg_.cores; ++c) {
     CoreHost* h = hosts_[c].get();
-    std::vector<GroupId> groups = cfg_.groups;
     base::Status st = rt_->block_on(
         c, [h, groups]() -> Task<base::Status> { co_return co_await h->start(groups); });
     NORI_TRY(st);

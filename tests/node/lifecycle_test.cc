@@ -322,6 +322,30 @@ TEST(NodeLifecycle, RemovedGroupIsNotRecoveredAfterRestart) {
   EXPECT_TRUE(c.state(0, 1).empty()) << "nothing of group 1 was replayed";
 }
 
+// An application that keeps listing a retired group in RaftConfig::groups
+// must not get it back, empty, at the next restart: only create_group does
+// that.
+TEST(NodeLifecycle, RemovedGroupListedInConfigIsNotCreatedAgainAtRestart) {
+  Cluster c("lifecycle-listed", {1, 2});
+  c.start(0, c.config(0, {1}));
+  ASSERT_GT(c.write(1, "g1"), 0u);
+  ASSERT_GT(c.write(2, "g2"), 0u);
+  ASSERT_TRUE(c.remove_group(0, 1).ok());
+  c.stop(0);
+  c.start(0, c.config(0, {1}));  // groups = {1, 2} still
+  EXPECT_FALSE(c.node(0).has_group(1)) << "a removed group came back from the config";
+  EXPECT_TRUE(c.node(0).has_group(2));
+  // create_group takes it off the removed list: from then on it is an
+  // ordinary group again, recovered from the WAL.
+  base::Status st = c.create_group(0, 1);
+  ASSERT_TRUE(st.ok()) << st.error().to_string();
+  ASSERT_GT(c.write(1, "g1-again"), 0u);
+  c.stop(0);
+  c.start(0, c.config(0, {1}));
+  EXPECT_TRUE(c.node(0).has_group(1));
+  EXPECT_TRUE(c.has_applied(0, 1, "g1-again"));
+}
+
 TEST(NodeLifecycle, RecreatedGroupStartsEmpty) {
   Cluster c("lifecycle-recreate", {1});
   c.start(0, c.config(0, {1}));
