@@ -45,14 +45,14 @@ class WriteSyncTest : public ::testing::Test {
   }
 };
 
-TEST_F(WriteSyncTest, FullWriteIsSyncedAndReadsBack) {
+void full_write_is_synced_and_reads_back(bool defer_taskrun) {
   const std::string path = fresh_dir("write_sync_full") + "/f";
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   ASSERT_GE(fd, 0);
   std::string data(8192, 'x');
   for (size_t i = 0; i < data.size(); ++i)
     data[i] = static_cast<char>('a' + i % 26);
-  runtime::Runtime rt({.cores = 1});
+  runtime::Runtime rt({.cores = 1, .ring_defer_taskrun = defer_taskrun});
   WriteSyncResult r;
   rt.block_on(0, [&]() -> Task<void> {
     r = co_await WriteSync(fd, data.data(), static_cast<uint32_t>(data.size()), 4096);
@@ -64,6 +64,45 @@ TEST_F(WriteSyncTest, FullWriteIsSyncedAndReadsBack) {
   std::string back(8192, '\0');
   ASSERT_EQ(::pread(fd, back.data(), back.size(), 4096), 8192);
   EXPECT_EQ(back, data);
+  ::close(fd);
+}
+
+TEST_F(WriteSyncTest, FullWriteIsSyncedAndReadsBack) {
+  full_write_is_synced_and_reads_back(true);
+}
+
+// The ring set-up older kernels get (COOP_TASKRUN instead of DEFER_TASKRUN):
+// the write's completion runs as task work by another route; one CQE still.
+TEST_F(WriteSyncTest, FullWriteIsSyncedWithoutDeferTaskrun) {
+  full_write_is_synced_and_reads_back(false);
+}
+
+// A chain must reach the kernel in one submission (Reactor::reserve_sqes):
+// with the submission queue holding 0..ring_entries queued no-ops before the
+// chain, one of the rounds leaves a single free slot, where a plain
+// get_sqe() would have submitted the write alone, its link dangling.
+TEST_F(WriteSyncTest, ChainIsNotSplitWhenTheSubmissionQueueIsNearlyFull) {
+  const std::string path = fresh_dir("write_sync_sq_full") + "/f";
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0);
+  constexpr uint32_t kRingEntries = 8;
+  const std::string data(4096, 'q');
+  runtime::Runtime rt({.cores = 1, .ring_entries = kRingEntries});
+  std::vector<WriteSyncResult> results;
+  rt.block_on(0, [&]() -> Task<void> {
+    for (uint32_t queued = 0; queued <= kRingEntries; ++queued) {
+      for (uint32_t k = 0; k < queued; ++k) {
+        io_uring_sqe* sqe = runtime::Reactor::here().get_sqe();
+        io_uring_prep_nop(sqe);
+        io_uring_sqe_set_data64(sqe, runtime::kIgnoreUserData);
+      }
+      results.push_back(co_await WriteSync(fd, data.data(), 4096, uint64_t{queued} * 4096));
+    }
+    co_await settle();
+  });
+  ASSERT_EQ(results.size(), kRingEntries + 1);
+  for (const WriteSyncResult& r : results)
+    EXPECT_TRUE(r.durable(4096)) << r.written << " " << r.sync_res;
   ::close(fd);
 }
 
