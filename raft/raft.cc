@@ -394,12 +394,12 @@ void Raft::quiesce(TimePoint now) {
   send_heartbeat_round(now, /*quiesce=*/true);
   quiesced_ = true;
   idle_rounds_ = 0;
-  release_idle_memory();
   // lease: no lease earned before quiescence is used after it. A lease read
   // after the wake needs a round sent after this one (the lease argument
   // would allow the remaining lease; this is the simple rule: a leader that
   // stopped listening proves its leadership again before serving).
   lease_min_round_ = std::max(lease_min_round_, round_ + 1);
+  release_idle_memory();  // after lease_min_round_: the rounds may go
 }
 
 void Raft::wake(TimePoint now) {
@@ -436,6 +436,10 @@ void Raft::release_idle_memory() {
   if (reads_.empty()) std::vector<PendingRead>().swap(reads_);
   for (Progress& p : peers_)
     p.inflight.release();
+  // lease: a follower's rounds are of no use (become_leader starts afresh);
+  // a quiesced leader's lease_min_round_ is past every round sent so far,
+  // so none of them can give a lease any more: their send times may go.
+  if (role_ != Role::kLeader || round_ < lease_min_round_) rounds_.release();
   // Output buffers not holding output (the quiesce round's messages are
   // still in ready_.messages: those stay).
   if (!(out_mask_ & kOutEntries)) std::vector<Entry>().swap(ready_.entries);

@@ -445,25 +445,33 @@ class Raft {
   };
   // Send times of the recent heartbeat rounds that can still give a lease:
   // the newest quorum-acknowledged one and later ones (older ones are dropped
-  // as acknowledgements arrive). Inline, so idle groups allocate nothing. If
-  // more than kRoundsKept rounds are unacknowledged the oldest is forgotten,
-  // which can only cost a lease (reads fall back to read-index), never safety.
+  // as acknowledgements arrive). The buffer is allocated by the first round
+  // (only leaders send rounds: a follower, two replicas in three, carries a
+  // pointer instead of 512 bytes) and given back by release() when the
+  // group quiesces. If more than kRoundsKept rounds are unacknowledged the
+  // oldest is forgotten, which can only cost a lease (reads fall back to
+  // read-index), never safety; forgetting all of them (release) likewise.
   class RoundRing {
    public:
     static constexpr uint32_t kRoundsKept = 32;
     void clear() { head_ = size_ = 0; }
+    void release() {
+      clear();
+      buf_.reset();
+    }
     void push(RoundSent r) {
+      if (buf_ == nullptr) buf_ = std::make_unique<std::array<RoundSent, kRoundsKept>>();
       if (size_ == kRoundsKept) pop();
-      buf_[(head_ + size_) % kRoundsKept] = r;
+      (*buf_)[(head_ + size_) % kRoundsKept] = r;
       ++size_;
     }
     void drop_older_than(uint64_t round) {
-      while (size_ > 0 && buf_[head_].round < round)
+      while (size_ > 0 && (*buf_)[head_].round < round)
         pop();
     }
     const RoundSent* find(uint64_t round) const {
       for (uint32_t i = size_; i-- > 0;) {
-        const RoundSent& r = buf_[(head_ + i) % kRoundsKept];
+        const RoundSent& r = (*buf_)[(head_ + i) % kRoundsKept];
         if (r.round == round) return &r;
         if (r.round < round) return nullptr;
       }
@@ -475,7 +483,7 @@ class Raft {
       head_ = (head_ + 1) % kRoundsKept;
       --size_;
     }
-    std::array<RoundSent, kRoundsKept> buf_{};
+    std::unique_ptr<std::array<RoundSent, kRoundsKept>> buf_;  // size_ > 0: allocated
     uint32_t head_ = 0;
     uint32_t size_ = 0;
   };
