@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
 
 namespace nori::kv {
@@ -85,6 +86,9 @@ base::Result<bool> RequestParser::next_multibulk(std::vector<std::string>& argv)
     args_expected_ = static_cast<size_t>(n);
     declared_bytes_ = 0;
     partial_.clear();
+    // One allocation for a usual command instead of one per doubling; the
+    // declared count is untrusted, so only a small reserve is taken on faith.
+    partial_.reserve(std::min<size_t>(args_expected_, kArgsReserveMax));
   }
   while (partial_.size() < args_expected_) {
     if (pos_ == buf_.size()) return false;

@@ -54,6 +54,10 @@ struct ParserLimits {
 
 class RequestParser {
  public:
+  // Arguments reserved up front for a command; a larger declared count grows
+  // as its arguments actually arrive (the count itself is untrusted).
+  static constexpr size_t kArgsReserveMax = 8;
+
   explicit RequestParser(ParserLimits limits = {}) : limits_(limits) {}
 
   // Appends received bytes. Fails (kProtocol) once the buffered, unparsed

@@ -267,6 +267,26 @@ struct ServerImpl {
     co_return error_reply(last ? *last : base::Error(ErrorKind::kTimedOut, "timed out"), shard_no);
   }
 
+  // The session header of the connection's next write to a shard.
+  static WriteHeader next_header(Conn& c, uint32_t shard_no, uint64_t now) {
+    WriteHeader h;
+    h.client = c.id;
+    h.seq = ++c.next_seq;
+    c.outstanding.insert(h.seq);
+    h.ack_below = *c.outstanding.begin();
+    h.now_ms = now;
+    h.opens_session = !c.shards_answered.contains(shard_no);
+    return h;
+  }
+  // A write was answered: its seq leaves the outstanding set, and a shard
+  // that answered without an error holds the session from now on.
+  static void finish_write(Conn& c, uint32_t shard_no, uint64_t seq, const std::string& reply) {
+    c.outstanding.erase(seq);
+    if (reply[0] != '-' && !c.shards_answered.contains(shard_no)) {
+      c.shards_answered.insert(shard_no);
+    }
+  }
+
   // A client write: split by shard, one session entry per shard.
   Task<std::string> write(Conn& c, std::vector<std::string> argv) {
     const uint64_t now = wall_ms();
@@ -274,6 +294,15 @@ struct ServerImpl {
     if (!norm.ok()) co_return err(norm.error().message());
     std::vector<std::string>& cmd = *norm;
     const uint32_t n = cfg().shards;
+    if (cmd[0] != "DEL" && cmd[0] != "MSET") {
+      // One key, one shard: the common case goes without the split below
+      // (no per-shard map, task vector or when_all per command).
+      const uint32_t shard_no = shard_of(cmd[1], n);
+      const WriteHeader h = next_header(c, shard_no, now);
+      std::string r = co_await write_shard(shard_no, encode_write(h, cmd), h.client, h.seq);
+      finish_write(c, shard_no, h.seq, r);
+      co_return r;
+    }
     // Per-shard parts of multi-key commands.
     std::map<uint32_t, std::vector<std::string>> parts;
     if (cmd[0] == "DEL") {
@@ -289,27 +318,18 @@ struct ServerImpl {
         p.push_back(cmd[i]);
         p.push_back(cmd[i + 1]);
       }
-    } else {
-      parts[shard_of(cmd[1], n)] = std::move(cmd);
     }
     std::vector<Task<std::string>> tasks;
     std::vector<uint64_t> seqs;
     for (auto& [shard_no, part] : parts) {
-      WriteHeader h;
-      h.client = c.id;
-      h.seq = ++c.next_seq;
-      c.outstanding.insert(h.seq);
-      h.ack_below = *c.outstanding.begin();
-      h.now_ms = now;
-      h.opens_session = c.shards_answered.count(shard_no) == 0;
+      const WriteHeader h = next_header(c, shard_no, now);
       seqs.push_back(h.seq);
       tasks.push_back(write_shard(shard_no, encode_write(h, part), h.client, h.seq));
     }
     std::vector<std::string> replies = co_await runtime::when_all(std::move(tasks));
     size_t i = 0;
     for (auto& [shard_no, part] : parts) {
-      c.outstanding.erase(seqs[i]);
-      if (replies[i][0] != '-') c.shards_answered.insert(shard_no);
+      finish_write(c, shard_no, seqs[i], replies[i]);
       ++i;
     }
     if (replies.size() == 1) co_return std::move(replies[0]);
@@ -900,11 +920,15 @@ struct ServerImpl {
             ++j;
           }
           if (j == i) j = i + 1;  // QUIT alone
-          std::vector<Task<std::string>> tasks;
-          for (size_t k = i; k < j; ++k)
-            tasks.push_back(execute(c, std::move(batch[k])));
-          for (auto& r : co_await runtime::when_all(std::move(tasks)))
-            out += r;
+          if (j == i + 1) {
+            out += co_await execute(c, std::move(batch[i]));  // pipeline 1: no when_all
+          } else {
+            std::vector<Task<std::string>> tasks;
+            for (size_t k = i; k < j; ++k)
+              tasks.push_back(execute(c, std::move(batch[k])));
+            for (auto& r : co_await runtime::when_all(std::move(tasks)))
+              out += r;
+          }
           i = j;
           // Large replies (MGET of big values) go out before the next run, so
           // one round never holds more than reply_bytes_max plus one run.

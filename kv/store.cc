@@ -163,7 +163,11 @@ base::Result<std::vector<std::string>> normalize_write(std::vector<std::string> 
   };
   if (cmd == "SET") {
     NORI_TRY(arity(3, true));
-    std::vector<std::string> out = {"SET", argv[1], argv[2]};
+    std::vector<std::string> out;
+    out.reserve(argv.size() + 1);  // PXAT <ms> may replace EX <s>: one more at most
+    out.push_back("SET");
+    out.push_back(std::move(argv[1]));  // argv is ours: key and value move, not copy
+    out.push_back(std::move(argv[2]));
     bool nx = false, xx = false, expiry = false;
     for (size_t i = 3; i < argv.size(); ++i) {
       const std::string opt = upper(argv[i]);
@@ -233,7 +237,7 @@ Store::Value* Store::find_live(const std::string& key, uint64_t now_ms) {
   return &it->second;
 }
 
-std::string Store::execute_write(const std::vector<std::string>& argv) {
+std::string Store::execute_write(std::vector<std::string>& argv) {
   const std::string& cmd = argv[0];
   std::string out;
   if (cmd == "SET") {
@@ -256,7 +260,12 @@ std::string Store::execute_write(const std::vector<std::string>& argv) {
       map_.erase(argv[1]);
       return reply::ok();
     }
-    map_[argv[1]] = Value{argv[2], at};
+    // argv is this apply's decoded copy: the value moves into the map.
+    if (v != nullptr) {
+      *v = Value{std::move(argv[2]), at};
+    } else {
+      map_.try_emplace(std::move(argv[1]), Value{std::move(argv[2]), at});
+    }
     return reply::ok();
   }
   if (cmd == "DEL") {

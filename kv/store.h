@@ -148,7 +148,7 @@ class Store {
     std::list<uint64_t>::iterator lru;
   };
 
-  std::string execute_write(const std::vector<std::string>& argv);
+  std::string execute_write(std::vector<std::string>& argv);  // may move from argv
   Value* find_live(const std::string& key, uint64_t now_ms);
   void touch_session(uint64_t client, Session& s);
   void expire_sessions();
