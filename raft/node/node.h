@@ -201,6 +201,9 @@ class Node {
   //   durable, the group's snapshot directory is deleted. When it returns
   //   ok the removal is durable: a restart does not recover the group, and
   //   create_group(g) later starts it empty (term 0, no vote, no entries).
+  //   The id is kept on a per-core removed list (removed_groups.h): open()
+  //   does not create it again from RaftConfig::groups; only create_group
+  //   takes it off.
   //   It acts on THIS node only. Unless `force`, it is refused
   //   (kInvalidArgument, nothing changed) while this node is still a member
   //   of the group's configuration together with another node (a leader
