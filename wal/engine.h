@@ -65,10 +65,13 @@ struct WalOptions {
   bool use_rwf_dsync = false;
   uint32_t rwf_dsync_min_bytes = UINT32_MAX;
   // write + fdatasync submitted as one linked io_uring chain (wal/write_sync.h):
-  // the kernel starts the sync when the write completes, with no reactor
-  // round trip between them (docs/wal.md, "Linked write + sync"). Ignored
-  // where the kernel lacks IORING_FEAT_CQE_SKIP (two operations then).
-  bool linked_sync = true;
+  // the kernel starts the sync when the write completes, with no return to
+  // the reactor between them. Off by default, by measurement (docs/wal.md,
+  // "Linked write + sync"): it saves no wake-up under DEFER_TASKRUN, was
+  // within noise at one writer, and the cluster committed ~10% less at 256
+  // in flight (7 of 10 alternated pairs). Ignored where the kernel lacks
+  // IORING_FEAT_CQE_SKIP. NORI_WAL_LINKED_SYNC=0/1 overrides.
+  bool linked_sync = false;
   // A flush waits this long after the round that appended before cutting a
   // write, to gather more (0: every reactor round).
   uint32_t batch_delay_us = 0;

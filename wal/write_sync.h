@@ -1,6 +1,7 @@
 // WriteSync: one write followed by fdatasync of the same file, submitted to
 // the reactor's io_uring as one IOSQE_IO_LINK chain, for the WAL's durable
-// writes (wal/wal.cc write_one).
+// writes when WalOptions::linked_sync is on (wal/wal.cc write_one; off by
+// default: docs/wal.md, "Linked write + sync", has the measurements).
 //
 //   auto r = co_await WriteSync(fd, buf, len, offset);
 //   if (r.written < 0) ... the write failed (-errno); nothing was synced

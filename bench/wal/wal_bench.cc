@@ -11,7 +11,7 @@
 //   WalRwfDsync/*  the same WAL with RWF_DSYNC for every write (the default uses
 //                  write + fdatasync below 256 KiB)
 //   WalSyncAB      RWF_DSYNC vs write + fdatasync, interleaved rounds, medians
-//   WalLinkAB      one writer, 16 B entries: write + fdatasync linked vs two
+//   WalLinkAB      1 or 256 writers, 16 B entries: write + fdatasync linked vs two
 //                  operations vs RWF_DSYNC, at the kernel's default EEVDF slice
 //                  and at 100 us; latency and context switches per write
 //   Recovery       reads a log of ~256 MiB cold (pages dropped): MB/s
@@ -323,22 +323,25 @@ void BM_WalSyncAB(benchmark::State& state) {
   state.counters["fdsync_MB/s"] = median(mbs[1]);
 }
 
-// One writer, 16 B entries, each waited for (the leader's WAL at one proposal
-// in flight): write + fdatasync as one linked chain, as two operations, and
+// 16 B entries, each waited for by its writer (one writer: the leader's WAL at
+// one proposal in flight; 256: a loaded core), write + fdatasync as one
+// linked chain, as two operations, and
 // RWF_DSYNC, interleaved (A, B, C, A, ...) so all see the same disk and CPU
 // weather; medians of the rounds. range(0) = EEVDF slice of the reactor (us,
-// 0 = kernel default). `cs/write` counts context switches of all threads
-// (the reactor and io-wq workers) per durable write.
+// 0 = kernel default), range(1) = writers (groups). `cs/write` counts context switches of all
+// threads (the reactor and io-wq workers) per durable write.
 void BM_WalLinkAB(benchmark::State& state) {
   constexpr int kRounds = 5;
   constexpr int kModes = 3;
   constexpr int kSync[kModes] = {2, 3, 1};
   const char* kName[kModes] = {"linked", "two_ops", "rwf"};
-  std::vector<double> p50[kModes], p99[kModes], cs[kModes];
+  std::vector<double> p50[kModes], p99[kModes], cs[kModes], rate[kModes];
   for (auto _ : state) {
     for (int r = 0; r < kRounds; ++r) {
       for (int m = 0; m < kModes; ++m) {
-        WalRun run = run_wal(16, 1, 1, kSync[m], static_cast<uint32_t>(state.range(0)));
+        WalRun run = run_wal(16, static_cast<int>(state.range(1)), 1, kSync[m],
+                             static_cast<uint32_t>(state.range(0)));
+        rate[m].push_back(run.entries / run.secs);
         const Percentiles p = percentiles(run.lat);
         p50[m].push_back(p.p50_us);
         p99[m].push_back(p.p99_us);
@@ -356,6 +359,7 @@ void BM_WalLinkAB(benchmark::State& state) {
     state.counters[fmt::format("{}_p50_us", kName[m])] = median(p50[m]);
     state.counters[fmt::format("{}_p99_us", kName[m])] = median(p99[m]);
     state.counters[fmt::format("{}_cs/write", kName[m])] = median(cs[m]);
+    state.counters[fmt::format("{}_entries/s", kName[m])] = median(rate[m]);
   }
 }
 
@@ -462,9 +466,10 @@ BENCHMARK(BM_WalSyncAB)
     ->Unit(benchmark::kMillisecond);
 
 BENCHMARK(BM_WalLinkAB)
-    ->ArgNames({"slice_us"})
-    ->Arg(0)
-    ->Arg(100)
+    ->ArgNames({"slice_us", "writers"})
+    ->Args({0, 1})
+    ->Args({100, 1})
+    ->Args({0, 256})
     ->Iterations(1)
     ->Unit(benchmark::kMillisecond);
 
