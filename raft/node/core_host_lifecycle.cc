@@ -222,6 +222,7 @@ Task<void> CoreHost::retire_group(Group* g) {
   node_.unregister_group(id);
   groups_gauge_.set(static_cast<int64_t>(groups_.size()));
   if (g->role_gauge != nullptr) g->role_gauge->set(0);
+  // (A quiesced group leaves the quiesced count in ~Group.)
   // 2. Its callers learn at once. Accepted proposals get kOutcomeUnknown
   // (the other replicas may still commit them), reads kShuttingDown.
   fail_all_waiters(g, ErrorKind::kShuttingDown, "the group is being removed from this node");
