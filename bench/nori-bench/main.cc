@@ -834,7 +834,7 @@ int bench_main(int argc, char** argv) {
   for (const PhaseResult& r : results) {
     std::string line = fmt::format("{:<16}", r.spec.name);
     for (auto& n : r.nodes) {
-      line += fmt::format("  n{}: {:.2f} cpu {:.0f} MiB {:.1f} cs/c", n.node, n.cpu_cores,
+      line += fmt::format("  n{}: {:.2f} cpu {:.0f} MiB {:.2f} cs/c", n.node, n.cpu_cores,
                           n.rss_kb / 1024.0,
                           r.commits ? double(n.ctx_switches) / double(r.commits) : 0.0);
     }
