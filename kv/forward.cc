@@ -56,11 +56,30 @@ runtime::Task<base::Status> ForwardLink::connect() {
 
 runtime::Task<base::Result<std::string>> ForwardLink::call(std::string request) {
   if (fd_ < 0) {
-    if (connecting_) co_return base::Error(ErrorKind::kIo, "forward link connecting");
-    connecting_ = true;
-    auto st = co_await connect();
-    connecting_ = false;
-    if (!st.ok()) co_return st.error();
+    if (connecting_) {
+      // Another call is connecting: wait for its outcome instead of failing
+      // (that failure cost each concurrent first forward a retry and a 10 ms
+      // back-off in the server).
+      if (pending_.size() + connect_waiters_.size() >= opt_.inflight_max) {
+        co_return base::Error(ErrorKind::kBusy, "forward link full");
+      }
+      runtime::OneShot<base::Status> connected;
+      connect_waiters_.push_back(&connected);
+      auto st = co_await connected;
+      if (!st.ok()) co_return st.error();
+      // It connected, but the link may have failed again since: nothing of
+      // ours was sent, so this one certainly did not take effect.
+      if (fd_ < 0) co_return base::Error(ErrorKind::kIo, "forward link failed after connecting");
+    } else {
+      connecting_ = true;
+      auto st = co_await connect();
+      connecting_ = false;
+      std::vector<runtime::OneShot<base::Status>*> waiters;
+      waiters.swap(connect_waiters_);
+      for (auto* w : waiters)
+        w->resolve(st);
+      if (!st.ok()) co_return st.error();
+    }
   }
   if (pending_.size() >= opt_.inflight_max) {
     co_return base::Error(ErrorKind::kBusy, "forward link full");

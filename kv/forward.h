@@ -14,9 +14,11 @@
 // other request in flight on the link with kOutcomeUnknown, and the link
 // reconnects on the next call. The caller retries with the same session
 // sequence number, so a forwarded write applies at most once (store.h).
+// Calls made while the link connects wait for that connect (a pipeline's
+// concurrent first forwards used to fail at once and each cost a retry).
 //
-// Bounds: in-flight requests per link (inflight_max; beyond: kBusy) and the
-// reply size (ParserLimits).
+// Bounds: in-flight requests per link, those waiting for the connect
+// included (inflight_max; beyond: kBusy), and the reply size (ParserLimits).
 //
 // Threading: a link belongs to one core; call() only on that core.
 #pragma once
@@ -25,6 +27,7 @@
 #include <deque>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "kv/resp.h"
 #include "runtime/base/clock.h"
@@ -73,6 +76,9 @@ class ForwardLink {
   bool writing_ = false;
   std::string out_;
   std::deque<Pending> pending_;
+  // Calls waiting for the connect another call started (counted against
+  // inflight_max with pending_).
+  std::vector<runtime::OneShot<base::Status>*> connect_waiters_;
   uint64_t requests_ = 0;
 };
 
