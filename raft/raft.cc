@@ -660,11 +660,15 @@ void Raft::step(Message m, TimePoint now) {
       // A quiesced follower has not heard from its leader for a while by
       // design: liveness of the leader's node stands in for its heartbeats
       // (a quiesced leader stays leader; its followers must not vote it
-      // out because they were told to stop listening).
+      // out because they were told to stop listening). Except when the
+      // candidate IS that leader: it stopped leading (its process restarted
+      // within the liveness timeout, or it stepped down), and ignoring it
+      // would leave the group without a leader for good (the simulator
+      // found this: quiesced followers kept ignoring a restarted leader).
       bool in_lease = check_quorum_ && leader_ != kNoNode &&
                       (role_ == Role::kLeader ||
                        now < last_leader_contact_ + milliseconds(config_.election_timeout_min_ms) ||
-                       (quiesced_ && leader_node_live(now)));
+                       (quiesced_ && m.from != leader_ && leader_node_live(now)));
       if (in_lease && !transfer) {
         // Ignored. A quiesced leader still wakes: the node campaigning
         // missed its heartbeats, and only new rounds bring it back.

@@ -320,6 +320,28 @@ TEST_F(Quiesce, RejoiningNodeCannotDeposeQuiescedLeader) {
   EXPECT_TRUE(all_quiesced());
 }
 
+TEST_F(Quiesce, LeaderRestartedWithinLivenessTimeoutIsNotIgnored) {
+  // The leader's process restarts before any driver notices its node was
+  // gone: its followers are quiet, think it still leads, and its node is
+  // live. Its (pre-)votes must not be ignored as "the leader is alive", or
+  // the group never has a leader again.
+  NodeId l = settle_leader();
+  c_.advance(1s);
+  ASSERT_TRUE(all_quiesced());
+  const Term term = c_.raft(l).term();
+  c_.crash(l);
+  c_.start_node(l);
+  for (int i = 0; i < 500 && c_.leader() == kNoNode; ++i)
+    c_.advance(10ms);
+  NodeId nl = c_.leader();
+  ASSERT_NE(nl, kNoNode) << "no leader after the old leader restarted";
+  EXPECT_GT(c_.raft(nl).term(), term);
+  c_.advance(3s);
+  ASSERT_TRUE(c_.raft(nl).propose("after restart", 12, c_.now(), kFar).ok());
+  c_.advance(100ms);
+  EXPECT_EQ(c_.node(nl).applied.back().data, "after restart");
+}
+
 TEST_F(Quiesce, LostQuiesceHeartbeatWakesLeaderInsteadOfElecting) {
   NodeId l = settle_leader();
   const Term term = c_.raft(l).term();

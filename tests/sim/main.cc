@@ -7,6 +7,7 @@
 //   spent nori-sim --storm                       the election-storm scenario, with distributions
 //   nori-sim --seed 1 --seeds 100 --membership   membership changes + snapshots
 //   nori-sim --seed 1 --seeds 100 --snapshots    snapshots only
+//   nori-sim --seed 1 --seeds 100 --quiesce      idle groups quiesce (node-level liveness)
 //   nori-sim --seed 42 --history-dir d     also write each group's client history (JSON lines,
 //                                          readable by nori-lincheck)
 //
@@ -36,7 +37,7 @@ int main(int argc, char** argv) {
   int64_t duration_ms = 0;
   double drift_ppm = -2;
   bool unsafe_skip_wait = false, unsafe_no_clock = false;
-  bool snapshots = false, membership = false, unsafe_reset_first = false;
+  bool snapshots = false, membership = false, unsafe_reset_first = false, quiesce = false;
   double install_crash_chance = -1;
   int install_crash_step = -1;
   bool verbose = false;
@@ -59,6 +60,9 @@ int main(int argc, char** argv) {
   app.add_flag("--snapshots", snapshots,
                "snapshots: small thresholds, chunked transfers, installs (some seeds crash "
                "nodes during installs)");
+  app.add_flag("--quiesce", quiesce,
+               "node-level liveness and quiescence of idle groups (clients pause between "
+               "operations)");
   app.add_flag("--membership", membership,
                "membership changes (add, remove, replace, the leader too, abandon stuck) on "
                "spare nodes, with snapshots");
@@ -104,6 +108,7 @@ int main(int argc, char** argv) {
       }
       o.duration = 60 * kSecond;
     }
+    if (quiesce) o.with_quiesce();
     if (duration_ms > 0) o.duration = duration_ms * kMillisecond;
     if (drift_ppm >= -1) o.clock_drift_ppm = drift_ppm;
     o.raft.unsafe_skip_new_leader_lease_wait_for_testing = unsafe_skip_wait;

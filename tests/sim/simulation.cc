@@ -97,6 +97,15 @@ SimOptions SimOptions::membership_for_seed(uint64_t seed) {
   return o;
 }
 
+void SimOptions::with_quiesce() {
+  quiesce = true;
+  Rng r(seed * 0xd1b54a32d192ed03ULL + 41);
+  // Fewer, slower clients: a group is idle for several heartbeats between
+  // operations (it quiesces after two idle ticks), and wakes for the next.
+  clients = static_cast<int>(r.uniform(2, 3));
+  think_max = r.uniform(300, 1200) * kMillisecond;
+}
+
 std::string SimOptions::replay_command() const {
   SimOptions base = lease_hazard ? lease_hazard_for_seed(seed)
                     : membership ? membership_for_seed(seed)
@@ -105,6 +114,7 @@ std::string SimOptions::replay_command() const {
   std::string cmd = fmt::format("{} --seed {}", NORI_SIM_BINARY, seed);
   if (storm) cmd += fmt::format(" --storm --storm-rounds {}", storm_rounds);
   if (lease_hazard) cmd += " --lease-hazard";
+  if (quiesce) cmd += " --quiesce";
   if (membership) {
     cmd += " --membership";
   } else if (snapshots) {
@@ -159,6 +169,10 @@ std::string SimReport::summary() const {
         "\n  membership: {} adds, {} removes ({} of the leader), {} replaces, {} abandoned, {} "
         "reimaged under a new id, {} changes completed",
         adds, removes, leader_removes, replaces, abandons, wipes, changes_completed);
+  }
+  if (quiesces + wakes + liveness_lost > 0) {
+    s += fmt::format("\n  quiescence: {} replicas went quiet, {} woke, {} liveness losses",
+                     quiesces, wakes, liveness_lost);
   }
   if (!time_to_leader.samples_ms.empty() || !time_to_write.samples_ms.empty()) {
     s += fmt::format("\n  time to new leader: {}\n  time to first committed write: {}",
@@ -266,6 +280,7 @@ struct Replica {
   // learns it from a leader).
   bool joined = false;
   std::unique_ptr<raft::Raft> raft;
+  bool quiesced = false;  // as of the last drain (statistics)
   raft::Ready ready;
   KvStore kv;
   Index applied = 0;
@@ -285,8 +300,44 @@ struct Replica {
   std::map<NodeId, std::pair<Index, uint64_t>> last_send;  // (index, offset)
 };
 
+// Node-level liveness as a node's driver sees it (raft::NodeLiveness):
+// the local time it last heard from each peer, from any delivered message or
+// liveness ping. Lost with the process (reset on restart).
+class SimLiveness final : public raft::NodeLiveness {
+ public:
+  explicit SimLiveness(base::Duration timeout) : timeout_(timeout) {}
+  bool node_live(NodeId node, base::TimePoint now) const override {
+    auto it = heard_.find(node);
+    return it != heard_.end() && now - it->second < timeout_;
+  }
+  void heard(NodeId node, base::TimePoint now) {
+    base::TimePoint& t = heard_[node];
+    t = std::max(t, now);
+    lost_.erase(node);
+  }
+  void reset() {
+    heard_.clear();
+    lost_.clear();
+  }
+  // Peers heard from once and silent for the timeout now, each reported
+  // once until heard from again.
+  std::vector<NodeId> newly_lost(base::TimePoint now) {
+    std::vector<NodeId> out;
+    for (const auto& [id, t] : heard_) {
+      if (now - t >= timeout_ && lost_.insert(id).second) out.push_back(id);
+    }
+    return out;
+  }
+
+ private:
+  base::Duration timeout_;
+  std::map<NodeId, base::TimePoint> heard_;
+  std::set<NodeId> lost_;
+};
+
 struct Node {
   NodeId id = 0;
+  std::unique_ptr<SimLiveness> liveness;
   SimClock clock{0, 0};
   bool up = true;
   uint64_t incarnation = 0;
@@ -423,6 +474,7 @@ class Simulation {
         c.voters.push_back(static_cast<NodeId>(i));
     }
     c.random_seed = rng_.next() | 1;
+    if (o_.quiesce) c.liveness = n.liveness.get();
     // The KV store is in memory: restored from the durable snapshot (if
     // any), then the log after it is replayed (start_node).
     c.applied = 0;
@@ -432,6 +484,8 @@ class Simulation {
   std::unique_ptr<Node> make_node(NodeId id, bool joined) {
     auto n = std::make_unique<Node>();
     n->id = id;
+    n->liveness =
+        std::make_unique<SimLiveness>(std::chrono::milliseconds(o_.raft.election_timeout_max_ms));
     const int64_t offset = rng_.uniform(-o_.clock_offset_max_ms, o_.clock_offset_max_ms);
     n->clock = SimClock(offset * kMillisecond, draw_drift());
     for (int g = 0; g < o_.groups; ++g) {
@@ -463,6 +517,8 @@ class Simulation {
   // --- node lifecycle ------------------------------------------------------------
   void start_node(Node& n) {
     n.up = true;
+    n.liveness->reset();
+    if (o_.quiesce) schedule_liveness(n);
     for (auto& rp : n.replicas) {
       Replica& r = *rp;
       raft::Config c = config_for(n, r);
@@ -658,7 +714,51 @@ class Simulation {
         on_proposal_result(n, r, pr);
     }
     if (r.raft && r.raft->is_leader()) checker_.on_leader(r.group, r.raft->term(), n.id, now());
+    if (r.raft && r.raft->quiesced() != r.quiesced) {
+      r.quiesced = r.raft->quiesced();
+      ++(r.quiesced ? quiesces_ : wakes_);
+      if (trace_.enabled()) {
+        trace(r.quiesced ? "quiesce" : "wake", {{"node", n.id}, {"group", r.group}});
+      }
+    }
     if (r.raft) schedule_tick(n, r, now());
+  }
+
+  // --- node-level liveness (o_.quiesce) --------------------------------------------
+  // Every heartbeat interval while the node runs: one ping to every other
+  // node over the simulated network (lost, delayed or blocked like any
+  // message), then the peers silent for the timeout are reported to every
+  // quiesced replica, as CoreHost does.
+  void schedule_liveness(Node& n) {
+    const uint64_t inc = n.incarnation;
+    sched_.after(SimTime{o_.raft.heartbeat_ms} * kMillisecond, [this, &n, inc] {
+      if (!n.up || n.incarnation != inc) return;
+      on_node(n, inc, [this, &n] { liveness_tick(n); });
+      schedule_liveness(n);
+    });
+  }
+
+  void liveness_tick(Node& n) {
+    for (int i = 1; i <= total_nodes_; ++i) {
+      const NodeId to = static_cast<NodeId>(i);
+      if (to == n.id || link_blocked(n.id, to) || net_rng_.chance(o_.loss)) continue;
+      sched_.after(net_latency(), [this, from = n.id, to] {
+        Node& t = node(to);
+        if (!t.up || link_blocked(from, to)) return;
+        on_node(t, t.incarnation, [this, &t, from] { t.liveness->heard(from, local(t)); });
+      });
+    }
+    const base::TimePoint at = local(n);
+    for (NodeId lost : n.liveness->newly_lost(at)) {
+      ++liveness_lost_;
+      trace("liveness_lost", {{"node", n.id}, {"peer", lost}});
+      for (auto& rp : n.replicas) {
+        Replica& r = *rp;
+        if (!r.raft || !r.raft->quiesced()) continue;
+        r.raft->liveness_lost(lost, at);
+        drain(n, r);
+      }
+    }
   }
 
   // Schedules the completion of the log-lane write just queued (FIFO: each
@@ -981,6 +1081,7 @@ class Simulation {
     }
     on_node(to, to.incarnation, [this, &to, m = std::move(m)]() mutable {
       if (trace_.enabled()) trace("deliver", msg_json(m));
+      to.liveness->heard(m.from, local(to));
       Replica& r = replica(to, m.group);
       r.raft->step(std::move(m), local(to));
       drain(to, r);
@@ -1820,6 +1921,9 @@ class Simulation {
     rep.crashes = crashes_;
     rep.pauses = pauses_;
     rep.partitions = partitions_;
+    rep.quiesces = quiesces_;
+    rep.wakes = wakes_;
+    rep.liveness_lost = liveness_lost_;
     rep.lost_writes = lost_writes_;
     rep.transfers = transfers_;
     rep.lincheck_steps = lincheck_steps_;
@@ -1884,6 +1988,7 @@ class Simulation {
   size_t client_ops_ = 0, ok_ops_ = 0, failed_ops_ = 0, info_ops_ = 0, stale_reads_ = 0;
   size_t lease_reads_ = 0, read_index_reads_ = 0;
   size_t crashes_ = 0, pauses_ = 0, partitions_ = 0, lost_writes_ = 0, transfers_ = 0;
+  size_t quiesces_ = 0, wakes_ = 0, liveness_lost_ = 0;
   uint64_t lincheck_steps_ = 0;
 
   int total_nodes_ = 0;  // initial voters and spares

@@ -147,6 +147,14 @@ struct SimOptions {
   // Membership (nori-sim --membership). Nodes nodes+1..nodes+spares start
   // outside every group.
   bool membership = false;
+  // Quiescence (docs/node.md, "Quiescence"; nori-sim --quiesce): every node
+  // models node-level liveness (last heard per peer from any delivered
+  // message, plus a ping per peer every heartbeat over the simulated
+  // network) and is every replica's raft::NodeLiveness; idle groups
+  // quiesce. with_quiesce() also gives clients long pauses so that groups
+  // do go idle between operations.
+  bool quiesce = false;
+  void with_quiesce();
   bool random_changes = true;  // false: only scripted changes (stuck ones still abandoned)
   int spares = 0;
   SimTime change_interval_mean = 1500 * kMillisecond;
@@ -207,6 +215,8 @@ struct SimReport {
   size_t recovered_old = 0, recovered_new = 0;  // after a crash during an install
   // Membership (changes the leader accepted).
   size_t adds = 0, removes = 0, leader_removes = 0, replaces = 0, abandons = 0, wipes = 0;
+  // Quiescence: replicas that went quiet, woke, and liveness losses reported.
+  size_t quiesces = 0, wakes = 0, liveness_lost = 0;
   size_t changes_completed = 0;
   // At the end: each group's configuration (at its leader, "" if none), the
   // highest commit index seen, every node's applied index; script steps'
