@@ -1,5 +1,5 @@
 // ForwardAuth: the MAC that authenticates norikv's internal commands
-// (NORI.WRITE, NORI.READ) between the nodes of one cluster.
+// (NORI.WRITE, NORI.READ, NORI.PEER) between the nodes of one cluster.
 //
 // What it is for: a node forwards a write entry or a read to the shard's
 // leader over the leader's client port (kv/forward.h). Without a check, any

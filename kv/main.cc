@@ -65,6 +65,9 @@ int main(int argc, char** argv) {
   app.add_option("--maxclients", cfg.connections_max, "client connections")->capture_default_str();
   app.add_option("--write-timeout-ms", cfg.write_timeout_ms, "retry budget of one command")
       ->capture_default_str();
+  app.add_option("--member-change-timeout-ms", cfg.raft.member_change_timeout_ms,
+                 "retry budget of CLUSTER ADDNODE / REMOVENODE (every shard's change)")
+      ->capture_default_str();
   app.add_option("--client-idle-timeout-ms", cfg.client_idle_timeout_ms,
                  "close a client connection silent this long (0: never)")
       ->capture_default_str();

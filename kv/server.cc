@@ -528,14 +528,33 @@ struct ServerImpl {
   // ---- membership (CLUSTER ADDNODE / REMOVENODE) -----------------------------------
   //
   // CLUSTER ADDNODE <id> <host:raft_port> <client_port>: every shard's group
-  // admits node <id> (started with --join) through the node's membership
-  // change (raft/node/node.h: learner, caught up, promoted through a joint
-  // configuration). The command runs the change on this node for the shards
-  // it leads and forwards it (NORI.MEMBER, authenticated) to the leader of the
-  // others, retrying while a leader is unknown or another change still runs,
-  // until --write-timeout-ms. The new node's client port is first announced to
-  // every node this one knows (NORI.PEER), so they can forward to it once it
-  // leads a shard. CLUSTER REMOVENODE <id> takes a node out the same way.
+  // admits node <id> (started with --join). Two parts, in this order:
+  //   1. The client port, which only norikv needs (Raft addresses travel in
+  //      the configuration entries): kept in this node's book (kv-peers) and
+  //      announced to every node this one knows (NORI.PEER, authenticated
+  //      like the forwarding commands, kv/auth.h). First, because the new
+  //      node can lead a shard moments after its promotion, and a node that
+  //      does not know its client port cannot forward to it (TRYAGAIN for
+  //      that shard until it learns it).
+  //   2. The Raft side, one raft::Node::add_node call (raft/node/node.h,
+  //      docs/node.md "Node-wide membership"): per group, add_member here if
+  //      this node leads the group, else forwarded to its leader over the
+  //      peer link (a node-control message), with not-leader, busy, no
+  //      quorum and unanswered attempts retried until
+  //      RaftConfig::member_change_timeout_ms (--member-change-timeout-ms).
+  //      A group already in the wanted state is ok at once, so repeating
+  //      the command after a partial failure is safe.
+  // CLUSTER REMOVENODE <id>: raft::Node::remove_node the same way (a leader
+  // that is the one removed hands over first). The client port stays in the
+  // books: nobody forwards to a node that leads no shard.
+  // Both wait for MemberWait::kAppended: +OK once every shard's first
+  // configuration entry is in its leader's log; the learner's catch-up and
+  // promotion then finish by themselves (a REMOVENODE issued meanwhile is
+  // busy in those shards and retried within the same budget).
+
+  // At most this many failed shards are named in one error reply (the
+  // count is always given): bounds the reply with --shards up to 65536.
+  static constexpr size_t kMemberReplyShardsMax = 16;
 
   // Makes `id`'s client port known on every core of this node, and durable
   // in <data-dir>/kv-peers (saved on core 0, which owns the book).
@@ -559,47 +578,46 @@ struct ServerImpl {
   }
   std::string peer_book_path() const { return cfg().raft.data_dir + "/kv-peers"; }
 
-  // One shard's membership step, on this node or forwarded to the leader.
-  Task<base::Status> member_change(GroupId g, bool add, raft::NodeId id, const std::string& addr) {
-    const auto deadline =
-        base::BootClock::now() + std::chrono::milliseconds(cfg().write_timeout_ms);
-    raft::NodeId target = node().leader(g);
-    base::Error last(ErrorKind::kUnavailable, "no leader known");
-    for (;;) {
-      base::Status st = base::Error(ErrorKind::kUnavailable, "no leader known");
-      if (target == raft::kNoNode || target == node().id()) {
-        st = co_await runtime::submit_to(node().core_of(g), [this, g, add, id, addr] {
-          return add ? node().add_member(g, id, addr) : node().remove_member(g, id);
-        });
+  // The reply to a node-wide change. +OK when every shard's change
+  // succeeded. Otherwise -ERR naming the failed shards (up to
+  // kMemberReplyShardsMax), each with its error and whether the change may
+  // have taken effect there (kOutcomeUnknown: an unanswered attempt may have
+  // run) or certainly did not (every other kind). A shard missing from the
+  // report (its group is not hosted on this node) did not take effect.
+  std::string membership_reply(std::string_view what, const raft::Node::NodeChangeReport& report) {
+    size_t failed = 0, maybe = 0;
+    std::string detail;
+    for (uint32_t sh = 0; sh < cfg().shards; ++sh) {
+      auto it = report.find(group_of_shard(sh));
+      std::string why;
+      if (it == report.end()) {
+        why = "not hosted on this node (not applied)";
+      } else if (!it->second.ok()) {
+        const base::Error& e = it->second.error();
+        if (e.may_have_taken_effect()) ++maybe;
+        why = fmt::format("{} ({})", e.to_string(),
+                          e.may_have_taken_effect() ? "may have taken effect" : "not applied");
       } else {
-        std::vector<std::string> fwd = {"NORI.MEMBER", std::to_string(g), "",
-                                        add ? "ADD" : "REMOVE", std::to_string(id)};
-        if (add) fwd.push_back(addr);
-        fwd[2] = s.auth_.tag(fwd[0], signed_args(fwd));
-        auto r = co_await forward(target, encode_command(fwd));
-        if (r.ok()) {
-          if (r->starts_with("+")) co_return base::Status{};
-          st = base::Error(ErrorKind::kInvalidArgument, r->substr(1, r->size() - 3));
-          if (r->starts_with("-BUSY")) st = base::Error(ErrorKind::kBusy, r->substr(1));
-        } else {
-          st = std::move(r).error();
-        }
-      }
-      if (st.ok()) co_return st;
-      last = st.error();
-      // Bad input is final; a leader change, an unknown leader or a change
-      // still in progress is retried until the deadline.
-      if (last.kind() == ErrorKind::kInvalidArgument) co_return last;
-      if (base::BootClock::now() >= deadline) co_return last;
-      if (last.kind() == ErrorKind::kNotLeader && last.hint() != raft::kNoNode &&
-          last.hint() != target) {
-        target = last.hint();
         continue;
       }
-      auto slept = co_await runtime::sleep_for(std::chrono::milliseconds(50));
-      if (!slept.ok()) co_return last;
-      target = node().leader(g);
+      // Bracketed: the library's messages contain "; " themselves.
+      if (failed++ < kMemberReplyShardsMax) {
+        detail += fmt::format("{}[shard {}: {}]", detail.empty() ? "" : " ", sh, why);
+      }
     }
+    if (failed == 0) return reply::ok();
+    if (failed > kMemberReplyShardsMax) {
+      detail += fmt::format(" [and {} more]", failed - kMemberReplyShardsMax);
+    }
+    std::string summary =
+        maybe == 0 ? std::string("the change did not take effect in them")
+                   : fmt::format("the change may have taken effect in {} of them", maybe);
+    if (failed < cfg().shards) {
+      summary += fmt::format("; the other {} accepted it", cfg().shards - failed);
+    }
+    return err(
+        fmt::format("ERR {} failed in {} of {} shards ({}; repeating the command is safe): {}",
+                    what, failed, cfg().shards, summary, detail));
   }
 
   Task<std::string> cluster(std::vector<std::string>& argv) {
@@ -613,60 +631,47 @@ struct ServerImpl {
     }
     const raft::NodeId id = std::strtoull(argv[2].c_str(), nullptr, 10);
     if (id == raft::kNoNode) co_return err("ERR node id must be a positive integer");
-    std::string addr;
-    if (add) {
-      addr = argv[3];
-      const auto colon = addr.rfind(':');
-      const unsigned long client_port = std::strtoul(argv[4].c_str(), nullptr, 10);
-      if (colon == std::string::npos || colon == 0 || client_port == 0 || client_port > 65535) {
-        co_return err("ERR CLUSTER ADDNODE: want <id> <host:raft_port> <client_port>");
-      }
-      const std::string host = addr.substr(0, colon);
-      if (base::Status st = co_await learn_peer(id, host, static_cast<uint16_t>(client_port));
-          !st.ok()) {
-        co_return err(fmt::format("ERR CLUSTER ADDNODE: {}", st.error().to_string()));
-      }
-      // Announce the client address to every node this one knows.
-      std::vector<raft::NodeId> others;
-      for (auto& [peer, link] : here().links) {
-        if (peer != id) others.push_back(peer);
-      }
-      for (raft::NodeId peer : others) {
-        std::vector<std::string> fwd = {"NORI.PEER", "0", "", argv[2], host, argv[4]};
-        fwd[2] = s.auth_.tag(fwd[0], signed_args(fwd));
-        auto r = co_await forward(peer, encode_command(fwd));
-        if (!r.ok() || !r->starts_with("+")) {
-          co_return err(fmt::format("ERR CLUSTER ADDNODE: node {} did not learn the address: {}",
-                                    peer, r.ok() ? *r : r.error().to_string()));
-        }
-      }
-    }
-    for (uint32_t sh = 0; sh < cfg().shards; ++sh) {
-      base::Status st = co_await member_change(group_of_shard(sh), add, id, addr);
-      if (!st.ok()) co_return err(fmt::format("ERR shard {}: {}", sh, st.error().to_string()));
-    }
-    co_return reply::ok();
-  }
+    const std::string what = fmt::format("CLUSTER {} {}", sub, id);
+    if (remove) co_return membership_reply(what, co_await node().remove_node(id));
 
-  // NORI.MEMBER <group> <tag> ADD <id> <host:port> | REMOVE <id>
-  Task<std::string> nori_member(std::vector<std::string>& argv) {
-    if (argv.size() < 5) co_return err("ERR wrong number of arguments for 'nori.member'");
-    if (!authentic(argv)) co_return err("NOAUTH internal command with a bad cluster tag");
-    const GroupId g = std::strtoull(argv[1].c_str(), nullptr, 10);
-    if (g == 0 || g > cfg().shards) co_return err("ERR no such shard");
-    const bool add = argv[3] == "ADD" && argv.size() == 6;
-    if (!add && !(argv[3] == "REMOVE" && argv.size() == 5)) co_return err("ERR bad nori.member");
-    const raft::NodeId id = std::strtoull(argv[4].c_str(), nullptr, 10);
-    std::string addr = add ? argv[5] : std::string();
-    base::Status st = co_await runtime::submit_to(node().core_of(g), [this, g, add, id, addr] {
-      return add ? node().add_member(g, id, addr) : node().remove_member(g, id);
-    });
-    if (st.ok()) co_return reply::ok();
-    if (st.error().kind() == ErrorKind::kNotLeader) {
-      co_return fmt::format("{}{}\r\n", kMovedPrefix, st.error().hint());
+    const std::string& addr = argv[3];
+    const auto colon = addr.rfind(':');
+    const unsigned long raft_port =
+        colon == std::string::npos ? 0 : std::strtoul(addr.c_str() + colon + 1, nullptr, 10);
+    const unsigned long client_port = std::strtoul(argv[4].c_str(), nullptr, 10);
+    std::string host = colon == std::string::npos ? std::string() : addr.substr(0, colon);
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+      host = host.substr(1, host.size() - 2);  // "[v6]:port"
     }
-    if (st.error().kind() == ErrorKind::kBusy) co_return err("BUSY " + st.error().message());
-    co_return error_reply(st.error(), static_cast<uint32_t>(g - 1));
+    // Checked before anything is written to the peer book: a bad address
+    // would otherwise be kept (and announced) before every shard refused it.
+    if (raft_port == 0 || raft_port > 65535 || client_port == 0 || client_port > 65535 ||
+        !net::parse_address(host, static_cast<uint16_t>(client_port)).ok()) {
+      co_return err(
+          "ERR CLUSTER ADDNODE: want <id> <host:raft_port> <client_port> with a numeric host "
+          "(IPv4, or [IPv6])");
+    }
+    if (base::Status st = co_await learn_peer(id, host, static_cast<uint16_t>(client_port));
+        !st.ok()) {
+      co_return err(fmt::format("ERR {}: client port not recorded: {} (no shard changed)", what,
+                                st.error().to_string()));
+    }
+    // Announce the client address to every node this one knows.
+    std::vector<raft::NodeId> others;
+    for (auto& [peer, link] : here().links) {
+      if (peer != id) others.push_back(peer);
+    }
+    for (raft::NodeId peer : others) {
+      std::vector<std::string> fwd = {"NORI.PEER", "0", "", argv[2], host, argv[4]};
+      fwd[2] = s.auth_.tag(fwd[0], signed_args(fwd));
+      auto r = co_await forward(peer, encode_command(fwd));
+      if (!r.ok() || !r->starts_with("+")) {
+        co_return err(
+            fmt::format("ERR {}: node {} did not learn the client port: {} (no shard changed)",
+                        what, peer, r.ok() ? *r : r.error().to_string()));
+      }
+    }
+    co_return membership_reply(what, co_await node().add_node(id, addr));
   }
 
   // NORI.PEER 0 <tag> <id> <host> <client_port>: learn a node's client port.
@@ -834,7 +839,6 @@ struct ServerImpl {
     const std::string name = upper(argv[0]);
     if (name == "NORI.WRITE") co_return co_await nori_write(argv);
     if (name == "NORI.READ") co_return co_await nori_read(argv);
-    if (name == "NORI.MEMBER") co_return co_await nori_member(argv);
     if (name == "NORI.PEER") co_return co_await nori_peer(argv);
     const CommandSpec* spec = find_command(argv[0]);
     if (spec == nullptr) {

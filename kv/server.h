@@ -10,6 +10,9 @@
 //     when this node leads the shard, else forwarded (NORI.READ); after
 //     READONLY a connection reads stale data from the local replica, READWRITE
 //     restores linearizable reads.
+// Membership: CLUSTER ADDNODE / REMOVENODE record and announce a new node's
+// client port (NORI.PEER, kv/peer_book.h), then make one raft::Node::add_node
+// / remove_node call for the Raft side (docs/kv.md, "Membership").
 // Writes carry a session (connection id, sequence number; store.h), so the
 // server retries a write whose outcome is unknown (a lost forward, a leader
 // change after it was appended) with the same number until write_timeout_ms:

@@ -3,12 +3,15 @@
 logs were compacted, and is promoted to voter), node 1 is removed with
 CLUSTER REMOVENODE, then nodes 1 and 2 are killed: writes still commit, which
 needs node 4's vote in every shard, and every acknowledged write is on node
-4's own replica.
+4's own replica. Also: a bad address is refused before it is recorded, and a
+change that cannot be made (no quorum) names every failed shard and whether
+it may have taken effect.
 
   python3 membership_test.py --norikv build/kv/norikv [--workdir DIR]
 """
 import argparse
 import os
+import re
 import shutil
 import sys
 import time
@@ -88,6 +91,19 @@ def main():
         expect = {}
         write_keys(cl.client[0], 0, 400, "a", expect)
 
+        # Bad input is refused before anything is recorded.
+        r, _ = call_retrying(cl.client[0], "CLUSTER", "ADDNODE", "5", "localhost:7000", "7001",
+                             timeout=5, ok=lambda r: True)
+        check(isinstance(r, RespError) and str(r).startswith("ERR CLUSTER ADDNODE"),
+              "ADDNODE with a non-numeric host is refused (%s)" % r)
+        try:
+            with open(os.path.join(a.workdir, "n1", "kv-peers")) as f:
+                book = f.read()
+        except OSError:
+            book = ""
+        check(not book.startswith("5 ") and "\n5 " not in book,
+              "the refused node's client port is not kept in kv-peers")
+
         cl.extra_args = base_args + ["--join"]
         cl.start(3)
         cl.extra_args = base_args
@@ -131,11 +147,39 @@ def main():
         # Node 3 restarts with its original --cluster (nodes 1-3): it finds
         # node 4's client port in kv-peers and can forward to it again.
         cl.kill(2)
+        cl.extra_args = base_args + ["--member-change-timeout-ms", "3000"]
         cl.start(2)
+        cl.extra_args = base_args
         write_keys(cl.client[2], 560, 600, "d", expect)
         check(True, "writes through restarted node 3 commit (it forwards to node 4 where it leads)")
         print("     restarted node 3 forwarded %d commands (to node 4, the only other live node)" %
               cl.metric(2, "kv_forwarded_total"), flush=True)
+
+        # A change that cannot be made (node 3 alone: no shard can commit)
+        # fails after --member-change-timeout-ms, naming every failed shard
+        # and whether the change may have taken effect there. A shard that
+        # node 3 still led (lease not yet expired) may have accepted it: the
+        # entry is appended, which is all MemberWait::kAppended promises.
+        cl.kill(3)
+        try:
+            c = Resp(cl.client[2], timeout=30)
+            r = c.call("CLUSTER", "REMOVENODE", "2")
+            c.close()
+        except (RespError, OSError, ConnectionError) as e:
+            r = e
+        text = str(r)
+        m = re.match(r"ERR CLUSTER REMOVENODE 2 failed in (\d+) of %d shards \(the change "
+                     r"(did not take effect in them|may have taken effect in (\d+) of them);"
+                     % SHARDS, text)
+        named = re.findall(r"\[shard (\d+): .*?\((not applied|may have taken effect)\)\]",
+                           text)
+        failed = int(m.group(1)) if m else 0
+        maybe = int(m.group(3)) if m and m.group(3) else 0
+        check(isinstance(r, RespError) and m is not None and failed >= 1 and
+              len(named) == failed and
+              maybe == sum(1 for _, how in named if how == "may have taken effect"),
+              "REMOVENODE without a quorum names every failed shard and its outcome (%s)" %
+              text[:400])
     except RuntimeError as e:
         check(False, str(e))
     finally:
