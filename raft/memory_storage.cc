@@ -1,5 +1,7 @@
 #include "raft/memory_storage.h"
 
+#include <algorithm>
+
 #include "runtime/base/assert.h"
 
 namespace nori::raft {
@@ -22,6 +24,17 @@ base::Status MemoryStorage::entries(Index lo, Index hi, uint64_t bytes_max,
     return base::err(base::ErrorKind::kNotFound, "entries [{}, {}) outside [{}, {}]", lo, hi,
                      first_, last_index() + 1);
   }
+  if (delay_reads_ && lo < hi) {
+    if (lo < window_lo_ || lo >= window_hi_) {
+      if (!fetch_pending()) {
+        pending_lo_ = lo;
+        pending_hi_ = hi;
+        ++fetches_started_;
+      }
+      return base::err(base::ErrorKind::kUnavailable, "entries [{}, {}) are being fetched", lo, hi);
+    }
+    hi = std::min(hi, window_hi_);  // the rest: a later call, another fetch
+  }
   uint64_t bytes = 0;
   for (Index i = lo; i < hi; ++i) {
     const Entry& e = entries_[i - first_];
@@ -30,6 +43,14 @@ base::Status MemoryStorage::entries(Index lo, Index hi, uint64_t bytes_max,
     out.push_back(e);
   }
   return {};
+}
+
+bool MemoryStorage::complete_fetch() {
+  if (!fetch_pending()) return false;
+  window_lo_ = pending_lo_;
+  window_hi_ = pending_hi_;
+  pending_lo_ = pending_hi_ = 0;
+  return true;
 }
 
 void MemoryStorage::truncate_from(Index index) {

@@ -55,6 +55,19 @@ class MemoryStorage final : public LogStorage {
   // with kIo, as an unreadable disk would.
   void set_fail_reads(bool fail) { fail_reads_ = fail; }
 
+  // Delayed reads, the way a disk-backed storage answers (raft/storage.h,
+  // "Asynchronous reads"): while set, entries() serves only the window the
+  // last completed fetch made readable; for anything else it answers
+  // kUnavailable and records one pending fetch of [lo, hi) (at most one at a
+  // time: later misses while one is pending start nothing). complete_fetch()
+  // finishes it: the window becomes [lo, hi) (replacing the previous one),
+  // and the caller then tells Raft (entries_fetched). Returns false if no
+  // fetch was pending.
+  void set_delay_reads(bool delay) { delay_reads_ = delay; }
+  bool fetch_pending() const { return pending_hi_ > pending_lo_; }
+  bool complete_fetch();
+  uint64_t fetches_started() const { return fetches_started_; }
+
  private:
   HardState hard_state_;
   std::vector<Entry> entries_;  // entries_[i] has index first_ + i
@@ -62,6 +75,12 @@ class MemoryStorage final : public LogStorage {
   Term term_before_ = 0;  // term of entry first_ - 1
   SnapshotMeta snapshot_;
   bool fail_reads_ = false;
+  bool delay_reads_ = false;
+  // Mutable: entries() is const by the LogStorage contract, and starting a
+  // fetch is the storage's own business, invisible to the log's contents.
+  mutable Index pending_lo_ = 0, pending_hi_ = 0;  // [lo, hi) being fetched
+  mutable uint64_t fetches_started_ = 0;
+  Index window_lo_ = 0, window_hi_ = 0;  // [lo, hi) readable while delaying
 };
 
 }  // namespace nori::raft

@@ -974,10 +974,13 @@ void Raft::emit_committed() {
   Index limit = std::min(commit_, durable_index_);
   if (apply_sent_ >= limit) return;
   uint64_t before = ready_.committed.size();
-  if (!fetch_entries(apply_sent_ + 1, limit + 1, config_.apply_batch_bytes_max, UINT32_MAX,
-                     ready_.committed)) {
-    // Storage read failed: stop reporting apply work (a driver would spin on
-    // has_ready()) until the next tick retries.
+  if (auto st = fetch_entries(apply_sent_ + 1, limit + 1, config_.apply_batch_bytes_max, UINT32_MAX,
+                              ready_.committed);
+      !st.ok()) {
+    // Not readable now: stop reporting apply work (a driver would spin on
+    // has_ready()). kUnavailable: the storage is fetching the entries and
+    // entries_fetched() retries; any other error (kIo, kCorruption): the next
+    // tick() retries, as it always has.
     ready_.committed.resize(before);
     apply_blocked_ = true;
     return;
@@ -991,6 +994,23 @@ void Raft::emit_committed() {
   }
   apply_sent_ += ready_.committed.size() - before;
   if (!ready_.committed.empty()) out_mask_ |= kOutCommitted;
+}
+
+void Raft::entries_fetched(TimePoint now) {
+  last_now_ = std::max(last_now_, now);
+  // Committed entries: emit_committed() runs again at the next take_ready().
+  apply_blocked_ = false;
+  if (role_ != Role::kLeader) {
+    // Fetches started while leading are of no use now (the new leader sends).
+    for (Progress& p : peers_)
+      p.fetch_waiting = false;
+    return;
+  }
+  for (Progress& p : peers_) {
+    if (!p.fetch_waiting) continue;
+    p.fetch_waiting = false;
+    send_append(p, false);  // may set it again if the storage is still short
+  }
 }
 
 // --- replication, leader side ---------------------------------------------------------
@@ -1034,10 +1054,19 @@ void Raft::send_append(Progress& p, bool allow_empty) {
     auto prev_term = try_term_at(prev);
     if (!prev_term) return;  // unreadable: retried on the next trigger
     Append app{.prev_index = prev, .prev_term = *prev_term, .commit = commit_, .entries = {}};
-    if (p.next <= last_index_ && !fetch_entries(p.next, last_index_ + 1, config_.append_bytes_max,
-                                                config_.append_entries_max, app.entries)) {
-      return;  // storage read failed; retried on the next trigger
+    if (p.next <= last_index_) {
+      auto st = fetch_entries(p.next, last_index_ + 1, config_.append_bytes_max,
+                              config_.append_entries_max, app.entries);
+      if (!st.ok()) {
+        // kUnavailable: the storage is fetching them; entries_fetched()
+        // retries. Other errors (kIo, kCorruption): retried on the next
+        // trigger (a heartbeat reply), as before. Nothing was sent and the
+        // window did not move, so a retry sends the same append once.
+        if (st.error().kind() == base::ErrorKind::kUnavailable) p.fetch_waiting = true;
+        return;
+      }
     }
+    p.fetch_waiting = false;
     uint64_t bytes = 0;
     for (const Entry& e : app.entries)
       bytes += entry_bytes(e);
@@ -2038,8 +2067,8 @@ void Raft::truncate_from(Index index, Term term_before, TimePoint now) {
   }
 }
 
-bool Raft::fetch_entries(Index lo, Index hi, uint64_t bytes_max, uint32_t count_max,
-                         std::vector<Entry>& out) const {
+base::Status Raft::fetch_entries(Index lo, Index hi, uint64_t bytes_max, uint32_t count_max,
+                                 std::vector<Entry>& out) const {
   uint64_t bytes = 0;
   uint32_t count = 0;
   Index i = lo;
@@ -2047,16 +2076,19 @@ bool Raft::fetch_entries(Index lo, Index hi, uint64_t bytes_max, uint32_t count_
     // Older entries come from durable storage.
     Index stop = std::min(hi, mem_first_);
     size_t before = out.size();
-    if (!storage_.entries(i, stop, bytes_max, out).ok()) return false;
+    if (auto st = storage_.entries(i, stop, bytes_max, out); !st.ok()) {
+      out.resize(before);
+      return st;
+    }
     for (size_t k = before; k < out.size(); ++k)
       bytes += entry_bytes(out[k]);
     count = static_cast<uint32_t>(out.size() - before);
     if (count > count_max) {
       out.resize(before + count_max);
-      return true;
+      return {};
     }
     i += count;
-    if (i < stop) return true;  // storage stopped at the byte bound
+    if (i < stop) return {};  // storage stopped at the byte bound
   }
   for (; i < hi && count < count_max; ++i, ++count) {
     const Entry& e = mem_[i - mem_first_];
@@ -2065,7 +2097,7 @@ bool Raft::fetch_entries(Index lo, Index hi, uint64_t bytes_max, uint32_t count_
     bytes += b;
     out.push_back(e);
   }
-  return true;
+  return {};
 }
 
 void Raft::trim_log_cache() {

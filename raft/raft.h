@@ -302,6 +302,16 @@ class Raft {
   // The state machine has applied every entry up to `index` (monotonic).
   void applied(Index index, TimePoint now);
 
+  // The storage completed a read it started when entries() answered
+  // kUnavailable (raft/storage.h, "Asynchronous reads"). Re-drives what
+  // waited on it: a leader retries the appends of the followers whose
+  // entries were missing (now, so the fetched entries are used before
+  // another fetch can replace them), and committed entries that could not be
+  // read are emitted at the next take_ready(). Late or spurious calls are
+  // harmless: a node that is no longer leader sends nothing, and a retried
+  // append obeys the same flow control as any other (no duplicate sends).
+  void entries_fetched(TimePoint now);
+
   // Quiescence (see the header comment). The driver's node-level liveness
   // lost `node`: a quiesced follower led by `node`, or a quiesced leader
   // with `node` among its peers, wakes. No-op otherwise.
@@ -415,7 +425,10 @@ class Raft {
     bool replicating = false;     // false: probing (one append until a reply)
     bool probe_sent = false;
     bool snapshotting = false;  // a snapshot transfer runs; replication is paused
-    int8_t vote = -1;           // -1 none, 0 rejected, 1 granted (election)
+    // The storage answered kUnavailable for this peer's next entries and is
+    // fetching them: entries_fetched() retries the send (raft/storage.h).
+    bool fetch_waiting = false;
+    int8_t vote = -1;  // -1 none, 0 rejected, 1 granted (election)
     Index next = 1;
     InflightRing inflight;  // bounded by inflight_msgs_max
     uint64_t inflight_bytes = 0;
@@ -585,8 +598,10 @@ class Raft {
   void append_local(Entry e, TimePoint now);
   // Drops entries >= index; term_before is the term of entry index - 1.
   void truncate_from(Index index, Term term_before, TimePoint now);
-  bool fetch_entries(Index lo, Index hi, uint64_t bytes_max, uint32_t count_max,
-                     std::vector<Entry>& out) const;
+  // Entries [lo, hi) from the in-memory cache and, below it, LogStorage.
+  // Storage errors pass through (kUnavailable: a fetch is under way).
+  base::Status fetch_entries(Index lo, Index hi, uint64_t bytes_max, uint32_t count_max,
+                             std::vector<Entry>& out) const;
   void emit_committed();
   void trim_log_cache();
   bool log_up_to_date(Index last_index, Term last_term) const;
@@ -608,8 +623,10 @@ class Raft {
   bool is_voter_ = false;
   bool simple_majority_ = false;  // one majority containing this node, no joint config, no learners
   bool self_quorum_ = false;      // this node alone is a quorum (single voter, not joint)
-  bool apply_blocked_ = false;    // reading committed entries failed; retried at tick()
-  bool check_quorum_;             // config_.check_quorum
+  // Reading committed entries failed (kIo/kCorruption: retried at tick()) or
+  // is being fetched (kUnavailable: retried at entries_fetched() or tick()).
+  bool apply_blocked_ = false;
+  bool check_quorum_;  // config_.check_quorum
   bool read_round_wanted_ = false;
   bool membership_check_ = false;  // leader: maybe_advance_membership at take_ready
   bool quiesced_ = false;          // no ticks until woken (header comment)

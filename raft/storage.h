@@ -55,9 +55,25 @@
 //   snapshot index); entries at or below the snapshot index are never
 //   applied again. Temporary and superseded snapshot files are removed.
 //
+// Asynchronous reads: entries() never blocks. A storage whose entries are
+// all in memory (MemoryStorage) answers at once. A disk-backed one
+// (raft/node/wal_storage.h) answers from memory what it can and, for an entry
+// it would have to read from disk, answers kUnavailable and starts one
+// non-blocking read (bounded: one per group, a byte budget per read); when
+// the read completes, the driver makes the entries readable and calls
+// Raft::entries_fetched(), which retries what waited (appends to lagging
+// followers, committed entries to apply) in the same round machinery. The
+// core treats kUnavailable like any failed read (nothing sent, nothing
+// applied, state unchanged) except that it also remembers which followers
+// wait, so the re-drive is immediate rather than at the next heartbeat or
+// tick. Those retries (next heartbeat reply, next tick) still happen and
+// simply find the read still under way.
+//
 // Threading: LogStorage is called only from inside Raft's methods, on the
-// thread that owns that Raft object. Reads are synchronous; a driver backed by
-// a disk log keeps an in-memory index so they are cheap.
+// thread that owns that Raft object. Calls return at once; a driver backed by
+// a disk log keeps an in-memory index so term() and bounds are cheap. The
+// construction-time reads (hard_state, snapshot_meta, config_entries) may
+// be served by a blocking read path: they run before the group serves.
 #pragma once
 
 #include <cstdint>
@@ -101,9 +117,15 @@ class LogStorage {
 
   // Appends to `out` the entries [lo, hi) in order, stopping early (but always
   // returning at least one entry if lo < hi) once bytes_max would be
-  // exceeded (entry_bytes()). kNotFound if lo was compacted away; kIo or
-  // kCorruption if the log cannot be read (the core then stops replicating to
-  // that follower for this step and retries later).
+  // exceeded (entry_bytes()); a storage may also stop early at the end of
+  // what it holds in memory. kNotFound if lo was compacted away.
+  // kUnavailable: entry lo is not in memory; the storage has started (or
+  // already has under way) a read of it and the driver calls
+  // Raft::entries_fetched() when it completes ("Asynchronous reads" above).
+  // kIo or kCorruption if the log cannot be read: the core stops replicating
+  // to that follower until its next trigger (a heartbeat reply) and stops
+  // applying until its next tick(), then asks again. Nothing is appended to
+  // `out` on error.
   virtual base::Status entries(Index lo, Index hi, uint64_t bytes_max,
                                std::vector<Entry>& out) const = 0;
 
