@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <set>
 #include <unordered_map>
@@ -578,6 +579,29 @@ struct ServerImpl {
   }
   std::string peer_book_path() const { return cfg().raft.data_dir + "/kv-peers"; }
 
+  // A leader refuses a change its log already holds (kInvalidArgument:
+  // "already a voter" / "not a member"). A repeated command meets that
+  // while this replica has not yet seen the first one committed: Node's own
+  // "already done" check reads this replica's committed configuration only.
+  // Where this replica's latest configuration (committed or not) already
+  // shows the wanted state, the shard counts as done: its leader's log
+  // holds the change, which is what MemberWait::kAppended promises for a
+  // first call too. Wanted: `id` a voter or a learner queued for promotion
+  // (add); `id` in no set of a configuration that has voters (remove: a
+  // node that joined and has no configuration yet knows nothing).
+  Task<void> absorb_duplicates(bool add, raft::NodeId id, raft::Node::NodeChangeReport& report) {
+    for (auto& [g, st] : report) {
+      if (st.ok() || st.error().kind() != ErrorKind::kInvalidArgument) continue;
+      base::Result<raft::Membership> m = co_await node().membership(g);
+      if (!m.ok()) continue;
+      const bool promoting =
+          std::find(m->promote.begin(), m->promote.end(), id) != m->promote.end();
+      const bool there =
+          add ? (m->is_voter(id) || promoting) : (!m->voters.empty() && !m->contains(id));
+      if (there) st = base::Status{};
+    }
+  }
+
   // The reply to a node-wide change. +OK when every shard's change
   // succeeded. Otherwise -ERR naming the failed shards (up to
   // kMemberReplyShardsMax), each with its error and whether the change may
@@ -613,7 +637,7 @@ struct ServerImpl {
         maybe == 0 ? std::string("the change did not take effect in them")
                    : fmt::format("the change may have taken effect in {} of them", maybe);
     if (failed < cfg().shards) {
-      summary += fmt::format("; the other {} accepted it", cfg().shards - failed);
+      summary += fmt::format("; the other {} succeeded", cfg().shards - failed);
     }
     return err(
         fmt::format("ERR {} failed in {} of {} shards ({}; repeating the command is safe): {}",
@@ -632,7 +656,11 @@ struct ServerImpl {
     const raft::NodeId id = std::strtoull(argv[2].c_str(), nullptr, 10);
     if (id == raft::kNoNode) co_return err("ERR node id must be a positive integer");
     const std::string what = fmt::format("CLUSTER {} {}", sub, id);
-    if (remove) co_return membership_reply(what, co_await node().remove_node(id));
+    if (remove) {
+      raft::Node::NodeChangeReport report = co_await node().remove_node(id);
+      co_await absorb_duplicates(false, id, report);
+      co_return membership_reply(what, report);
+    }
 
     const std::string& addr = argv[3];
     const auto colon = addr.rfind(':');
@@ -671,7 +699,9 @@ struct ServerImpl {
                         what, peer, r.ok() ? *r : r.error().to_string()));
       }
     }
-    co_return membership_reply(what, co_await node().add_node(id, addr));
+    raft::Node::NodeChangeReport report = co_await node().add_node(id, addr);
+    co_await absorb_duplicates(true, id, report);
+    co_return membership_reply(what, report);
   }
 
   // NORI.PEER 0 <tag> <id> <host> <client_port>: learn a node's client port.
