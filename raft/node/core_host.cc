@@ -30,6 +30,13 @@ namespace {
 // raft_role gauges are per group; beyond this many groups on a core they are
 // not registered (a scrape of 10,000 idle groups should not be 10,000 lines).
 constexpr size_t kRoleGaugeGroupsMax = 256;
+// Payload bytes one asynchronous read of old entries fetches (at least one
+// Append's worth, append_bytes_max), and so the most a group keeps in its
+// storage's read cache (raft/node/wal_storage.h).
+constexpr uint64_t kStorageFetchBytesMin = uint64_t{4} << 20;
+// Payload bytes per WAL read while scanning a group's configuration entries
+// at start (add_group).
+constexpr uint64_t kConfigScanBytes = uint64_t{1} << 20;
 // Scraped figures (WAL, transport) are refreshed by ticks and, at most this
 // often, by rounds.
 constexpr int64_t kGaugesIntervalMs = 100;
@@ -186,8 +193,8 @@ CoreHost::CoreHost(Node& node, const RaftConfig& cfg, unsigned core, uint64_t in
       net_frames_sent_(registry_.gauge("net_frames_sent", "Frames sent to peers so far")),
       net_refused_conns_(registry_.gauge("net_refused_connections", "Handshakes refused so far")),
       net_queue_bytes_(registry_.gauge("net_queue_bytes", "Bytes queued toward peers")),
-      storage_disk_reads_(
-          registry_.gauge("raft_storage_disk_reads", "Entries read back from segment files")),
+      storage_disk_reads_(registry_.gauge(
+          "raft_storage_disk_reads", "WAL reads of old entries that went to disk (asynchronous)")),
       snapshots_taken_(registry_.counter("raft_snapshots_taken_total", "Snapshots written here")),
       snapshots_installed_(registry_.counter("raft_snapshots_installed_total",
                                              "Snapshots installed here (received or given)")),
@@ -212,7 +219,9 @@ CoreHost::CoreHost(Node& node, const RaftConfig& cfg, unsigned core, uint64_t in
       liveness_lost_(registry_.counter("raft_liveness_lost_total",
                                        "Peers this core stopped hearing from (liveness lost)")),
       liveness_pings_(
-          registry_.counter("raft_liveness_pings_total", "Liveness pings staged to peers")) {}
+          registry_.counter("raft_liveness_pings_total", "Liveness pings staged to peers")),
+      storage_fetches_(registry_.counter("raft_storage_fetches_total",
+                                         "Asynchronous reads of entries no longer in memory")) {}
 
 CoreHost::~CoreHost() = default;
 
@@ -222,7 +231,6 @@ Task<base::Status> CoreHost::start(std::vector<GroupId> initial_groups) {
   auto w = co_await wal::Wal::open(dir, cfg_.wal_options());
   if (!w.ok()) co_return std::move(w).error();
   wal_ = std::move(w).value();
-  reader_ = std::make_unique<SegmentReader>(dir);
 
   pins_ = std::make_unique<PeerPins>(fmt::format("{}/peers-core-{}", cfg_.data_dir, core_));
   NORI_CO_TRY(pins_->load());
@@ -289,7 +297,7 @@ Task<base::Status> CoreHost::start(std::vector<GroupId> initial_groups) {
     if (placement(g, cfg_.cores) == core_ && wal_->group(g) == nullptr) ids.push_back(g);
   }
   for (GroupId g : ids)
-    NORI_CO_TRY(add_group(g));
+    NORI_CO_TRY(co_await add_group(g));
   // Peers from every recovered configuration, once (not once per group).
   starting_ = false;
   refresh_peers();
@@ -329,20 +337,24 @@ Task<void> CoreHost::close() {
 
 // ---- groups ----------------------------------------------------------------------
 
-base::Status CoreHost::add_group(GroupId id) {
-  if (closing_) return base::Error(ErrorKind::kShuttingDown, "the node is shutting down");
+Task<base::Status> CoreHost::add_group(GroupId id) {
+  if (closing_) co_return base::Error(ErrorKind::kShuttingDown, "the node is shutting down");
   if (placement(id, cfg_.cores) != core_) {
-    return base::err(ErrorKind::kInvalidArgument, "group {} belongs to core {}, not {}", id,
-                     placement(id, cfg_.cores), core_);
+    co_return base::err(ErrorKind::kInvalidArgument, "group {} belongs to core {}, not {}", id,
+                        placement(id, cfg_.cores), core_);
   }
-  if (groups_.contains(id)) return base::err(ErrorKind::kInvalidArgument, "group {} exists", id);
+  if (groups_.contains(id)) co_return base::err(ErrorKind::kInvalidArgument, "group {} exists", id);
   GroupHooks hooks = node_.group_hooks(id);
   if (static_cast<bool>(hooks.capture_snapshot) != static_cast<bool>(hooks.restore_snapshot)) {
-    return base::err(ErrorKind::kInvalidArgument,
-                     "group {}: set both capture_snapshot and restore_snapshot, or neither", id);
+    co_return base::err(ErrorKind::kInvalidArgument,
+                        "group {}: set both capture_snapshot and restore_snapshot, or neither", id);
   }
   auto g = std::make_unique<Group>(id, this);
-  g->storage = std::make_unique<WalStorage>(*wal_, *reader_, id);
+  g->storage = std::make_unique<WalStorage>(
+      *wal_, id, std::max<uint64_t>(cfg_.append_bytes_max, kStorageFetchBytesMin));
+  g->storage->set_fetch_starter([this, id](Index lo, Index hi, uint64_t bytes_max) {
+    return start_fetch(id, lo, hi, bytes_max);
+  });
   const wal::GroupLog* log = wal_->group(id);
   const Index compacted = log == nullptr ? 0 : log->compact_index();
   Index applied = hooks.applied;
@@ -352,9 +364,9 @@ base::Status CoreHost::add_group(GroupId id) {
     g->snap->capture = std::move(hooks.capture_snapshot);
     g->snap->restore = std::move(hooks.restore_snapshot);
     auto store = snapshot::SnapshotStore::open(fmt::format("{}/snapshots/{}", cfg_.data_dir, id));
-    if (!store.ok()) return std::move(store).error();
+    if (!store.ok()) co_return std::move(store).error();
     g->snap->store = std::move(store).value();
-    NORI_ASSIGN_OR_RETURN(snap, recover_snapshot(id, *g->snap->store));
+    NORI_CO_ASSIGN_OR_RETURN(snap, recover_snapshot(id, *g->snap->store));
     if (snap.meta.index > 0) {
       g->snap->files.emplace(snap.meta.index, snap);
       // Recovery (raft/storage.h): the state machine is restored from the
@@ -362,10 +374,10 @@ base::Status CoreHost::add_group(GroupId id) {
       // state is already at or past it. Entries at or below it are never
       // applied again (Config::applied).
       if (applied < snap.meta.index) {
-        NORI_ASSIGN_OR_RETURN(auto src, VerifiedPayload::open(snap));
+        NORI_CO_ASSIGN_OR_RETURN(auto src, VerifiedPayload::open(snap));
         if (auto st = g->snap->restore(*src); !st.ok()) {
-          return base::err(st.error().kind(), "group {}: restoring snapshot {}: {}", id,
-                           snap.meta.index, st.error().message());
+          co_return base::err(st.error().kind(), "group {}: restoring snapshot {}: {}", id,
+                              snap.meta.index, st.error().message());
         }
         applied = snap.meta.index;
         snapshots_installed_.inc();
@@ -375,7 +387,7 @@ base::Status CoreHost::add_group(GroupId id) {
   if (compacted > 0 && snap.meta.index < compacted) {
     // The log starts after `compacted`: without a snapshot at or past it the
     // entries before are gone for good.
-    return base::err(
+    co_return base::err(
         ErrorKind::kCorruption,
         "group {}: the WAL is compacted through {} but {} (snapshot hooks {})", id, compacted,
         snap.meta.index == 0 ? std::string("no snapshot file matches it")
@@ -383,11 +395,45 @@ base::Status CoreHost::add_group(GroupId id) {
         g->snap ? "set" : "not set");
   }
   if (applied > std::max(g->storage->last_index(), snap.meta.index)) {
-    return base::err(ErrorKind::kInvalidArgument,
-                     "group {}: applied index {} is beyond the last index {} in the WAL", id,
-                     applied, g->storage->last_index());
+    co_return base::err(ErrorKind::kInvalidArgument,
+                        "group {}: applied index {} is beyond the last index {} in the WAL", id,
+                        applied, g->storage->last_index());
   }
   g->storage->set_snapshot_meta(snap.meta);
+  {
+    // Raft's constructor scans the configuration entries synchronously; read
+    // them here through the WAL's io_uring path (the old ones are on disk
+    // only) so the constructor never waits on the disk.
+    std::vector<Entry> conf;
+    const Index from = snap.meta.index + 1;
+    for (Index i = from;;) {
+      const wal::GroupLog* gl = wal_->group(id);
+      if (gl == nullptr || gl->entry_count() == 0 || i > gl->last_index()) break;
+      i = std::max(i, gl->first_index());
+      auto batch = co_await wal_->read_entries(id, i, gl->last_index() + 1, kConfigScanBytes);
+      if (!batch.ok()) {
+        co_return base::err(batch.error().kind(), "group {}: reading its log from {}: {}", id, i,
+                            batch.error().message());
+      }
+      if (batch->empty()) break;
+      for (const wal::Entry& w : *batch) {
+        if (w.payload.empty() ||
+            static_cast<uint8_t>(w.payload[0]) != static_cast<uint8_t>(EntryType::kConfig)) {
+          continue;
+        }
+        Entry e;
+        NORI_CO_TRY(decode_payload(w.payload, w.index, w.term, e));
+        conf.push_back(std::move(e));
+      }
+      i = batch->back().index + 1;
+    }
+    // The scan may have suspended: another create of the same id may have
+    // won meanwhile.
+    if (groups_.contains(id)) {
+      co_return base::err(ErrorKind::kInvalidArgument, "group {} exists", id);
+    }
+    g->storage->set_config_entries(from, std::move(conf));
+  }
   Config rc = cfg_.group_config(id, applied);
   // This core answers the group's liveness questions (quiescence); it
   // outlives every group it hosts.
@@ -398,7 +444,7 @@ base::Status CoreHost::add_group(GroupId id) {
     rc.snapshot_entries_max = UINT64_MAX;
   }
   auto r = Raft::create(rc, *g->storage, BootClock::now());
-  if (!r.ok()) return std::move(r).error();
+  if (!r.ok()) co_return std::move(r).error();
   g->raft = std::move(r).value();
   g->apply_fn = std::move(hooks.apply);
   g->manual_ack = hooks.manual_ack;
@@ -417,7 +463,7 @@ base::Status CoreHost::add_group(GroupId id) {
   mark_dirty(gp);
   gp->configs_seen = gp->raft->configurations_version();
   if (!starting_) refresh_peers();  // a group created at run time
-  return {};
+  co_return base::Status{};
 }
 
 CoreHost::Group* CoreHost::find(GroupId g) {
@@ -1176,7 +1222,7 @@ void CoreHost::publish_gauges(TimePoint now) {
   wal_writes_.set(static_cast<int64_t>(ws.durable_writes));
   wal_entries_.set(static_cast<int64_t>(ws.engine.entries));
   wal_bytes_.set(static_cast<int64_t>(ws.engine.write_bytes));
-  storage_disk_reads_.set(static_cast<int64_t>(reader_->disk_reads()));
+  storage_disk_reads_.set(static_cast<int64_t>(ws.disk_reads));
   const net::TransportStats& ts = transport_->stats();
   uint64_t refused = 0;
   for (uint64_t r : ts.refused)
@@ -1316,8 +1362,8 @@ void CoreHost::collect(NodeMetricsSnapshot& out) const {
     out.wal_writes += ws.durable_writes;
     out.wal_entries += ws.engine.entries;
     out.wal_bytes += ws.engine.write_bytes;
+    out.storage_disk_reads += ws.disk_reads;
   }
-  if (reader_) out.storage_disk_reads += reader_->disk_reads();
   if (transport_) {
     for (const auto& [peer, addr] : peer_addr_) {
       for (net::Lane lane : {net::Lane::kPriority, net::Lane::kBulk}) {
@@ -1373,6 +1419,27 @@ base::Result<snapshot::SnapshotFile> CoreHost::recover_snapshot(GroupId id,
 void CoreHost::publish(Group* g, NodeEventKind kind) {
   node_.publish_event(
       NodeEvent{kind, g->id, g->raft->term(), cfg_.node_id, BootClock::now(), unix_ms_now()});
+}
+
+uint64_t CoreHost::start_fetch(GroupId g, Index lo, Index hi, uint64_t bytes_max) {
+  if (closing_) return 0;
+  const uint64_t ticket = ++fetch_tickets_;
+  // Spawned, not run here: this is called from inside a Raft method, which
+  // must return before anything calls back into that Raft object.
+  spawn_gated(fetch_task(g, ticket, lo, hi, bytes_max));
+  return ticket;
+}
+
+Task<void> CoreHost::fetch_task(GroupId id, uint64_t ticket, Index lo, Index hi,
+                                uint64_t bytes_max) {
+  auto r = co_await wal_->read_entries(id, lo, hi, bytes_max);
+  storage_fetches_.inc();
+  // The group may have been removed (or removed and created again: the
+  // ticket, unique on this core, tells the new storage it is not its fetch).
+  Group* g = find(id);
+  if (g == nullptr || !g->storage->fetch_done(ticket, std::move(r))) co_return;
+  g->raft->entries_fetched(BootClock::now());
+  mark_dirty(g);
 }
 
 void CoreHost::spawn_gated(Task<void> t) {

@@ -114,7 +114,10 @@ class CoreHost final : public net::TransportHandler, public NodeLiveness {
   runtime::Task<base::Result<Index>> propose(GroupId g, std::string data, TimePoint called);
   runtime::Task<base::Status> read(GroupId g, ReadMode mode, TimePoint called);
   base::Status transfer_leader(GroupId g, NodeId target);
-  base::Status add_group(GroupId g);
+  // A coroutine only to read the group's configuration entries through the
+  // WAL's io_uring path before Raft is constructed (raft/node/wal_storage.h);
+  // it does not suspend for a group whose log is empty or all in memory.
+  runtime::Task<base::Status> add_group(GroupId g);
   base::Status subscribe_applied(GroupId g, ApplyFn fn, bool manual_ack);
   base::Status ack_applied(GroupId g, Index index);
   base::Status trigger_snapshot(GroupId g);
@@ -304,6 +307,15 @@ class CoreHost final : public net::TransportHandler, public NodeLiveness {
   runtime::Task<void> install_received(GroupId id, SnapshotMeta meta, snapshot::SnapshotFile file);
   void remove_superseded(Group* g, Index newest);
   void spawn_gated(runtime::Task<void> t);
+  // Asynchronous reads of old entries (raft/storage.h, "Asynchronous reads"):
+  // WalStorage's FetchStarter. Spawns fetch_task and returns its ticket (0
+  // if shutting down).
+  uint64_t start_fetch(GroupId g, Index lo, Index hi, uint64_t bytes_max);
+  // Reads [lo, hi) with Wal::read_entries, hands the result to the group's
+  // storage and, if it was the fetch the storage waits for, re-drives the
+  // group (Raft::entries_fetched, then the next round).
+  runtime::Task<void> fetch_task(GroupId g, uint64_t ticket, Index lo, Index hi,
+                                 uint64_t bytes_max);
   runtime::Task<void> gated(runtime::Task<void> t);
   void publish(Group* g, NodeEventKind kind);
   // Membership: the transport accepts every member of every configuration a
@@ -338,7 +350,7 @@ class CoreHost final : public net::TransportHandler, public NodeLiveness {
   const unsigned core_;
   const uint64_t incarnation_;
   std::unique_ptr<wal::Wal> wal_;
-  std::unique_ptr<SegmentReader> reader_;
+  uint64_t fetch_tickets_ = 0;  // last ticket handed out by start_fetch
   std::unique_ptr<net::Transport> transport_;
   std::unique_ptr<SnapshotWorker> worker_;
   std::unique_ptr<snapshot::TransferLimiter> limiter_;
@@ -424,6 +436,8 @@ class CoreHost final : public net::TransportHandler, public NodeLiveness {
   runtime::metrics::Gauge& quiesced_gauge_;
   runtime::metrics::Counter& liveness_lost_;
   runtime::metrics::Counter& liveness_pings_;
+  // Asynchronous reads of old entries completed (fetch_task), any outcome.
+  runtime::metrics::Counter& storage_fetches_;
 };
 
 }  // namespace nori::raft

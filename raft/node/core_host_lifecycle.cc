@@ -62,7 +62,7 @@ Task<base::Status> CoreHost::create_group(GroupId id) {
   // Off the removed list first: a crash after the group's first records
   // then finds it in the WAL, and a crash before finds it still removed.
   if (removed_ && removed_->contains(id)) NORI_CO_TRY(co_await persist_removed(id, false));
-  co_return add_group(id);
+  co_return co_await add_group(id);
 }
 
 Task<base::Status> CoreHost::persist_removed(GroupId id, bool removed) {
