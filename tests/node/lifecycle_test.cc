@@ -14,6 +14,7 @@
 #include "raft/node/node.h"
 #include "raft/node/node_control.h"
 #include "runtime/base/bytes.h"
+#include "tests/node/list_snapshot.h"
 #include "tests/node/node_test_util.h"
 
 namespace nori::raft {
@@ -31,23 +32,6 @@ constexpr size_t kSlots = 4;  // nodes 1..3 bootstrap, 4 may join
 struct Machines {
   std::mutex mu;
   std::map<GroupId, std::vector<std::pair<Index, std::string>>> state;
-};
-
-class ListView final : public SnapshotView {
- public:
-  explicit ListView(std::vector<std::pair<Index, std::string>> s) : s_(std::move(s)) {}
-  base::Status write(snapshot::SnapshotSink& sink) override {
-    std::string rec;
-    base::ByteWriter w(rec);
-    for (const auto& [i, d] : s_) {
-      w.varint(i);
-      w.length_prefixed(d);
-    }
-    return sink.write(rec);
-  }
-
- private:
-  std::vector<std::pair<Index, std::string>> s_;
 };
 
 class Cluster {
@@ -97,26 +81,10 @@ class Cluster {
       };
       h.capture_snapshot = [m, g]() -> base::Result<std::unique_ptr<SnapshotView>> {
         std::lock_guard lk(m->mu);
-        return std::unique_ptr<SnapshotView>(std::make_unique<ListView>(m->state[g]));
+        return std::unique_ptr<SnapshotView>(std::make_unique<testing::ListView>(m->state[g]));
       };
       h.restore_snapshot = [m, g](snapshot::SnapshotSource& src) -> base::Status {
-        std::string all;
-        char buf[4096];
-        while (true) {
-          NORI_ASSIGN_OR_RETURN(size_t n, src.read(buf, sizeof buf));
-          if (n == 0) break;
-          all.append(buf, n);
-        }
-        std::vector<std::pair<Index, std::string>> s;
-        base::ByteReader r(all);
-        while (!r.empty()) {
-          uint64_t i;
-          std::string_view d;
-          if (!r.varint(i) || !r.length_prefixed(d, 1 << 20)) {
-            return base::Error(ErrorKind::kCorruption, "bad snapshot");
-          }
-          s.emplace_back(i, std::string(d));
-        }
+        NORI_ASSIGN_OR_RETURN(testing::AppliedList s, testing::read_list_snapshot(src, 4096));
         std::lock_guard lk(m->mu);
         m->state[g] = std::move(s);
         return {};

@@ -9,6 +9,7 @@
 
 #include "raft/node/node.h"
 #include "runtime/base/bytes.h"
+#include "tests/node/list_snapshot.h"
 #include "tests/node/node_test_util.h"
 #include "wal/wal.h"
 
@@ -32,43 +33,8 @@ struct Machine {
   Index restored_at = 0;
 };
 
-class ListView final : public SnapshotView {
- public:
-  explicit ListView(std::vector<std::pair<Index, std::string>> s) : s_(std::move(s)) {}
-  base::Status write(snapshot::SnapshotSink& sink) override {
-    // Several small writes: the file is streamed, never built whole.
-    for (const auto& [i, d] : s_) {
-      std::string rec;
-      base::ByteWriter w(rec);
-      w.varint(i);
-      w.length_prefixed(d);
-      NORI_TRY(sink.write(rec));
-    }
-    return {};
-  }
-
- private:
-  std::vector<std::pair<Index, std::string>> s_;
-};
-
 base::Status restore_into(Machine& m, snapshot::SnapshotSource& src) {
-  std::string all;
-  char buf[1000];
-  while (true) {
-    NORI_ASSIGN_OR_RETURN(size_t n, src.read(buf, sizeof buf));
-    if (n == 0) break;
-    all.append(buf, n);
-  }
-  std::vector<std::pair<Index, std::string>> s;
-  base::ByteReader r(all);
-  while (!r.empty()) {
-    uint64_t i;
-    std::string_view d;
-    if (!r.varint(i) || !r.length_prefixed(d, 1 << 20)) {
-      return base::Error(base::ErrorKind::kCorruption, "bad snapshot payload");
-    }
-    s.emplace_back(i, std::string(d));
-  }
+  NORI_ASSIGN_OR_RETURN(testing::AppliedList s, testing::read_list_snapshot(src));
   std::lock_guard lk(m.mu);
   m.apply_calls.clear();  // what follows must all be past the snapshot
   m.restored_at = s.empty() ? 0 : s.back().first;
@@ -153,7 +119,7 @@ class SnapCluster {
       };
       h.capture_snapshot = [m]() -> base::Result<std::unique_ptr<SnapshotView>> {
         std::lock_guard lk(m->mu);
-        return std::unique_ptr<SnapshotView>(std::make_unique<ListView>(m->state));
+        return std::unique_ptr<SnapshotView>(std::make_unique<testing::ListView>(m->state));
       };
       h.restore_snapshot = [m](snapshot::SnapshotSource& src) { return restore_into(*m, src); };
       return h;
