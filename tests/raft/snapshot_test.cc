@@ -183,9 +183,7 @@ TEST(RaftSnapshot, InstallFinishingOnALeaderStepsDownInsteadOfCrashing) {
   NodeId l = stable_leader(c);
   Index last = write_n(c, l, 3);
   ASSERT_EQ(c.raft(l).commit_index(), last);
-  SnapshotMeta meta{.index = last,
-                    .term = c.raft(l).term(),
-                    .membership = c.raft(l).membership()};
+  SnapshotMeta meta{.index = last, .term = c.raft(l).term(), .membership = c.raft(l).membership()};
   c.raft(l).snapshot_installed(meta, c.local(l));
   EXPECT_FALSE(c.raft(l).is_leader());
   EXPECT_GE(c.raft(l).last_index(), last) << "the log continuing the snapshot is kept";
