@@ -16,22 +16,8 @@ namespace nori::wal {
 namespace {
 
 using base::ErrorKind;
+using testing::append_n;
 using testing::Harness;
-
-void append_n(Harness& h, uint64_t g, int n, uint64_t term, size_t len = 100) {
-  for (int k = 0; k < n; ++k) {
-    const GroupLog* gl = h.e().group(g);
-    const uint64_t i = gl ? gl->last_index() + 1 : 1;
-    std::string p = fmt::format("g{}i{}t{}:", g, i, term);
-    p.resize(std::max(p.size(), len), '.');
-    auto st = h.append(g, {term}, {p});
-    if (!st.ok() && st.error().kind() == ErrorKind::kBusy) {
-      ASSERT_TRUE(h.wal->flush_all().ok());
-      st = h.append(g, {term}, {p});
-    }
-    ASSERT_TRUE(st.ok()) << st.error().to_string();
-  }
-}
 
 base::Result<Position> remove_retrying(Harness& h, uint64_t g) {
   auto r = h.e().remove_group(g);

@@ -17,27 +17,12 @@ namespace nori::wal {
 namespace {
 
 using base::ErrorKind;
+using testing::append_n;
 using testing::apply_op;
 using testing::crash_reopen_check;
 using testing::Harness;
 using testing::ModelState;
 using testing::Op;
-
-// Appends n entries of one term to group g at its next index.
-void append_n(Harness& h, uint64_t g, int n, uint64_t term, size_t len = 100) {
-  for (int k = 0; k < n; ++k) {
-    const GroupLog* gl = h.e().group(g);
-    const uint64_t i = gl ? gl->last_index() + 1 : 1;
-    std::string p = fmt::format("g{}i{}t{}:", g, i, term);
-    p.resize(std::max(p.size(), len), '.');
-    auto st = h.append(g, {term}, {p});
-    if (!st.ok() && st.error().kind() == ErrorKind::kBusy) {
-      ASSERT_TRUE(h.wal->flush_all().ok());
-      st = h.append(g, {term}, {p});
-    }
-    ASSERT_TRUE(st.ok()) << st.error().to_string();
-  }
-}
 
 // The state recovery finds on a disk image (payloads read from that image).
 ModelState state_on(const SimDisk& disk, const GroupMap& groups) {

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <random>
@@ -153,6 +154,23 @@ inline void crash_reopen_check(Harness& h, Position durable, std::mt19937_64* cr
       << " ops including the " << acked << " acknowledged ones";
   h.base = got;
   if (matched_prefix) *matched_prefix = p;
+}
+
+// Appends n entries of one term to group g at its next index (payloads of
+// `len` bytes naming group, index and term); a full buffer is flushed once.
+inline void append_n(Harness& h, uint64_t g, int n, uint64_t term, size_t len = 100) {
+  for (int k = 0; k < n; ++k) {
+    const GroupLog* gl = h.e().group(g);
+    const uint64_t i = gl ? gl->last_index() + 1 : 1;
+    std::string p = fmt::format("g{}i{}t{}:", g, i, term);
+    p.resize(std::max(p.size(), len), '.');
+    auto st = h.append(g, {term}, {p});
+    if (!st.ok() && st.error().kind() == base::ErrorKind::kBusy) {
+      ASSERT_TRUE(h.wal->flush_all().ok());
+      st = h.append(g, {term}, {p});
+    }
+    ASSERT_TRUE(st.ok()) << st.error().to_string();
+  }
 }
 
 }  // namespace nori::wal::testing
