@@ -2,36 +2,16 @@
 // at start (kv/peer_book.h)
 #include "kv/peer_book.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 
 #include <sstream>
 #include "wal/posix_dir.h"
 
 namespace nori::kv {
 
-namespace {
-base::Error io_error(const std::string& what, const std::string& path) {
-  return base::Error(base::ErrorKind::kIo,
-                     fmt::format("{} {}: {}", what, path, std::strerror(errno)));
-}
-}  // namespace
-
 base::Result<std::map<raft::NodeId, PeerClientAddress>> load_peer_book(const std::string& path) {
   std::map<raft::NodeId, PeerClientAddress> out;
-  if (::access(path.c_str(), F_OK) != 0 && errno == ENOENT) return out;
-  std::ifstream in(path);
-  if (!in) return io_error("open", path);
-  std::string line;
-  int n = 0;
-  while (std::getline(in, line)) {
-    ++n;
-    if (line.empty()) continue;
+  NORI_TRY(wal::for_each_line(path, [&](int n, const std::string& line) -> base::Status {
     std::istringstream ls(line);
     raft::NodeId id = 0;
     std::string host;
@@ -43,7 +23,8 @@ base::Result<std::map<raft::NodeId, PeerClientAddress>> load_peer_book(const std
                          fmt::format("{} line {}: want 'id host port'", path, n));
     }
     out[id] = PeerClientAddress{host, static_cast<uint16_t>(port)};
-  }
+    return {};
+  }));
   return out;
 }
 

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <memory>
 
 #include "runtime/base/bytes.h"
@@ -201,6 +202,21 @@ base::Status write_file_durably(const std::string& dir, const std::string& name,
                        fmt::format("rename {}: {}", dst, std::strerror(errno)));
   }
   return fsync_dir(dir);
+}
+
+base::Status for_each_line(const std::string& path,
+                           const std::function<base::Status(int, const std::string&)>& fn) {
+  if (::access(path.c_str(), F_OK) != 0 && errno == ENOENT) return {};
+  std::ifstream in(path);
+  if (!in) return base::err(ErrorKind::kIo, "open {}: {}", path, std::strerror(errno));
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    if (line.empty()) continue;
+    NORI_TRY(fn(n, line));
+  }
+  return {};
 }
 
 }  // namespace nori::wal

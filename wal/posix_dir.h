@@ -5,6 +5,7 @@
 // nori-wal-dump, and by tests; never on the append path.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,5 +35,11 @@ base::Status make_dir(const std::string& dir);
 // (node.meta, peer pins, norikv's peer book); blocking.
 base::Status write_file_durably(const std::string& dir, const std::string& name,
                                 std::string_view text);
+// Reads a small text file written by write_file_durably line by line:
+// `fn(line_number, line)` for each non-empty line (numbered from 1), stopping
+// at the first error it returns. A missing file is empty (ok); a file that
+// exists but cannot be opened is kIo. Blocking.
+base::Status for_each_line(const std::string& path,
+                           const std::function<base::Status(int, const std::string&)>& fn);
 
 }  // namespace nori::wal

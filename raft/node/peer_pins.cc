@@ -2,13 +2,7 @@
 // (raft/node/peer_pins.h)
 #include "raft/node/peer_pins.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 
 #include <sstream>
 #include "wal/posix_dir.h"
@@ -17,23 +11,9 @@
 
 namespace nori::raft {
 
-namespace {
-base::Error io_error(const char* what, const std::string& path) {
-  return base::Error(base::ErrorKind::kIo,
-                     fmt::format("{} {}: {}", what, path, std::strerror(errno)));
-}
-}  // namespace
-
 base::Status PeerPins::load() {
   pins_.clear();
-  if (::access(path_.c_str(), F_OK) != 0 && errno == ENOENT) return {};
-  std::ifstream in(path_);
-  if (!in) return io_error("open", path_);
-  std::string line;
-  int n = 0;
-  while (std::getline(in, line)) {
-    ++n;
-    if (line.empty()) continue;
+  return wal::for_each_line(path_, [&](int n, const std::string& line) -> base::Status {
     std::istringstream ls(line);
     NodeId id = 0;
     uint64_t inc = 0;
@@ -43,8 +23,8 @@ base::Status PeerPins::load() {
                          fmt::format("{} line {}: want 'node incarnation'", path_, n));
     }
     pins_[id] = inc;
-  }
-  return {};
+    return {};
+  });
 }
 
 base::Result<bool> PeerPins::pin(NodeId peer, uint64_t incarnation) {
