@@ -94,6 +94,13 @@ int main(int argc, char** argv) {
   app.add_option("--snapshot-keep-entries", cfg.raft.snapshot_keep_entries,
                  "log entries kept behind a snapshot for slightly lagging followers")
       ->capture_default_str();
+  app.add_option("--inflight-msgs-max", cfg.raft.inflight_msgs_max,
+                 "Append messages in flight per follower (pipelining depth)")
+      ->capture_default_str();
+  app.add_option("--append-hold-us", cfg.raft.append_hold_us,
+                 "append coalescing: new entries wait this long at most for a follower's "
+                 "unacknowledged append before going out on their own (0: off)")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   cfg.raft.node_id = node_id;

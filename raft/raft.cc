@@ -15,6 +15,7 @@ namespace nori::raft {
 
 namespace {
 
+using std::chrono::microseconds;
 using std::chrono::milliseconds;
 
 // Heartbeat intervals without replication progress, with appends in flight,
@@ -1045,6 +1046,7 @@ void Raft::send_append(Progress& p, bool allow_empty) {
     }
     if (p.snapshotting) return;  // replication resumes once the snapshot is in
     if (p.next > last_index_ && !allow_empty) return;
+    if (p.replicating && p.next <= last_index_ && append_held(p)) return;
     Index prev = p.next - 1;
     if (prev < mem_first_ && prev + 1 < storage_.first_index()) {
       // The entries this follower needs were compacted away.
@@ -1076,6 +1078,8 @@ void Raft::send_append(Progress& p, bool allow_empty) {
         p.next += n;
         p.inflight.push_back(Inflight{p.next - 1, bytes}, config_.inflight_msgs_max);
         p.inflight_bytes += bytes;
+        p.append_sent_at = last_now_;
+        p.hold_mark = p.next > last_index_ ? appended_bytes_ : kNoHoldMark;
       }
     } else {
       p.probe_sent = true;
@@ -1085,6 +1089,19 @@ void Raft::send_append(Progress& p, bool allow_empty) {
     if (!p.replicating || n == 0) return;
     allow_empty = false;
   }
+}
+
+// Append coalescing (RaftConfig::append_hold_us): entries for a follower with
+// an append still unacknowledged wait for that acknowledgement
+// (handle_append_reply sends them) unless they are already many bytes or the
+// unacknowledged append is old. Liveness is as with a full window: a lost
+// append is detected by the stall rule of send_heartbeat_round.
+bool Raft::append_held(const Progress& p) const {
+  if (config_.append_hold_us == 0 || p.inflight.empty() || p.hold_mark == kNoHoldMark) {
+    return false;
+  }
+  if (appended_bytes_ - p.hold_mark >= config_.append_hold_bytes) return false;
+  return last_now_ - p.append_sent_at < microseconds(config_.append_hold_us);
 }
 
 void Raft::handle_append_reply(const Message& m, const AppendReply& rep, TimePoint now) {
@@ -2014,6 +2031,7 @@ void Raft::append_local(Entry e, TimePoint now) {
   NORI_ASSERT(e.index == last_index_ + 1, "append {} after {}", e.index, last_index_);
   NORI_ASSERT(e.term >= last_term_, "entry term {} below last term {}", e.term, last_term_);
   log_bytes_since_snapshot_ += entry_bytes(e);
+  appended_bytes_ += entry_bytes(e);
   last_index_ = e.index;
   last_term_ = e.term;
   mem_bytes_ += entry_bytes(e);

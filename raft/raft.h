@@ -432,6 +432,11 @@ class Raft {
     Index next = 1;
     InflightRing inflight;  // bounded by inflight_msgs_max
     uint64_t inflight_bytes = 0;
+    // Append coalescing (append_held): when the newest append went out, and
+    // appended_bytes_ then if it carried every entry (kNoHoldMark if it left
+    // some behind: a backlog that large pipelines).
+    TimePoint append_sent_at{};
+    uint64_t hold_mark = 0;
     // The transfer while `snapshotting` (allocated then: keeps Progress small
     // for the heartbeat round over thousands of groups).
     std::unique_ptr<SnapshotTransfer> tx;
@@ -553,6 +558,8 @@ class Raft {
   void heard_from(Progress& p, TimePoint now);
   uint64_t quorum_round() const;
   void send_append(Progress& p, bool allow_empty);
+  bool append_held(const Progress& p) const;
+  static constexpr uint64_t kNoHoldMark = ~uint64_t{0};
   void broadcast_append(bool allow_empty);
   void send_heartbeat_round(TimePoint now, bool quiesce = false);
   // Quiescence.
@@ -701,6 +708,9 @@ class Raft {
   // Log: entries [mem_first_, last_index_] in memory; older ones in storage_.
   LazyDeque<Entry> mem_;
   uint64_t mem_bytes_ = 0;
+  // entry_bytes of every entry ever appended here (monotonic; append_held
+  // measures a follower's waiting entries as a difference of two values).
+  uint64_t appended_bytes_ = 0;
   Index mem_first_ = 1;
   Term last_term_ = 0;
 

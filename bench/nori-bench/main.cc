@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "bench/nori-bench/floor.h"
+#include "raft/node/config.h"
 #include "raft/node/tools/hist_util.h"
 #include "raft/node/tools/node_process.h"
 #include "runtime/base/clock.h"
@@ -511,6 +512,8 @@ int bench_main(int argc, char** argv) {
   bool keep = false, failover = true;
   std::string json_path = "nori-bench-result.json", svg_path = "nori-bench-result.svg";
   uint32_t heartbeat_ms = 150, lease_ms = 2000;
+  uint32_t inflight_msgs_max = raft::RaftConfig{}.inflight_msgs_max;
+  uint32_t append_hold_us = raft::RaftConfig{}.append_hold_us;
   bool wal_dsync = false;
   std::string pin = "none";
   // The runtime's default, or NORI_SCHED_SLICE_US as the node processes see it.
@@ -542,6 +545,13 @@ int bench_main(int argc, char** argv) {
   app.add_option("--svg", svg_path, "chart file");
   app.add_option("--heartbeat-ms", heartbeat_ms);
   app.add_option("--lease-ms", lease_ms);
+  app.add_option("--inflight-msgs-max", inflight_msgs_max,
+                 "Append messages in flight per follower (RaftConfig::inflight_msgs_max)")
+      ->capture_default_str();
+  app.add_option("--append-hold-us", append_hold_us,
+                 "append coalescing: entries wait this long at most for an unacknowledged "
+                 "append (RaftConfig::append_hold_us; 0: off)")
+      ->capture_default_str();
   app.add_option("--pin", pin,
                  "node reactors' pinning: none (default: the nodes share the machine) | auto | "
                  "wrap")
@@ -605,6 +615,10 @@ int bench_main(int argc, char** argv) {
               std::to_string(heartbeat_ms),
               "--lease-ms",
               std::to_string(lease_ms),
+              "--inflight-msgs-max",
+              std::to_string(inflight_msgs_max),
+              "--append-hold-us",
+              std::to_string(append_hold_us),
               "--wal-dsync",
               wal_dsync ? "true" : "false",
               "--pin",
@@ -856,6 +870,8 @@ int bench_main(int argc, char** argv) {
                    {"payload_bytes", payload},
                    {"heartbeat_ms", heartbeat_ms},
                    {"lease_ms", lease_ms},
+                   {"inflight_msgs_max", inflight_msgs_max},
+                   {"append_hold_us", append_hold_us},
                    {"sched_slice_us", sched_slice_us},
                    {"data_dir", root}}},
                  {"floor",

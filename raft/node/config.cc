@@ -127,6 +127,8 @@ Config RaftConfig::group_config(GroupId group, Index applied) const {
   c.lease_margin_ms = lease_margin_ms;
   c.inflight_msgs_max = inflight_msgs_max;
   c.inflight_bytes_max = inflight_bytes_max;
+  c.append_hold_us = append_hold_us;
+  c.append_hold_bytes = append_hold_bytes;
   c.append_bytes_max = append_bytes_max;
   c.uncommitted_bytes_max = uncommitted_bytes_max;
   c.proposals_pending_max = proposals_pending_max;

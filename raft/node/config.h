@@ -121,8 +121,11 @@ struct RaftConfig {
   uint32_t snapshot_timeout_ms = 30'000;
 
   // --- batching and backpressure ------------------------------------------------
-  uint32_t inflight_msgs_max = 64;                      // appends in flight per follower
-  uint64_t inflight_bytes_max = uint64_t{8} << 20;      // bytes in flight per follower
+  uint32_t inflight_msgs_max = 64;                  // appends in flight per follower
+  uint64_t inflight_bytes_max = uint64_t{8} << 20;  // bytes in flight per follower
+  // Append coalescing (raft/config.h, Config::append_hold_us): 0 turns it off.
+  uint32_t append_hold_us = 5000;
+  uint64_t append_hold_bytes = uint64_t{64} << 10;
   uint64_t append_bytes_max = uint64_t{1} << 20;        // one Append message
   uint64_t uncommitted_bytes_max = uint64_t{64} << 20;  // per group; beyond: kBusy
   uint32_t proposals_pending_max = 1 << 16;             // per group; beyond: kBusy

@@ -53,6 +53,11 @@ TEST(RaftConfig, ValidateRejectsUnsafeOrUselessSettings) {
   c = valid();
   c.voters.push_back(kNoNode);
   EXPECT_FALSE(c.validate().ok());
+  c = valid();
+  c.append_hold_us = c.heartbeat_ms * 1000 + 1;  // a hold longer than a heartbeat interval
+  EXPECT_FALSE(c.validate().ok());
+  c.append_hold_us = 0;  // no coalescing
+  EXPECT_TRUE(c.validate().ok());
 }
 
 }  // namespace

@@ -279,7 +279,9 @@ TEST(RaftDurability, HeartbeatThatRaisesTheTermWaitsOnlyForTheHardState) {
 }
 
 TEST(RaftDurability, CommitHintNeverCoversEntriesNotYetDurable) {
-  TestCluster c(3);
+  // Pipelined appends (no coalescing): node 2 must learn that x committed
+  // while its own write of x is still pending.
+  TestCluster c(3, [](Config& cfg) { cfg.append_hold_us = 0; });
   NodeId l = stable_leader(c);
   c.node(2).auto_persist = false;
   Index x = propose_ok(c, l, "x");
@@ -349,6 +351,115 @@ TEST(RaftReplication, ConflictingSuffixIsRepairedWithFastBacktracking) {
   EXPECT_EQ(c.node(old).disk->log(), c.node(l).disk->log());
   for (const Entry& e : c.node(old).disk->log())
     EXPECT_EQ(e.data.rfind("lost", 0), std::string::npos);
+}
+
+// Appends from `from` to `to` that carried entries.
+size_t appends_with_entries(TestCluster& c, NodeId from, NodeId to) {
+  size_t k = 0;
+  for (const Message& m : c.node(from).sent) {
+    if (m.to == to && m.type() == MessageType::kAppend && !std::get<Append>(m.body).entries.empty())
+      ++k;
+  }
+  return k;
+}
+
+// Coalescing (Config::append_hold_us): follower f never acknowledges until
+// persisted, so the leader's first append to it stays in flight.
+struct SyncingFollower {
+  TestCluster& c;
+  NodeId l, f;
+  size_t before;
+  SyncingFollower(TestCluster& cl) : c(cl), l(stable_leader(cl)), f(l == 2 ? 3 : 2) {
+    c.node(f).auto_persist = false;
+    before = appends_with_entries(c, l, f);
+  }
+  size_t appends() { return appends_with_entries(c, l, f) - before; }
+};
+
+TEST(RaftReplication, AppendsToAFollowerStillSyncingAreCoalesced) {
+  TestCluster c(3);  // the default hold
+  SyncingFollower s(c);
+  propose_ok(c, s.l, "x");
+  c.settle();
+  ASSERT_EQ(s.appends(), 1u);
+  for (int i = 0; i < 5; ++i) {
+    propose_ok(c, s.l, "y" + std::to_string(i));
+    c.settle();
+  }
+  // The other follower acknowledged every round, so all six committed...
+  EXPECT_EQ(c.raft(s.l).commit_index(), c.raft(s.l).last_index());
+  // ...while f, still syncing x, got no append per round.
+  EXPECT_EQ(s.appends(), 1u) << "an append per leader round to a follower still syncing";
+  // Its acknowledgement of x sends the five held entries as one append.
+  c.persist_all(s.f);
+  c.settle();
+  EXPECT_EQ(s.appends(), 2u);
+  c.persist_all(s.f);
+  c.settle();
+  EXPECT_EQ(c.raft(s.f).durable_index(), c.raft(s.l).last_index());
+}
+
+TEST(RaftReplication, WithoutHoldEveryRoundIsPipelined) {
+  TestCluster c(3, [](Config& cfg) { cfg.append_hold_us = 0; });
+  SyncingFollower s(c);
+  for (int i = 0; i < 6; ++i) {
+    propose_ok(c, s.l, "y" + std::to_string(i));
+    c.settle();
+  }
+  EXPECT_EQ(s.appends(), 6u);
+}
+
+TEST(RaftReplication, HeldEntriesGoOutOnceTheHoldTimeHasPassed) {
+  TestCluster c(3, [](Config& cfg) { cfg.append_hold_us = 3000; });
+  SyncingFollower s(c);
+  propose_ok(c, s.l, "x");
+  c.settle();
+  propose_ok(c, s.l, "y");
+  c.settle();
+  ASSERT_EQ(s.appends(), 1u);
+  // The append of x is older than the hold now (advance ticks the nodes):
+  // the next round sends y and z without waiting for f any longer.
+  c.advance(std::chrono::microseconds(3000));
+  propose_ok(c, s.l, "z");
+  c.settle();
+  EXPECT_EQ(s.appends(), 2u) << "an unanswered append held new entries past append_hold_us";
+}
+
+TEST(RaftReplication, LargeBacklogIsPipelinedDespiteTheHold) {
+  TestCluster c(3, [](Config& cfg) { cfg.append_hold_bytes = 1000; });
+  SyncingFollower s(c);
+  propose_ok(c, s.l, "x");
+  c.settle();
+  // 20 x 100 bytes waiting: past append_hold_bytes, so they go now.
+  for (int i = 0; i < 20; ++i)
+    propose_ok(c, s.l, std::string(100, 'v'));
+  c.settle();
+  EXPECT_EQ(s.appends(), 2u);
+}
+
+TEST(RaftReplication, LostAppendDoesNotStrandHeldEntries) {
+  // The append in flight is lost; entries held behind it still reach the
+  // follower (stall detection re-probes, as for a full window).
+  TestCluster c(3);
+  NodeId l = stable_leader(c);
+  NodeId f = l == 2 ? 3 : 2;
+  bool dropped = false;
+  c.set_drop([&](const Message& m) {
+    if (dropped || m.to != f || m.type() != MessageType::kAppend) return false;
+    if (std::get<Append>(m.body).entries.empty()) return false;
+    dropped = true;
+    return true;
+  });
+  propose_ok(c, l, "x");
+  c.settle();
+  ASSERT_TRUE(dropped);
+  for (int i = 0; i < 5; ++i) {
+    propose_ok(c, l, "y" + std::to_string(i));
+    c.settle();
+  }
+  c.advance(2s);
+  EXPECT_EQ(c.raft(f).durable_index(), c.raft(l).last_index());
+  EXPECT_EQ(c.raft(f).commit_index(), c.raft(l).last_index());
 }
 
 TEST(RaftReplication, FlowControlBoundsAppendsInFlight) {

@@ -59,6 +59,20 @@ SimOptions SimOptions::for_seed(uint64_t seed) {
   o.op_timeout = r.uniform(300, 1500) * kMillisecond;
   // Sometimes a slow disk, so that crashes catch writes in flight.
   o.disk_mean = r.chance(0.5) ? r.uniform(100'000, 1'000'000) : r.uniform(1, 15) * kMillisecond;
+  // Append coalescing (raft::Config::append_hold_us): the default hold, none
+  // (pure pipelining) or a short one. A generator of its own keeps every
+  // other draw of a seed as it was.
+  Rng h(seed * 0xbf58476d1ce4e5b9ULL + 53);
+  switch (h.uniform(0, 2)) {
+    case 0:
+      o.raft.append_hold_us = 0;
+      break;
+    case 1:
+      break;
+    default:
+      o.raft.append_hold_us = static_cast<uint32_t>(h.uniform(100, 3000));
+      break;
+  }
   return o;
 }
 

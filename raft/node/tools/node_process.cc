@@ -510,6 +510,8 @@ int node_process_main(int argc, char** argv) {
   app.add_option("--election-min-ms", cfg.election_timeout_min_ms);
   app.add_option("--election-max-ms", cfg.election_timeout_max_ms);
   app.add_option("--lease-ms", cfg.lease_ms);
+  app.add_option("--inflight-msgs-max", cfg.inflight_msgs_max, "appends in flight per follower");
+  app.add_option("--append-hold-us", cfg.append_hold_us, "append coalescing (0: off)");
   app.add_option("--segment-mb", cfg.wal_segment_bytes)->transform([](std::string s) {
     return std::to_string(std::stoull(s) << 20);
   });
