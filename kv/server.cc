@@ -101,9 +101,23 @@ struct Server::CoreState {
   };
   std::unordered_map<GroupId, std::unique_ptr<Shard>> shards;
   std::map<raft::NodeId, std::unique_ptr<ForwardLink>> links;
-  // Core 0 only: client ports learned from CLUSTER ADDNODE / NORI.PEER, kept
-  // in <data-dir>/kv-peers (kv/peer_book.h); every save happens on core 0.
+  // Core 0 only: client ports learned from CLUSTER ADDNODE / NORI.PEER /
+  // NORI.WHOIS, kept in <data-dir>/kv-peers (kv/peer_book.h); every save
+  // happens on core 0.
   std::map<raft::NodeId, PeerClientAddress> learned;
+  // Core 0 only: asking the other nodes for a client port this node lacks
+  // (ServerImpl::lookup_peer). At most kPeerLookupsMax ids; one round per id
+  // in flight, the next no sooner than kPeerLookupIntervalMs after it ended.
+  struct PeerLookup {
+    bool in_flight = false;
+    bool learned = false;  // a round's first valid answer was taken: ignore the rest
+    base::TimePoint next_at{};
+  };
+  std::map<raft::NodeId, PeerLookup> lookups;
+  // Every core: when this core last asked core 0 to look an id up (so a
+  // retrying write does not post a request every 10 ms). At most
+  // kPeerLookupsMax ids, cleared when full.
+  std::map<raft::NodeId, base::TimePoint> lookup_posted;
   uint64_t next_conn = 0;
   // Random per process start: the node id and incarnation survive a restart
   // (they name the data directory) and next_conn starts again at 0, so without
@@ -114,7 +128,8 @@ struct Server::CoreState {
   int admin_fd = -1;
   // Published counters (written by this core only, read by /metrics).
   std::atomic<uint64_t> commands{0}, forwarded{0}, retries{0}, err_tryagain{0}, err_clusterdown{0},
-      err_unknown{0}, conns_rejected{0}, protocol_errors{0};
+      err_unknown{0}, conns_rejected{0}, protocol_errors{0}, peer_lookups{0}, peer_ports_learned{0},
+      peer_announce_missed{0};
 };
 
 // Everything that runs on reactors; a friend of Server.
@@ -207,8 +222,13 @@ struct ServerImpl {
     auto& st = here();
     auto it = st.links.find(to);
     if (it == st.links.end()) {
+      // Certainly not sent: the caller retries (TRYAGAIN past its deadline)
+      // while core 0 asks the other nodes for the port (membership section).
+      co_await want_peer(to);
       co_return base::Error(ErrorKind::kUnavailable,
-                            fmt::format("no client address for node {}", to));
+                            fmt::format("client port of node {} not known yet (asking the other "
+                                        "nodes)",
+                                        to));
     }
     st.forwarded.fetch_add(1, std::memory_order_relaxed);
     auto r = co_await it->second->call(std::move(request));
@@ -531,12 +551,18 @@ struct ServerImpl {
   // CLUSTER ADDNODE <id> <host:raft_port> <client_port>: every shard's group
   // admits node <id> (started with --join). Two parts, in this order:
   //   1. The client port, which only norikv needs (Raft addresses travel in
-  //      the configuration entries): kept in this node's book (kv-peers) and
-  //      announced to every node this one knows (NORI.PEER, authenticated
-  //      like the forwarding commands, kv/auth.h). First, because the new
-  //      node can lead a shard moments after its promotion, and a node that
-  //      does not know its client port cannot forward to it (TRYAGAIN for
-  //      that shard until it learns it).
+  //      the configuration entries): kept durably in this node's book
+  //      (kv-peers) first, then announced to every node this one knows
+  //      (NORI.PEER, authenticated like the forwarding commands, kv/auth.h),
+  //      all at once and best effort: a node that is down, partitioned or
+  //      slow to answer (bounded by the forward link's connect and reply
+  //      timeouts) does not fail the command. Raft needs a majority of each
+  //      shard for the change; the book must not demand more. A node that
+  //      missed the announcement learns the port when it first needs it
+  //      (below); the miss is logged and counted
+  //      (kv_peer_announce_missed_total). Announced before the Raft side
+  //      because the new node can lead a shard moments after its promotion,
+  //      and the nodes that already know the port forward to it at once.
   //   2. The Raft side, one raft::Node::add_node call (raft/node/node.h,
   //      docs/node.md "Node-wide membership"): per group, add_member here if
   //      this node leads the group, else forwarded to its leader over the
@@ -552,14 +578,57 @@ struct ServerImpl {
   // configuration entry is in its leader's log; the learner's catch-up and
   // promotion then finish by themselves (a REMOVENODE issued meanwhile is
   // busy in those shards and retried within the same budget).
+  //
+  // Learning a missed client port (pull on demand): forward() to a leader
+  // whose port this node does not know answers kUnavailable (the write or
+  // read is retried until its deadline, then -TRYAGAIN: certainly not
+  // applied) and asks core 0 to look the port up. Core 0 sends NORI.WHOIS
+  // <id> <nonce> to every node whose port it knows, at once; a node that
+  // knows the port answers [host, port, tag], the tag a MAC over the id, the
+  // address and the caller's fresh nonce (so a reply can be neither forged
+  // nor replayed from an earlier round without the cluster secret). The
+  // first valid answer is kept durably (kv-peers) and installed on every
+  // core; the caller's next retry forwards. Bounded: one round per id in
+  // flight, rounds kPeerLookupIntervalMs apart, kPeerLookupsMax ids, each
+  // ask bounded by the link's timeouts. The same path serves a node that
+  // was down or partitioned during the announcement and one restarted with
+  // an old book (docs/kv.md, "Membership").
+  //
+  // CLUSTER TRANSFER <shard> <node_id>: hands the shard's leadership to a
+  // voter (raft::Node::transfer_leader); sent to the shard's current leader
+  // (elsewhere: -ERR naming it). +OK once the handover has started; INFO
+  // shows when it is done. For maintenance, and for tests that need a
+  // particular node to lead.
 
   // At most this many failed shards are named in one error reply (the
   // count is always given): bounds the reply with --shards up to 65536.
   static constexpr size_t kMemberReplyShardsMax = 16;
+  // Client-port lookups: ids tracked at once (a leader id this node cannot
+  // forward to; a cluster has far fewer members), and the pause between two
+  // rounds for the same id (a round that found nothing, e.g. every node
+  // that knows the port is down, is not repeated faster than this).
+  static constexpr size_t kPeerLookupsMax = 64;
+  static constexpr uint32_t kPeerLookupIntervalMs = 250;
 
   // Makes `id`'s client port known on every core of this node, and durable
-  // in <data-dir>/kv-peers (saved on core 0, which owns the book).
+  // in <data-dir>/kv-peers (saved on core 0, which owns the book). The book
+  // is saved first: once any core can forward to the port, a restart still
+  // knows it.
   Task<base::Status> learn_peer(raft::NodeId id, std::string host, uint16_t port) {
+    if (id != node().id()) {
+      base::Status saved = co_await runtime::submit_to(0, [this, id, host, port]() -> base::Status {
+        auto& book = here().learned;
+        auto it = book.find(id);
+        if (it != book.end() && it->second.host == host && it->second.port == port) return {};
+        auto next = book;
+        next[id] = PeerClientAddress{host, port};
+        // The in-memory book changes only once the file holds it.
+        NORI_TRY(save_peer_book(peer_book_path(), next));
+        book = std::move(next);
+        return {};
+      });
+      if (!saved.ok()) co_return saved;
+    }
     for (unsigned core = 0; core < cfg().raft.cores; ++core) {
       co_await runtime::submit_to(core, [this, id, host, port] {
         auto& links = here().links;
@@ -568,16 +637,170 @@ struct ServerImpl {
         }
       });
     }
-    if (id == node().id()) co_return base::Status{};
-    co_return co_await runtime::submit_to(0, [this, id, host, port]() -> base::Status {
-      auto& book = here().learned;
-      auto it = book.find(id);
-      if (it != book.end() && it->second.host == host && it->second.port == port) return {};
-      book[id] = PeerClientAddress{host, port};
-      return save_peer_book(peer_book_path(), book);
-    });
+    co_return base::Status{};
   }
   std::string peer_book_path() const { return cfg().raft.data_dir + "/kv-peers"; }
+
+  // One internal command to a peer's client port (not a client's request:
+  // not counted as forwarded). kUnavailable if its port is not known.
+  Task<base::Result<std::string>> peer_call(raft::NodeId to, std::vector<std::string> argv) {
+    argv[2] = s.auth_.tag(argv[0], signed_args(argv));
+    auto& links = here().links;
+    auto it = links.find(to);
+    if (it == links.end()) {
+      co_return base::Error(ErrorKind::kUnavailable, fmt::format("no client port for node {}", to));
+    }
+    co_return co_await it->second->call(encode_command(argv));
+  }
+
+  // The nodes whose client port this core knows, but `except`.
+  std::vector<raft::NodeId> known_peers(raft::NodeId except) {
+    std::vector<raft::NodeId> out;
+    for (auto& [peer, link] : here().links) {
+      if (peer != except) out.push_back(peer);
+    }
+    return out;
+  }
+
+  // Announces `id`'s client port to every node this one knows, at once;
+  // returns the nodes that did not take it, each with why.
+  Task<std::vector<std::string>> announce_peer(raft::NodeId id, const std::string& host,
+                                               uint16_t port) {
+    const std::vector<raft::NodeId> peers = known_peers(id);
+    std::vector<Task<base::Result<std::string>>> calls;
+    for (raft::NodeId peer : peers) {
+      calls.push_back(
+          peer_call(peer, {"NORI.PEER", "0", "", std::to_string(id), host, std::to_string(port)}));
+    }
+    auto replies = co_await runtime::when_all(std::move(calls));
+    std::vector<std::string> missed;
+    for (size_t i = 0; i < peers.size(); ++i) {
+      const auto& r = replies[i];
+      if (r.ok() && r->starts_with("+")) continue;
+      std::string why = r.ok() ? r->substr(0, r->find_first_of("\r\n")) : r.error().to_string();
+      missed.push_back(fmt::format("node {} ({})", peers[i], why));
+    }
+    co_return missed;
+  }
+
+  // On any core: this core cannot forward to `id`. Asks core 0 to look the
+  // port up, at most once per kPeerLookupIntervalMs per id from this core.
+  Task<void> want_peer(raft::NodeId id) {
+    auto& st = here();
+    const base::TimePoint now = base::BootClock::now();
+    auto it = st.lookup_posted.find(id);
+    if (it != st.lookup_posted.end() && now < it->second) co_return;
+    if (it == st.lookup_posted.end() && st.lookup_posted.size() >= kPeerLookupsMax) {
+      st.lookup_posted.clear();
+    }
+    st.lookup_posted[id] = now + std::chrono::milliseconds(kPeerLookupIntervalMs);
+    // Not post() to this very core: its same-core path spawns the task and
+    // then still sends the message (runtime.h, PostAwaitable::await_resume).
+    if (runtime::Reactor::here().core() == 0) {
+      runtime::spawn(lookup_peer(id));
+    } else {
+      co_await runtime::post(0, [this, id] { return lookup_peer(id); });
+    }
+  }
+
+  // Core 0: one lookup round for `id`'s client port (see the section comment).
+  Task<void> lookup_peer(raft::NodeId id) {
+    auto& st = here();
+    if (id == raft::kNoNode || id == node().id() || st.links.contains(id)) co_return;
+    const base::TimePoint now = base::BootClock::now();
+    if (!st.lookups.contains(id) && st.lookups.size() >= kPeerLookupsMax) {
+      std::erase_if(st.lookups, [&](const auto& kv) {
+        return !kv.second.in_flight && kv.second.next_at <= now;
+      });
+      if (st.lookups.size() >= kPeerLookupsMax) co_return;  // every slot busy: a later retry asks
+    }
+    auto& l = st.lookups[id];
+    if (l.in_flight || now < l.next_at) co_return;
+    l.in_flight = true;
+    l.learned = false;
+    st.peer_lookups.fetch_add(1, std::memory_order_relaxed);
+    const uint64_t nonce = random_nonce();
+    std::vector<Task<void>> asks;
+    for (raft::NodeId peer : known_peers(id))
+      asks.push_back(ask_peer(peer, id, nonce));
+    // Waits for every answer (each bounded by its link's timeouts) so that
+    // a round is never in flight twice; the first valid answer is taken at
+    // once by ask_peer, so a slow node does not delay the learning.
+    co_await runtime::when_all(std::move(asks));
+    // Map references stay valid: an entry in flight is never erased.
+    auto& done = st.lookups.at(id);
+    done.in_flight = false;
+    done.next_at = base::BootClock::now() + std::chrono::milliseconds(kPeerLookupIntervalMs);
+    if (done.learned) st.lookups.erase(id);
+  }
+
+  // Core 0: asks `peer` for `id`'s client port; learns the first valid answer.
+  Task<void> ask_peer(raft::NodeId peer, raft::NodeId id, uint64_t nonce) {
+    const std::string ids = std::to_string(id), nonces = std::to_string(nonce);
+    auto r = co_await peer_call(peer, {"NORI.WHOIS", "0", "", ids, nonces});
+    if (!r.ok() || !r->starts_with("*")) co_return;  // down, or does not know it either
+    // The answer is an array of bulk strings, the shape of a request.
+    RequestParser parser(cfg().limits);
+    std::vector<std::string> a;
+    if (!parser.feed(*r).ok()) co_return;
+    auto parsed = parser.next(a);
+    if (!parsed.ok() || !*parsed || a.size() != 3) co_return;
+    const std::vector<std::string> signed_reply = {ids, a[0], a[1], nonces};
+    if (!s.auth_.verify("NORI.WHOIS.REPLY", signed_reply, a[2])) {
+      fmt::print(stderr, "norikv: node {} answered NORI.WHOIS {} with a bad tag (ignored)\n", peer,
+                 id);
+      co_return;
+    }
+    const unsigned long port = std::strtoul(a[1].c_str(), nullptr, 10);
+    if (port == 0 || port > 65535 || !net::parse_address(a[0], static_cast<uint16_t>(port)).ok()) {
+      co_return;
+    }
+    auto& st = here();
+    auto it = st.lookups.find(id);
+    if (it == st.lookups.end() || it->second.learned || st.links.contains(id)) co_return;
+    it->second.learned = true;  // before the await: the other answers are ignored
+    base::Status learned = co_await learn_peer(id, a[0], static_cast<uint16_t>(port));
+    if (!learned.ok()) {
+      it = st.lookups.find(id);
+      if (it != st.lookups.end()) it->second.learned = false;  // the next round tries again
+      fmt::print(stderr, "norikv: client port of node {} from node {} not recorded: {}\n", id, peer,
+                 learned.error().to_string());
+      co_return;
+    }
+    st.peer_ports_learned.fetch_add(1, std::memory_order_relaxed);
+    fmt::print(stderr, "norikv: learned node {}'s client port {}:{} from node {}\n", id, a[0], port,
+               peer);
+  }
+
+  // NORI.WHOIS 0 <tag> <id> <nonce>: the client port of node <id> if this
+  // node knows it ([host, port, tag]), else a null bulk.
+  Task<std::string> nori_whois(std::vector<std::string>& argv) {
+    if (argv.size() != 5) co_return err("ERR wrong number of arguments for 'nori.whois'");
+    if (!authentic(argv)) co_return err("NOAUTH internal command with a bad cluster tag");
+    const raft::NodeId id = std::strtoull(argv[3].c_str(), nullptr, 10);
+    if (id == raft::kNoNode) co_return err("ERR bad nori.whois");
+    std::optional<PeerClientAddress> known =
+        co_await runtime::submit_to(0, [this, id]() -> std::optional<PeerClientAddress> {
+          if (auto it = cfg().peer_clients.find(id); it != cfg().peer_clients.end()) {
+            return it->second;
+          }
+          auto& book = here().learned;
+          if (auto it = book.find(id); it != book.end()) return it->second;
+          return std::nullopt;
+        });
+    std::string out;
+    if (!known) {
+      reply::null_bulk(out);
+      co_return out;
+    }
+    const std::string port = std::to_string(known->port);
+    const std::vector<std::string> signed_reply = {argv[3], known->host, port, argv[4]};
+    reply::array_header(out, 3);
+    reply::bulk(out, known->host);
+    reply::bulk(out, port);
+    reply::bulk(out, s.auth_.tag("NORI.WHOIS.REPLY", signed_reply));
+    co_return out;
+  }
 
   // A leader refuses a change its log already holds (kInvalidArgument:
   // "already a voter" / "not a member"). A repeated command meets that
@@ -648,11 +871,13 @@ struct ServerImpl {
     const std::string sub = argv.size() > 1 ? upper(argv[1]) : std::string();
     const bool add = sub == "ADDNODE" && argv.size() == 5;
     const bool remove = sub == "REMOVENODE" && argv.size() == 3;
-    if (!add && !remove) {
+    const bool transfer = sub == "TRANSFER" && argv.size() == 4;
+    if (!add && !remove && !transfer) {
       co_return err(
-          "ERR CLUSTER: ADDNODE <id> <host:raft_port> <client_port> and REMOVENODE <id> are "
-          "supported");
+          "ERR CLUSTER: ADDNODE <id> <host:raft_port> <client_port>, REMOVENODE <id> and "
+          "TRANSFER <shard> <id> are supported");
     }
+    if (transfer) co_return co_await transfer_shard(argv[2], argv[3]);
     const raft::NodeId id = std::strtoull(argv[2].c_str(), nullptr, 10);
     if (id == raft::kNoNode) co_return err("ERR node id must be a positive integer");
     const std::string what = fmt::format("CLUSTER {} {}", sub, id);
@@ -679,29 +904,48 @@ struct ServerImpl {
           "ERR CLUSTER ADDNODE: want <id> <host:raft_port> <client_port> with a numeric host "
           "(IPv4, or [IPv6])");
     }
-    if (base::Status st = co_await learn_peer(id, host, static_cast<uint16_t>(client_port));
-        !st.ok()) {
+    const auto port = static_cast<uint16_t>(client_port);
+    if (base::Status st = co_await learn_peer(id, host, port); !st.ok()) {
       co_return err(fmt::format("ERR {}: client port not recorded: {} (no shard changed)", what,
                                 st.error().to_string()));
     }
-    // Announce the client address to every node this one knows.
-    std::vector<raft::NodeId> others;
-    for (auto& [peer, link] : here().links) {
-      if (peer != id) others.push_back(peer);
-    }
-    for (raft::NodeId peer : others) {
-      std::vector<std::string> fwd = {"NORI.PEER", "0", "", argv[2], host, argv[4]};
-      fwd[2] = s.auth_.tag(fwd[0], signed_args(fwd));
-      auto r = co_await forward(peer, encode_command(fwd));
-      if (!r.ok() || !r->starts_with("+")) {
-        co_return err(
-            fmt::format("ERR {}: node {} did not learn the client port: {} (no shard changed)",
-                        what, peer, r.ok() ? *r : r.error().to_string()));
-      }
+    // Best effort (section comment): a node that misses it asks later.
+    const std::vector<std::string> missed = co_await announce_peer(id, host, port);
+    if (!missed.empty()) {
+      here().peer_announce_missed.fetch_add(missed.size(), std::memory_order_relaxed);
+      std::string who;
+      for (const auto& m : missed)
+        who += (who.empty() ? "" : ", ") + m;
+      fmt::print(stderr,
+                 "norikv: {}: not announced to {}; they ask for the client port when they first "
+                 "forward to node {}\n",
+                 what, who, id);
     }
     raft::Node::NodeChangeReport report = co_await node().add_node(id, addr);
     co_await absorb_duplicates(true, id, report);
     co_return membership_reply(what, report);
+  }
+
+  // CLUSTER TRANSFER <shard> <id> (section comment).
+  Task<std::string> transfer_shard(const std::string& shard_arg, const std::string& id_arg) {
+    char* end = nullptr;
+    const unsigned long long sh = std::strtoull(shard_arg.c_str(), &end, 10);
+    const raft::NodeId id = std::strtoull(id_arg.c_str(), nullptr, 10);
+    if (shard_arg.empty() || *end != '\0' || sh >= cfg().shards || id == raft::kNoNode) {
+      co_return err(
+          fmt::format("ERR CLUSTER TRANSFER: want <shard> (0..{}) <node id>", cfg().shards - 1));
+    }
+    const GroupId g = group_of_shard(static_cast<uint32_t>(sh));
+    base::Status st = co_await node().transfer_leader(g, id);
+    if (st.ok()) co_return reply::ok();
+    const base::Error& e = st.error();
+    if (e.kind() == ErrorKind::kNotLeader) {
+      co_return err(fmt::format(
+          "ERR CLUSTER TRANSFER: this node does not lead shard {} (leader: node {}); send it there",
+          sh, e.hint()));
+    }
+    co_return err(
+        fmt::format("ERR CLUSTER TRANSFER shard {} to node {}: {}", sh, id, e.to_string()));
   }
 
   // NORI.PEER 0 <tag> <id> <host> <client_port>: learn a node's client port.
@@ -718,7 +962,24 @@ struct ServerImpl {
 
   // ---- local commands -------------------------------------------------------------
 
-  std::string info() {
+  // INFO's "# Peers" section: the client ports this node forwards to (core
+  // 0's links and book; the links of every core follow core 0's).
+  Task<std::string> peers_info() {
+    co_return co_await runtime::submit_to(0, [this] {
+      // As start() builds the links: --cluster first, then the book.
+      std::map<raft::NodeId, PeerClientAddress> all = cfg().peer_clients;
+      for (const auto& [id, a] : here().learned)
+        all.try_emplace(id, a);
+      std::string out = fmt::format("# Peers\r\npeer_client_ports:{}\r\n", here().links.size());
+      for (const auto& [id, a] : all) {
+        if (id == node().id() || !here().links.contains(id)) continue;
+        out += fmt::format("peer{}:client={}:{}\r\n", id, a.host, a.port);
+      }
+      return out;
+    });
+  }
+
+  std::string info(const std::string& peers) {
     std::string body = "# Server\r\nredis_version:7.0.0-norikv\r\nnorikv_version:0.1.0\r\n";
     body += fmt::format("node_id:{}\r\nshards:{}\r\ncores:{}\r\nread_mode:{}\r\n", node().id(),
                         cfg().shards, cfg().raft.cores, raft::to_string(cfg().read_mode));
@@ -743,6 +1004,7 @@ struct ServerImpl {
     }
     body += fmt::format("total_commands_processed:{}\r\nforwarded_requests:{}\r\nretries:{}\r\n",
                         cmds, fwd, retries);
+    body += peers;
     std::string out;
     reply::bulk(out, body);
     return out;
@@ -790,7 +1052,7 @@ struct ServerImpl {
       co_return err("ERR DB index is out of range");
     }
     if (cmd == "CLIENT") co_return reply::ok();
-    if (cmd == "INFO") co_return info();
+    if (cmd == "INFO") co_return info(co_await peers_info());
     if (cmd == "BGSAVE") co_return co_await bgsave();
     if (cmd == "DBSIZE") {
       // Sum of every shard's size, each read linearizably (or stale after READONLY).
@@ -870,6 +1132,7 @@ struct ServerImpl {
     if (name == "NORI.WRITE") co_return co_await nori_write(argv);
     if (name == "NORI.READ") co_return co_await nori_read(argv);
     if (name == "NORI.PEER") co_return co_await nori_peer(argv);
+    if (name == "NORI.WHOIS") co_return co_await nori_whois(argv);
     const CommandSpec* spec = find_command(argv[0]);
     if (spec == nullptr) {
       co_return err(fmt::format("ERR unknown command '{}'", argv[0].substr(0, 64)));
@@ -1046,6 +1309,13 @@ struct ServerImpl {
             sum(&Server::CoreState::conns_rejected));
     counter("kv_protocol_errors_total", "Connections closed for malformed RESP",
             sum(&Server::CoreState::protocol_errors));
+    counter("kv_peer_lookups_total", "Rounds asking the other nodes for a client port",
+            sum(&Server::CoreState::peer_lookups));
+    counter("kv_peer_ports_learned_total", "Client ports learned from another node (NORI.WHOIS)",
+            sum(&Server::CoreState::peer_ports_learned));
+    counter("kv_peer_announce_missed_total",
+            "Nodes that did not take a CLUSTER ADDNODE announcement (they ask later)",
+            sum(&Server::CoreState::peer_announce_missed));
     out += fmt::format(
         "# HELP kv_connections Open client connections\n# TYPE kv_connections "
         "gauge\nkv_connections {}\n",

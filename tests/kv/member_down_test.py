@@ -1,0 +1,218 @@
+"""CLUSTER ADDNODE with a member down, and a node that missed the new node's
+client port learning it by itself (norikv's client-port book, docs/kv.md
+"Membership").
+
+  AddNodeWithAMemberDownSucceeds: nodes 1-3 run, node 3 is killed, node 4
+    (started with --join) is added through node 1: +OK at the first call
+    (a majority of every shard is up; node 3 missing the client-port
+    announcement must not fail it). Node 2 got the announcement, node 3's
+    kv-peers does not hold node 4 (the scenario is real).
+  UnreachableBookAnswersTryAgainNotHang: every shard is handed to node 4
+    (CLUSTER TRANSFER), node 3 restarts with wrong client ports for nodes 1
+    and 2, so it can ask nobody for node 4's port: a SET through node 3
+    answers -TRYAGAIN (certainly not applied) within its write timeout, and
+    the key is indeed absent.
+  RestartedNodeLearnsClientPortItMissed: node 3 restarts with its real
+    --cluster (its book still lacks node 4): SETs through node 3 commit by
+    forwarding to node 4, which leads every shard; node 3 learned the port
+    from another node (kv_peer_ports_learned_total, INFO), kept it in
+    kv-peers, and after one more restart forwards at once without asking.
+  UnauthenticatedWhoisIsRefused: NORI.WHOIS from a client without the cluster
+    secret gets -NOAUTH.
+
+  python3 member_down_test.py --norikv build/kv/norikv [--workdir DIR]
+"""
+import argparse
+import os
+import re
+import shutil
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kvcluster import Cluster, Resp, RespError, free_ports  # noqa: E402
+
+SHARDS = 4
+WRITE_TIMEOUT_MS = 1500
+
+
+def call(port, *args, timeout=20):
+    """One call; the reply, or the error / exception as a value."""
+    try:
+        c = Resp(port, timeout=timeout)
+        try:
+            return c.call(*args)
+        finally:
+            c.close()
+    except (RespError, OSError, ConnectionError) as e:
+        return e
+
+
+def call_until(port, *args, timeout=30, ok=lambda r: r == "OK"):
+    deadline = time.time() + timeout
+    r = None
+    while time.time() < deadline:
+        r = call(port, *args)
+        if ok(r):
+            return r, True
+        time.sleep(0.2)
+    return r, False
+
+
+def info(port):
+    r = call(port, "INFO")
+    return r if isinstance(r, str) else ""
+
+
+def shard_leaders(port):
+    return {int(m.group(1)): int(m.group(2))
+            for m in re.finditer(r"shard(\d+):group=\d+,role=\w+,leader=(\d+)", info(port))}
+
+
+def book(workdir, node):
+    try:
+        with open(os.path.join(workdir, "n%d" % node, "kv-peers")) as f:
+            return f.read().split("\n")
+    except OSError:
+        return []
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--norikv", required=True)
+    ap.add_argument("--workdir", default=os.path.join(os.getcwd(), "kv_membership_down"))
+    a = ap.parse_args()
+    shutil.rmtree(a.workdir, ignore_errors=True)
+    base_args = ["--write-timeout-ms", str(WRITE_TIMEOUT_MS)]
+    cl = Cluster(a.norikv, a.workdir, n=4, shards=SHARDS, extra_args=base_args, proxies=False)
+    members = [0, 1, 2]
+    closed = free_ports(2)  # ports nobody listens on: node 3's wrong book
+    wrong_client = {}
+
+    def cluster_arg(i):
+        ids = members if i in members else members + [i]
+        return ",".join("%d=127.0.0.1:%d:%d" % (j + 1, cl.raft[j],
+                                                wrong_client.get(j, cl.client[j]) if i == 2 else
+                                                cl.client[j]) for j in ids)
+
+    cl.cluster_arg = cluster_arg
+    failures = []
+
+    def check(cond, what):
+        print(("ok   " if cond else "FAIL ") + what, flush=True)
+        if not cond:
+            failures.append(what)
+
+    try:
+        for i in members:
+            cl.start(i)
+        if not cl.wait_ready():
+            print("FAIL: cluster not ready")
+            return 1
+        for k in range(50):
+            r, passed = call_until(cl.client[0], "SET", "a%d" % k, "v%d" % k)
+            if not passed:
+                raise RuntimeError("SET a%d: %s" % (k, r))
+
+        # -- AddNodeWithAMemberDownSucceeds
+        cl.kill(2)
+        cl.extra_args = base_args + ["--join"]
+        cl.start(3)
+        cl.extra_args = base_args
+        r = call(cl.client[0], "CLUSTER", "ADDNODE", "4", "127.0.0.1:%d" % cl.raft[3],
+                 str(cl.client[3]), timeout=60)
+        check(r == "OK", "AddNodeWithAMemberDownSucceeds: CLUSTER ADDNODE 4 with node 3 down is "
+              "+OK at the first call (%s)" % str(r)[:300])
+        want = "4 127.0.0.1 %d" % cl.client[3]
+        check(want in book(a.workdir, 1) and want in book(a.workdir, 2),
+              "nodes 1 and 2 keep node 4's client port in kv-peers")
+        check(want not in book(a.workdir, 3), "node 3 (down) did not get it")
+        check(cl.metric(0, "kv_peer_announce_missed_total") == 1,
+              "node 1 counts the one node that missed the announcement")
+
+        # Every shard to node 4 (it must be a voter first: retried until
+        # promoted), with node 3 still down: 1, 2 and 4 are a majority of 4.
+        def all_to_node4(via_info):
+            deadline = time.time() + 40
+            while time.time() < deadline:
+                leaders = shard_leaders(via_info)
+                if len(leaders) == SHARDS and all(v == 4 for v in leaders.values()):
+                    return True
+                for sh, leader in leaders.items():
+                    if leader not in (0, 4):
+                        call(cl.client[leader - 1], "CLUSTER", "TRANSFER", str(sh), "4")
+                time.sleep(0.3)
+            return False
+
+        check(all_to_node4(cl.client[0]), "node 4 leads every shard after CLUSTER TRANSFER")
+
+        # -- UnreachableBookAnswersTryAgainNotHang
+        wrong_client[0], wrong_client[1] = closed
+        cl.start(2)
+        leaders, deadline = {}, time.time() + 30
+        while time.time() < deadline:
+            leaders = shard_leaders(cl.client[2])
+            if len(leaders) == SHARDS and all(v == 4 for v in leaders.values()):
+                break
+            time.sleep(0.2)
+        check(all(v == 4 for v in leaders.values()) and len(leaders) == SHARDS,
+              "restarted node 3 sees node 4 lead every shard (%s)" % leaders)
+        check("peer4:" not in info(cl.client[2]), "node 3 does not know node 4's client port")
+        t0 = time.time()
+        r = call(cl.client[2], "SET", "lost", "x", timeout=30)
+        took = time.time() - t0
+        check(isinstance(r, RespError) and str(r).startswith("TRYAGAIN"),
+              "UnreachableBookAnswersTryAgainNotHang: a SET through node 3, which can ask nobody "
+              "for node 4's port, is -TRYAGAIN (%s, after %.1f s)" % (str(r)[:200], took))
+        check(call(cl.client[3], "GET", "lost") is None, "and it was not applied")
+        cl.kill(2)
+
+        # -- RestartedNodeLearnsClientPortItMissed
+        wrong_client.clear()
+        cl.start(2)
+        if not all_to_node4(cl.client[2]):
+            check(False, "node 4 leads every shard as seen by node 3")
+        before = cl.metric(2, "kv_forwarded_total")
+        for k in range(50, 80):
+            r = call(cl.client[2], "SET", "a%d" % k, "w%d" % k)
+            if r != "OK":
+                check(False, "SET a%d through node 3 (%s)" % (k, r))
+                break
+        else:
+            check(True, "RestartedNodeLearnsClientPortItMissed: 30 SETs through node 3 commit at "
+                  "the first call")
+        check(cl.metric(2, "kv_forwarded_total") - before >= 30,
+              "they were forwarded by node 3 (to node 4, the leader of every shard)")
+        check(call(cl.client[3], "GET", "a79") == "w79", "node 4 serves what node 3 forwarded")
+        check(cl.metric(2, "kv_peer_ports_learned_total") == 1,
+              "node 3 learned node 4's client port from another node")
+        check("peer4:client=127.0.0.1:%d" % cl.client[3] in info(cl.client[2]),
+              "node 3's INFO lists node 4's client port")
+        check(want in book(a.workdir, 3), "node 3 keeps it in kv-peers")
+
+        # The learned port survives a restart: no lookup needed.
+        cl.kill(2)
+        cl.start(2)
+        r, passed = call_until(cl.client[2], "SET", "after", "restart")
+        check(passed, "a SET through node 3 after another restart commits (%s)" % r)
+        check(cl.metric(2, "kv_peer_lookups_total") == 0,
+              "node 3 forwarded with the port from its book (no lookup)")
+
+        # -- UnauthenticatedWhoisIsRefused
+        r = call(cl.client[0], "NORI.WHOIS", "0", "x" * 16, "4", "1")
+        check(isinstance(r, RespError) and str(r).startswith("NOAUTH"),
+              "UnauthenticatedWhoisIsRefused (%s)" % r)
+    except RuntimeError as e:
+        check(False, str(e))
+    finally:
+        cl.stop_all()
+    if failures:
+        print("%d FAILED: %s (logs in %s)" % (len(failures), failures, a.workdir))
+        return 1
+    shutil.rmtree(a.workdir, ignore_errors=True)
+    print("PASS")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
