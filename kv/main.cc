@@ -97,6 +97,14 @@ int main(int argc, char** argv) {
   app.add_option("--inflight-msgs-max", cfg.raft.inflight_msgs_max,
                  "Append messages in flight per follower (pipelining depth)")
       ->capture_default_str();
+  app.add_option("--wal-writes-in-flight", cfg.raft.wal_writes_in_flight_max,
+                 "durable WAL writes (write + fdatasync) in flight at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  app.add_option("--wal-write-hold-bytes", cfg.raft.wal_write_hold_bytes,
+                 "WAL write coalescing: fewer new bytes than this wait for the durable write "
+                 "in flight (0: off)")
+      ->capture_default_str();
   app.add_option("--append-hold-us", cfg.raft.append_hold_us,
                  "append coalescing: new entries wait this long at most for a follower's "
                  "unacknowledged append before going out on their own (0: off)")

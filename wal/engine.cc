@@ -337,7 +337,7 @@ bool LogEngine::has_unwritten() const {
   return false;
 }
 
-std::optional<WriteRequest> LogEngine::next_write() {
+std::optional<WriteRequest> LogEngine::next_write(bool hold_small) {
   if (writes_.size() >= opts_.writes_in_flight_max) return std::nullopt;
   Chunk* c = nullptr;
   for (Chunk* x : chunks_) {
@@ -350,6 +350,13 @@ std::optional<WriteRequest> LogEngine::next_write() {
   // A segment's first write waits until every write to the previous segment
   // is durable: recovery treats damage in a non-tail segment as corruption.
   if (!writes_.empty() && writes_.front().seq != c->seq) return std::nullopt;
+  // Write coalescing: a small tail waits for the write in flight (a full
+  // chunk, or one that is not the last, goes now).
+  if (hold_small && !writes_.empty() && c == chunks_.back() &&
+      c->fill - c->cut < opts_.write_hold_bytes) {
+    ++stats_.held_writes;
+    return std::nullopt;
+  }
   NORI_ASSERT(c->seq <= prepared_through_);
   if (open_ && c == chunks_.back()) {
     // Pad the last block, so that block is never written again.

@@ -75,6 +75,15 @@ struct WalOptions {
   // A flush waits this long after the round that appended before cutting a
   // write, to gather more (0: every reactor round).
   uint32_t batch_delay_us = 0;
+  // Write coalescing (next_write(hold_small = true)): while a durable write
+  // is in flight, fewer new bytes than this wait for it to complete and go
+  // out with what arrives meanwhile, instead of as a write + fdatasync of
+  // their own. Overlapping small syncs mostly repeat the same cache flush:
+  // each costs an io-wq wake-up and a reactor wake-up, and each write pads
+  // its last 4 KiB block. Larger amounts still overlap (up to
+  // writes_in_flight_max), which is what large entries gain from. The wait
+  // is at most one write + sync. 0: no hold. docs/wal.md, "Write coalescing".
+  uint32_t write_hold_bytes = 64 << 10;
 
   uint64_t tail_window_bytes() const { return uint64_t{writes_in_flight_max} * write_bytes_max; }
   // Largest record body (a chunk must also hold a segment_open and padding).
@@ -99,6 +108,7 @@ struct EngineStats {
   uint64_t writes = 0;
   uint64_t write_bytes = 0;
   uint64_t padding_bytes = 0;
+  uint64_t held_writes = 0;  // next_write calls that held a small tail (write coalescing)
   uint64_t rotations = 0;
   uint64_t busy = 0;  // appends refused for lack of a free chunk or segment
 };
@@ -157,8 +167,10 @@ class LogEngine {
   // ---- Group commit ----
   // The next write to issue, if any: cuts the oldest uncut bytes (padding the
   // last block) when a slot is free, the segment is prepared, and no write to
-  // an older segment is still in flight.
-  std::optional<WriteRequest> next_write();
+  // an older segment is still in flight. hold_small: also none while a write
+  // is in flight and the uncut bytes are fewer than write_hold_bytes (the
+  // caller issues again when that write completes).
+  std::optional<WriteRequest> next_write(bool hold_small = false);
   // The write with this id is durable on disk.
   void complete_write(uint64_t id);
   Position append_position() const { return append_lsn_; }

@@ -73,10 +73,10 @@ void SimWal::prepare_ahead() {
   }
 }
 
-void SimWal::issue() {
+void SimWal::issue(bool hold_small) {
   if (failed_) return;
   prepare_ahead();
-  while (auto req = engine_.next_write()) {
+  while (auto req = engine_.next_write(hold_small)) {
     auto st = disk_.write(segment_file_name(req->seq), req->file_offset, req->data, req->bytes);
     if (!st.ok()) {
       failed_.emplace(std::move(st).error());

@@ -33,7 +33,9 @@ class SimWal {
 
   // Issues every write the engine has ready (group commit of everything
   // appended since the last call). Prepares segments the engine asks for.
-  void issue();
+  // hold_small: with write coalescing (LogEngine::next_write), as the
+  // io_uring driver does.
+  void issue(bool hold_small = false);
   // Completes one issued write chosen by rng (makes its blocks durable).
   // False if none is in flight.
   bool complete_one(std::mt19937_64& rng);

@@ -316,9 +316,12 @@ Task<void> Wal::flusher() {
     if (o.batch_delay_us > 0 && !closing_ && !urgent_) {
       (void)co_await runtime::sleep_for(std::chrono::microseconds(o.batch_delay_us));
     }
+    // Write coalescing (WalOptions::write_hold_bytes), except for a hard
+    // state someone waits on or at close.
+    const bool hold_small = o.write_hold_bytes > 0 && !urgent_ && !closing_;
     urgent_ = false;
     bool issued = false;
-    while (auto req = engine_.next_write()) {
+    while (auto req = engine_.next_write(hold_small)) {
       ++background_;
       runtime::spawn(write_one(*req));
       issued = true;

@@ -8,7 +8,8 @@ behind a flag: on this shared 2-vCPU machine one run of each is noise.
       --config "hold=--append-hold-us 5000" --config "pipelined=--append-hold-us 0" \\
       [--rounds 5] [--clients 1,64,256] [--size 16] [--tests set] [--requests 40000]
 
-Each --config is NAME=ARGS (extra norikv arguments, split on spaces). The
+Each --config is NAME=ARGS (extra norikv arguments, split on spaces; words
+like NORI_WAL_LINKED_SYNC=1 are set in the nodes' environment instead). The
 driven node is the one leading the shard (1 shard, 1 core per node, as in
 redis_compare.py). Prints one line per round and configuration, then a table
 of medians (req/s, p50, p99) and the ratio of each configuration's median
@@ -65,8 +66,18 @@ def main():
             order = configs if rnd % 2 == 0 else list(reversed(configs))
             for name, extra in order:
                 d = os.path.join(work, "r%d-%s" % (rnd, name))
-                cl = Cluster(a.norikv, d, shards=1, proxies=False, extra_args=["--cores", "1"] + extra)
+                # NAME=VALUE words are environment variables of the nodes.
+                env = dict(w.split("=", 1) for w in extra if re.match(r"^[A-Z_][A-Z0-9_]*=", w))
+                args = [w for w in extra if not re.match(r"^[A-Z_][A-Z0-9_]*=", w)]
+                saved = {k: os.environ.get(k) for k in env}
+                os.environ.update(env)
+                cl = Cluster(a.norikv, d, shards=1, proxies=False, extra_args=["--cores", "1"] + args)
                 cl.start_all()
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
                 try:
                     if not cl.wait_ready():
                         print("cluster %s not ready" % name, file=sys.stderr)

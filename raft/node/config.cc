@@ -155,6 +155,8 @@ wal::WalOptions RaftConfig::wal_options() const {
   o.segment_bytes = wal_segment_bytes;
   o.log_bytes_max = wal_log_bytes_max;
   o.batch_delay_us = wal_batch_delay_us;
+  o.writes_in_flight_max = wal_writes_in_flight_max;
+  o.write_hold_bytes = wal_write_hold_bytes;
   o.use_rwf_dsync = wal_use_rwf_dsync;
   return o;
 }

@@ -148,6 +148,10 @@ struct RaftConfig {
   uint64_t wal_segment_bytes = uint64_t{64} << 20;
   uint64_t wal_log_bytes_max = uint64_t{1} << 30;
   uint32_t wal_batch_delay_us = 0;
+  // Durable writes (write + fdatasync) in flight at once per core's WAL.
+  uint32_t wal_writes_in_flight_max = wal::WalOptions{}.writes_in_flight_max;
+  // Write coalescing (wal/engine.h, WalOptions::write_hold_bytes); 0: off.
+  uint32_t wal_write_hold_bytes = wal::WalOptions{}.write_hold_bytes;
   bool wal_use_rwf_dsync = wal::WalOptions{}.use_rwf_dsync;  // docs/wal.md
 
   // --- transport ---------------------------------------------------------------------

@@ -37,7 +37,7 @@ TEST(WalRecoveryTest, InterleavedGroupsRecoverExactly) {
         ASSERT_TRUE(h.append_random(rng, g).ok());
       }
     }
-    if (rng() % 8 == 0) h.wal->issue();
+    if (rng() % 8 == 0) h.wal->issue(/*hold_small=*/rng() % 2 == 0);
     if (rng() % 3 == 0) h.wal->complete_one(rng);
   }
   ASSERT_TRUE(h.wal->flush_all().ok());
@@ -47,6 +47,35 @@ TEST(WalRecoveryTest, InterleavedGroupsRecoverExactly) {
   crash_reopen_check(h, h.e().durable_position(), nullptr);
   EXPECT_EQ(h.base, want);
   EXPECT_FALSE(h.wal->recovery().torn_tail);
+}
+
+TEST(WalRecoveryTest, SmallTailWaitsForTheWriteInFlightAndLosesNothing) {
+  Harness h;
+  h.opts.write_hold_bytes = 4096;
+  ASSERT_TRUE(h.open().ok());
+  ASSERT_TRUE(h.append(1, {1}, {"a"}).ok());
+  h.wal->issue(true);
+  ASSERT_EQ(h.wal->in_flight(), 1u) << "nothing was in flight: the first write goes at once";
+  ASSERT_TRUE(h.append(1, {1}, {"b"}).ok());
+  h.wal->issue(true);
+  EXPECT_EQ(h.wal->in_flight(), 1u) << "a small tail went out beside the write in flight";
+  EXPECT_GT(h.e().stats().held_writes, 0u);
+  h.wal->issue(false);  // without the hold it would have
+  EXPECT_EQ(h.wal->in_flight(), 2u);
+  std::mt19937_64 rng(3);
+  while (h.wal->complete_one(rng)) {
+  }
+  ASSERT_TRUE(h.append(1, {1}, {"c"}).ok());
+  h.wal->issue(true);
+  ASSERT_EQ(h.wal->in_flight(), 1u);
+  // At least write_hold_bytes waiting: they overlap the write in flight.
+  ASSERT_TRUE(h.append(1, {1}, {std::string(5000, 'x')}).ok());
+  h.wal->issue(true);
+  EXPECT_EQ(h.wal->in_flight(), 2u) << "a large tail waited for the write in flight";
+  ASSERT_TRUE(h.wal->flush_all().ok());
+  const ModelState want = h.model_after(h.ops.size());
+  crash_reopen_check(h, h.e().durable_position(), nullptr);
+  EXPECT_EQ(h.base, want);
 }
 
 TEST(WalRecoveryTest, HardStateSurvivesRestart) {

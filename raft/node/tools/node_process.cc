@@ -512,6 +512,11 @@ int node_process_main(int argc, char** argv) {
   app.add_option("--lease-ms", cfg.lease_ms);
   app.add_option("--inflight-msgs-max", cfg.inflight_msgs_max, "appends in flight per follower");
   app.add_option("--append-hold-us", cfg.append_hold_us, "append coalescing (0: off)");
+  app.add_option("--wal-write-hold-bytes", cfg.wal_write_hold_bytes,
+                 "WAL write coalescing (0: off)");
+  app.add_option("--wal-writes-in-flight", cfg.wal_writes_in_flight_max,
+                 "durable WAL writes in flight per core")
+      ->check(CLI::Range(1, 64));
   app.add_option("--segment-mb", cfg.wal_segment_bytes)->transform([](std::string s) {
     return std::to_string(std::stoull(s) << 20);
   });
