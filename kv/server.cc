@@ -241,6 +241,23 @@ struct ServerImpl {
     co_return from_forwarded(std::move(*r));
   }
 
+  // Where to send a request when this replica knows no leader of the shard
+  // and was refused as not the leader: the other nodes in turn. One that
+  // leads the shard serves it; another answers with the leader it knows
+  // (NORIMOVED), which the retry follows. Needed by a replica that restarted
+  // after missing a configuration change while the group is quiet: it does
+  // not know the new leader's node, so its pre-votes reach only followers,
+  // which ignore them without waking the leader (docs/node.md,
+  // "Quiescence"); it stays leaderless until the group sees traffic, which
+  // the forwarded request then is. kNoNode if no other node is known.
+  raft::NodeId peer_to_ask(int attempt) {
+    auto& links = here().links;
+    if (links.empty()) return raft::kNoNode;
+    auto it = links.begin();
+    std::advance(it, static_cast<size_t>(attempt) % links.size());
+    return it->first;
+  }
+
   // Retries one shard write until it succeeds, fails for certain past the
   // deadline, or stays unknown past the deadline.
   Task<std::string> write_shard(uint32_t shard_no, std::string entry, uint64_t client,
@@ -274,6 +291,8 @@ struct ServerImpl {
       (void)co_await runtime::sleep_for(std::chrono::milliseconds(attempt < 3 ? 10 : 50));
       if (runtime::Reactor::here().runtime().stopping()) break;
       target = node().leader(g);
+      if (target == raft::kNoNode && e.kind() == ErrorKind::kNotLeader)
+        target = peer_to_ask(attempt);
     }
     if (maybe_applied) {
       here().err_unknown.fetch_add(1, std::memory_order_relaxed);
@@ -433,6 +452,9 @@ struct ServerImpl {
       (void)co_await runtime::sleep_for(std::chrono::milliseconds(attempt < 3 ? 10 : 50));
       if (runtime::Reactor::here().runtime().stopping()) break;
       target = node().leader(g);
+      if (target == raft::kNoNode && last->kind() == ErrorKind::kNotLeader) {
+        target = peer_to_ask(attempt);
+      }
     }
     // Unknown outcome of a read is still "not served": TRYAGAIN/CLUSTERDOWN.
     base::Error e = *last;
