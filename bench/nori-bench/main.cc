@@ -514,6 +514,7 @@ int bench_main(int argc, char** argv) {
   uint32_t heartbeat_ms = 150, lease_ms = 2000;
   uint32_t inflight_msgs_max = raft::RaftConfig{}.inflight_msgs_max;
   uint32_t append_hold_us = raft::RaftConfig{}.append_hold_us;
+  uint32_t wal_write_hold_bytes = raft::RaftConfig{}.wal_write_hold_bytes;
   bool wal_dsync = false;
   std::string pin = "none";
   // The runtime's default, or NORI_SCHED_SLICE_US as the node processes see it.
@@ -551,6 +552,9 @@ int bench_main(int argc, char** argv) {
   app.add_option("--append-hold-us", append_hold_us,
                  "append coalescing: entries wait this long at most for an unacknowledged "
                  "append (RaftConfig::append_hold_us; 0: off)")
+      ->capture_default_str();
+  app.add_option("--wal-write-hold-bytes", wal_write_hold_bytes,
+                 "WAL write coalescing (RaftConfig::wal_write_hold_bytes; 0: off)")
       ->capture_default_str();
   app.add_option("--pin", pin,
                  "node reactors' pinning: none (default: the nodes share the machine) | auto | "
@@ -619,6 +623,8 @@ int bench_main(int argc, char** argv) {
               std::to_string(inflight_msgs_max),
               "--append-hold-us",
               std::to_string(append_hold_us),
+              "--wal-write-hold-bytes",
+              std::to_string(wal_write_hold_bytes),
               "--wal-dsync",
               wal_dsync ? "true" : "false",
               "--pin",
@@ -872,6 +878,7 @@ int bench_main(int argc, char** argv) {
                    {"lease_ms", lease_ms},
                    {"inflight_msgs_max", inflight_msgs_max},
                    {"append_hold_us", append_hold_us},
+                   {"wal_write_hold_bytes", wal_write_hold_bytes},
                    {"sched_slice_us", sched_slice_us},
                    {"data_dir", root}}},
                  {"floor",
