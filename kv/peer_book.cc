@@ -1,5 +1,5 @@
-// reactor-ok-file: a file of a few lines, written on the rare CLUSTER ADDNODE / NORI.PEER and read
-// at start (kv/peer_book.h)
+// reactor-ok-file: a file of a few lines, written once per joined node (CLUSTER ADDNODE /
+// NORI.PEER / NORI.WHOIS) and read at start (kv/peer_book.h)
 #include "kv/peer_book.h"
 
 #include <filesystem>
