@@ -616,6 +616,9 @@ struct ServerImpl {
   // was down or partitioned during the announcement and one restarted with
   // an old book (docs/kv.md, "Membership").
   //
+  // CLUSTER KEYSLOT <key>: the key's shard (0..shards-1), as Redis Cluster
+  // answers its hash slot; with TRANSFER it lets an operator (or a test)
+  // move the shard of a given key.
   // CLUSTER TRANSFER <shard> <node_id>: hands the shard's leadership to a
   // voter (raft::Node::transfer_leader); sent to the shard's current leader
   // (elsewhere: -ERR naming it). +OK once the handover has started; INFO
@@ -894,10 +897,15 @@ struct ServerImpl {
     const bool add = sub == "ADDNODE" && argv.size() == 5;
     const bool remove = sub == "REMOVENODE" && argv.size() == 3;
     const bool transfer = sub == "TRANSFER" && argv.size() == 4;
+    if (sub == "KEYSLOT" && argv.size() == 3) {
+      std::string out;  // the key's shard (Redis: its hash slot)
+      reply::integer(out, shard_of(argv[2], cfg().shards));
+      co_return out;
+    }
     if (!add && !remove && !transfer) {
       co_return err(
-          "ERR CLUSTER: ADDNODE <id> <host:raft_port> <client_port>, REMOVENODE <id> and "
-          "TRANSFER <shard> <id> are supported");
+          "ERR CLUSTER: ADDNODE <id> <host:raft_port> <client_port>, REMOVENODE <id>, "
+          "TRANSFER <shard> <id> and KEYSLOT <key> are supported");
     }
     if (transfer) co_return co_await transfer_shard(argv[2], argv[3]);
     const raft::NodeId id = std::strtoull(argv[2].c_str(), nullptr, 10);
