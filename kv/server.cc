@@ -245,11 +245,11 @@ struct ServerImpl {
   // and was refused as not the leader: the other nodes in turn. One that
   // leads the shard serves it; another answers with the leader it knows
   // (NORIMOVED), which the retry follows. Needed by a replica that restarted
-  // after missing a configuration change while the group is quiet: it does
-  // not know the new leader's node, so its pre-votes reach only followers,
-  // which ignore them without waking the leader (docs/node.md,
-  // "Quiescence"); it stays leaderless until the group sees traffic, which
-  // the forwarded request then is. kNoNode if no other node is known.
+  // after missing the configuration change that added the shard's leader:
+  // it lacks that node's Raft address, so it cannot reach it, and the
+  // followers it can reach ignore its pre-votes while their leader is live
+  // (docs/node.md, "Quiescence"); it may stay leaderless for a long time
+  // (docs/kv.md, "Weak spots"). kNoNode if no other node is known.
   raft::NodeId peer_to_ask(int attempt) {
     auto& links = here().links;
     if (links.empty()) return raft::kNoNode;
