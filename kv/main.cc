@@ -101,6 +101,9 @@ int main(int argc, char** argv) {
                  "durable WAL writes (write + fdatasync) in flight at once")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
+  app.add_option("--wal-dsync", cfg.raft.wal_use_rwf_dsync,
+                 "WAL writes with RWF_DSYNC instead of write + fdatasync (docs/wal.md)")
+      ->capture_default_str();
   app.add_option("--wal-write-hold-bytes", cfg.raft.wal_write_hold_bytes,
                  "WAL write coalescing: fewer new bytes than this wait for the durable write "
                  "in flight (0: off)")
