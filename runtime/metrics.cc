@@ -153,7 +153,10 @@ Registry::Series& Registry::get(const std::string& name, const std::string& help
   for (Series& s : series_) {
     if (s.name == name) {
       NORI_ASSERT(s.type == type, "metric '{}' registered with two types", name);
-      if (s.labels == labels) return s;
+      if (s.labels == labels) {
+        s.retired = false;
+        return s;
+      }
     }
   }
   Series& s = series_.emplace_back();
@@ -164,6 +167,15 @@ Registry::Series& Registry::get(const std::string& name, const std::string& help
   s.unit = unit;
   if (type == Type::kHistogram) s.histogram = std::make_unique<Histogram>();
   return s;
+}
+
+void Registry::retire(const std::string& name, const Labels& labels) {
+  std::lock_guard lk(mu_);
+  for (Series& s : series_) {
+    if (s.name != name || s.labels != labels) continue;
+    if (s.type == Type::kGauge) s.gauge.set(0);  // registered again, it starts from 0
+    s.retired = true;
+  }
 }
 
 Counter& Registry::counter(const std::string& name, const std::string& help, const Labels& l) {
@@ -197,6 +209,7 @@ std::string render_prometheus(const std::vector<const Registry*>& regs) {
   for (const Registry* r : regs) {
     std::lock_guard lk(r->mu_);
     for (const auto& s : r->series_) {
+      if (s.retired) continue;
       Family& f = families[s.name];
       f.help = s.help;
       f.type = static_cast<int>(s.type);

@@ -183,6 +183,10 @@ class Registry {
   Gauge& gauge(const std::string& name, const std::string& help, const Labels& labels = {});
   Histogram& histogram(const std::string& name, const std::string& help, const Unit& unit,
                        const Labels& labels = {});
+  // The series (name, labels) is no longer rendered (a removed group's
+  // gauge), until registered again. Its memory stays (addresses handed out
+  // are stable); callers bound how many such series they ever create.
+  void retire(const std::string& name, const Labels& labels);
 
  private:
   friend std::string render_prometheus(std::initializer_list<const Registry*> regs);
@@ -197,6 +201,7 @@ class Registry {
     Counter counter;
     Gauge gauge;
     std::unique_ptr<Histogram> histogram;
+    bool retired = false;
   };
   Series& get(const std::string& name, const std::string& help, Type type, const Labels& labels,
               const Unit* unit);

@@ -221,7 +221,12 @@ Task<void> CoreHost::retire_group(Group* g) {
   groups_.erase(it);
   node_.unregister_group(id);
   groups_gauge_.set(static_cast<int64_t>(groups_.size()));
-  if (g->role_gauge != nullptr) g->role_gauge->set(0);
+  if (g->role_gauge != nullptr) {
+    // The group is gone: its series leaves /metrics (a re-created group
+    // registers it again).
+    registry_.retire("raft_role", {{"group", std::to_string(id)}});
+    g->role_gauge = nullptr;
+  }
   // (A quiesced group leaves the quiesced count in ~Group.)
   // 2. Its callers learn at once. Accepted proposals get kOutcomeUnknown
   // (the other replicas may still commit them), reads kShuttingDown.

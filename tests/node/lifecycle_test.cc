@@ -321,10 +321,15 @@ TEST(NodeLifecycle, RecreatedGroupStartsEmpty) {
   for (int k = 0; k < 20; ++k)
     last = c.write(1, "old-" + std::to_string(k));
   ASSERT_GT(last, 20u);
+  ASSERT_NE(c.node(0).metrics_text().find("raft_role{group=\"1\"} 2"), std::string::npos);
   ASSERT_TRUE(c.remove_group(0, 1).ok());
+  // The removed group leaves /metrics (it was reported as a follower, 0).
+  EXPECT_EQ(c.node(0).metrics_text().find("raft_role{group=\"1\"}"), std::string::npos)
+      << "a removed group is still reported";
   base::Status st = c.create_group(0, 1);
   ASSERT_TRUE(st.ok()) << st.error().to_string();
   const Index first_new = c.write(1, "new-0");
+  EXPECT_NE(c.node(0).metrics_text().find("raft_role{group=\"1\"} 2"), std::string::npos);
   EXPECT_LT(first_new, last) << "the new group continued the old log";
   EXPECT_LE(first_new, 3u) << "a new group's first command comes right after its no-op";
   // The application saw the old commands, then only the new group's.

@@ -88,6 +88,25 @@ TEST(Prometheus, SeriesFromAllCoresAreSummedInTextFormat) {
   EXPECT_NE(text.find("raft_commit_ms_sum 31.5\n"), std::string::npos) << text;
 }
 
+TEST(Prometheus, RetiredSeriesLeavesTheScrapeUntilRegisteredAgain) {
+  // A removed group's role gauge must not be reported as a live follower.
+  Registry r;
+  r.gauge("raft_role", "Role", {{"group", "7"}}).set(2);
+  r.gauge("raft_role", "Role", {{"group", "8"}}).set(1);
+  r.retire("raft_role", {{"group", "7"}});
+  std::string text = render_prometheus({&r});
+  EXPECT_EQ(text.find("group=\"7\""), std::string::npos) << text;
+  EXPECT_NE(text.find("raft_role{group=\"8\"} 1\n"), std::string::npos) << text;
+  r.retire("raft_role", {{"group", "8"}});
+  EXPECT_EQ(render_prometheus({&r}).find("raft_role"), std::string::npos)
+      << "a family with no live series still printed its header";
+  // The group is created again: the series is back, from 0.
+  Gauge& g = r.gauge("raft_role", "Role", {{"group", "7"}});
+  EXPECT_NE(render_prometheus({&r}).find("raft_role{group=\"7\"} 0\n"), std::string::npos);
+  g.set(2);
+  EXPECT_NE(render_prometheus({&r}).find("raft_role{group=\"7\"} 2\n"), std::string::npos);
+}
+
 TEST(Prometheus, LabelValuesAreEscaped) {
   Registry r;
   r.counter("x_total", "x", {{"path", "a\"b\\c"}}).inc();
