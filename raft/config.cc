@@ -46,13 +46,6 @@ base::Status Config::validate() const {
       reads_pending_max == 0 || apply_batch_bytes_max == 0) {
     return base::err(ErrorKind::kInvalidArgument, "config: a flow-control bound is 0");
   }
-  if (uint64_t{append_hold_us} > uint64_t{heartbeat_ms} * 1000) {
-    // Held entries wait for an acknowledgement at most this long before a
-    // new leader round sends them; past a heartbeat interval it only adds
-    // latency (a lost append is detected by heartbeat rounds anyway).
-    return base::err(ErrorKind::kInvalidArgument, "config: append_hold_us {} > heartbeat_ms {}",
-                     append_hold_us, heartbeat_ms);
-  }
   return {};
 }
 

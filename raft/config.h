@@ -97,11 +97,11 @@ struct Config {
   // Append coalescing: while an append to a follower is unacknowledged, new
   // entries for it wait (and join one later append) instead of each leader
   // round sending an append of its own, until the waiting entries reach
-  // append_hold_bytes or the unacknowledged append is append_hold_us old;
-  // its acknowledgement sends them at once. A follower then wakes, writes
-  // and syncs once per batch rather than once per leader round: on a
-  // CPU-bound host this is most of a follower's cost (docs/raft.md,
-  // "Append coalescing"). A large backlog still pipelines, up to
+  // append_hold_bytes or the unacknowledged append is append_hold_us old
+  // (at most heartbeat_ms); its acknowledgement sends them at once. A
+  // follower then wakes, writes and syncs once per batch rather than once
+  // per leader round: on a CPU-bound host this is most of a follower's cost
+  // (docs/node.md, "Append coalescing"). A large backlog still pipelines, up to
   // inflight_msgs_max. append_hold_us = 0: every round's entries go out at
   // once (pure pipelining, as over a long-haul link where an entry should
   // not wait for a round trip).

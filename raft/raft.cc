@@ -1101,7 +1101,10 @@ bool Raft::append_held(const Progress& p) const {
     return false;
   }
   if (appended_bytes_ - p.hold_mark >= config_.append_hold_bytes) return false;
-  return last_now_ - p.append_sent_at < microseconds(config_.append_hold_us);
+  // Never longer than a heartbeat interval (a short heartbeat_ms caps it).
+  const uint64_t hold_us =
+      std::min<uint64_t>(config_.append_hold_us, config_.heartbeat_ms * 1000ull);
+  return last_now_ - p.append_sent_at < microseconds(hold_us);
 }
 
 void Raft::handle_append_reply(const Message& m, const AppendReply& rep, TimePoint now) {
