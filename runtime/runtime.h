@@ -313,6 +313,7 @@ class [[nodiscard]] PostAwaitable {
       } else {
         fn_();
       }
+      sent_ = true;  // done: await_resume must not send it (to this core) again
       return true;
     }
     if constexpr (kInlineClosure<F> && !TaskValue<CallResult<F>>::is_task) {

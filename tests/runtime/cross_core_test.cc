@@ -162,6 +162,25 @@ TEST(SubmitTo, TaskReturningFunctionRunsOnTargetAndReturnsItsValue) {
   EXPECT_EQ(value, 17);
 }
 
+TEST(Post, PostToTheCurrentCoreRunsOnceWithoutAMailbox) {
+  // The same-core path ran fn and then still sent it to this core's own
+  // mailbox (an assertion: no mailbox to self).
+  Runtime rt({.cores = 2});
+  auto [plain, spawned] = rt.block_on(0, []() -> Task<std::pair<int, int>> {
+    int p = 0;
+    auto s = std::make_shared<int>(0);
+    co_await post(0, [&p] { ++p; });
+    co_await post(0, [s]() -> Task<void> {
+      ++*s;
+      co_return;
+    });
+    EXPECT_TRUE((co_await sleep_for(1ms)).ok());  // the spawned task has run
+    co_return std::pair<int, int>(p, *s);
+  });
+  EXPECT_EQ(plain, 1);
+  EXPECT_EQ(spawned, 1);
+}
+
 TEST(SubmitTo, ExceptionOnTargetIsRethrownAtTheCaller) {
   Runtime rt({.cores = 2});
   EXPECT_THROW(rt.block_on(0,
