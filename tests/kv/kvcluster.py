@@ -9,6 +9,7 @@ leader it believes in, as a real deployment would over a separate network.
 """
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -95,6 +96,29 @@ class Proxy:
 
     def heal(self):
         self.blocked = False
+
+
+class Checks:
+    """The named checks of a black-box test: check(cond, what) prints ok/FAIL
+    as it goes; verdict(workdir) prints the summary and returns the exit
+    status (the work directory is kept for its logs on failure)."""
+
+    def __init__(self):
+        self.failures = []
+
+    def __call__(self, cond, what):
+        print(("ok   " if cond else "FAIL ") + what, flush=True)
+        if not cond:
+            self.failures.append(what)
+        return cond
+
+    def verdict(self, workdir):
+        if self.failures:
+            print("%d FAILED: %s (logs in %s)" % (len(self.failures), self.failures, workdir))
+            return 1
+        shutil.rmtree(workdir, ignore_errors=True)
+        print("PASS")
+        return 0
 
 
 class Cluster:

@@ -32,7 +32,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kvcluster import Cluster, Resp, RespError, free_ports  # noqa: E402
+from kvcluster import Checks, Cluster, Resp, RespError, free_ports  # noqa: E402
 
 SHARDS = 4
 TARGET = {0: 1, 1: 1, 2: 4, 3: 4}  # shard -> the node that should lead it
@@ -128,12 +128,7 @@ def main():
                                                 cl.client[j]) for j in ids)
 
     cl.cluster_arg = cluster_arg
-    failures = []
-
-    def check(cond, what):
-        print(("ok   " if cond else "FAIL ") + what, flush=True)
-        if not cond:
-            failures.append(what)
+    check = Checks()
 
     try:
         for i in members:
@@ -253,12 +248,7 @@ def main():
         check(False, str(e))
     finally:
         cl.stop_all()
-    if failures:
-        print("%d FAILED: %s (logs in %s)" % (len(failures), failures, a.workdir))
-        return 1
-    shutil.rmtree(a.workdir, ignore_errors=True)
-    print("PASS")
-    return 0
+    return check.verdict(a.workdir)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kvcluster import Cluster, Resp, RespError  # noqa: E402
+from kvcluster import Checks, Cluster, Resp, RespError  # noqa: E402
 
 SHARDS = 4
 
@@ -75,12 +75,7 @@ def main():
         return ",".join("%d=127.0.0.1:%d:%d" % (j + 1, cl.raft[j], cl.client[j]) for j in ids)
 
     cl.cluster_arg = cluster_arg
-    failures = []
-
-    def check(cond, what):
-        print(("ok   " if cond else "FAIL ") + what, flush=True)
-        if not cond:
-            failures.append(what)
+    check = Checks()
 
     try:
         for i in members:
@@ -197,12 +192,7 @@ def main():
         check(False, str(e))
     finally:
         cl.stop_all()
-    if failures:
-        print("%d FAILED: %s (logs in %s)" % (len(failures), failures, a.workdir))
-        return 1
-    shutil.rmtree(a.workdir, ignore_errors=True)
-    print("PASS")
-    return 0
+    return check.verdict(a.workdir)
 
 
 if __name__ == "__main__":

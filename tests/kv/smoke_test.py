@@ -14,15 +14,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kvcluster import Cluster, Resp, RespError  # noqa: E402
+from kvcluster import Checks, Cluster, Resp, RespError  # noqa: E402
 
-failures = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
+check = Checks()
 
 
 def cli(port, *args):
@@ -178,12 +172,7 @@ def main():
             check(cl.procs[i].poll() is None, "node %d still running" % (i + 1))
     finally:
         cl.stop_all()
-    if failures:
-        print("%d FAILED: %s (logs in %s)" % (len(failures), failures, a.workdir))
-        return 1
-    shutil.rmtree(a.workdir, ignore_errors=True)
-    print("PASS")
-    return 0
+    return check.verdict(a.workdir)
 
 
 if __name__ == "__main__":

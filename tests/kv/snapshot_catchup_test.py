@@ -20,7 +20,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kvcluster import Cluster, Resp, RespError  # noqa: E402
+from kvcluster import Checks, Cluster, Resp, RespError  # noqa: E402
 
 SHARDS = 2
 
@@ -72,12 +72,7 @@ def main():
     shutil.rmtree(a.workdir, ignore_errors=True)
     base_args = ["--snapshot-entries", "300", "--snapshot-keep-entries", "50"]
     cl = Cluster(a.norikv, a.workdir, shards=SHARDS, extra_args=base_args)
-    failures = []
-
-    def check(cond, what):
-        print(("ok   " if cond else "FAIL ") + what, flush=True)
-        if not cond:
-            failures.append(what)
+    check = Checks()
 
     cl.start_all()
     try:
@@ -129,12 +124,7 @@ def main():
         check(rc is not None and rc != 0, "wiped node 3 is refused with --initial-cluster-state existing")
     finally:
         cl.stop_all()
-    if failures:
-        print("%d FAILED: %s (logs in %s)" % (len(failures), failures, a.workdir))
-        return 1
-    shutil.rmtree(a.workdir, ignore_errors=True)
-    print("PASS")
-    return 0
+    return check.verdict(a.workdir)
 
 
 if __name__ == "__main__":
