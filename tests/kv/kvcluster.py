@@ -18,13 +18,46 @@ import time
 import urllib.request
 
 
-def free_ports(n):
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_ports(n, span=1, taken=()):
+    """n ports p with p .. p+span-1 all bindable now (span 2: a node with two
+    cores listens on raft_port + core), none in `taken`.
+
+    Picked at random below the kernel's ephemeral range: a port bound to 0
+    comes from that range, and so does the local port of every outgoing
+    connection, so such a port could be taken by some connection (another
+    test's, in a parallel ctest) before the node bound it; that happened in
+    CI ("bind/listen: Address already in use"). Below the range only another
+    picker can collide, and picking at random makes that unlikely."""
+    hi = _ephemeral_low()
+    lo = max(1024, hi - 12000)
+    rng = random.Random()
     socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
+    used = set(taken)
+    while len(ports) < n:
+        p = rng.randrange(lo, hi - span)
+        if any(q in used for q in range(p, p + span)):
+            continue
+        got = []
+        try:
+            for q in range(p, p + span):
+                s = socket.socket()
+                got.append(s)
+                s.bind(("127.0.0.1", q))
+        except OSError:
+            for s in got:
+                s.close()
+            continue
+        socks += got
+        ports.append(p)
+        used.update(range(p, p + span))
     for s in socks:
         s.close()
     return ports

@@ -27,7 +27,6 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import sys
 import time
 
@@ -37,30 +36,6 @@ from kvcluster import Checks, Cluster, Resp, RespError, free_ports  # noqa: E402
 SHARDS = 4
 TARGET = {0: 1, 1: 1, 2: 4, 3: 4}  # shard -> the node that should lead it
 WRITE_TIMEOUT_MS = 1500
-
-
-def free_port_pairs(n, taken):
-    """n ports p with p + 1 free too, none in `taken`: core c of a node
-    listens for Raft peers on raft_port + c (two cores here)."""
-    socks, out = [], []
-    while len(out) < n:
-        a = socket.socket()
-        a.bind(("127.0.0.1", 0))
-        p = a.getsockname()[1]
-        b = socket.socket()
-        try:
-            if p in taken or p + 1 in taken:
-                raise OSError("taken")
-            b.bind(("127.0.0.1", p + 1))
-        except OSError:
-            a.close()
-            b.close()
-            continue
-        socks += [a, b]
-        out.append(p)
-    for s in socks:
-        s.close()
-    return out
 
 
 def call(port, *args, timeout=20):
@@ -116,9 +91,9 @@ def main():
     base_args = ["--write-timeout-ms", str(WRITE_TIMEOUT_MS), "--cores", str(a.cores)]
     cl = Cluster(a.norikv, a.workdir, n=4, shards=SHARDS, extra_args=base_args, proxies=False)
     if a.cores > 1:
-        cl.raft = free_port_pairs(4, set(cl.client + cl.admin))
+        cl.raft = free_ports(4, span=2, taken=cl.client + cl.admin)
     members = [0, 1, 2]
-    closed = free_ports(2)  # ports nobody listens on: node 3's wrong book
+    closed = free_ports(2, taken=cl.raft + cl.client + cl.admin)  # nobody listens: node 3's wrong book
     wrong_client = {}
 
     def cluster_arg(i):
