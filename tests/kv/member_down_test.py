@@ -121,6 +121,10 @@ def main():
         cl.extra_args = base_args + ["--join"]
         cl.start(3)
         cl.extra_args = base_args
+        r, up = call_until(cl.client[3], "PING", timeout=20, ok=lambda r: r == "PONG")
+        if not up:
+            raise RuntimeError("node 4 did not start (%s; exit %s): see n4.log" %
+                               (r, cl.procs[3].poll()))
         r = call(cl.client[0], "CLUSTER", "ADDNODE", "4", "127.0.0.1:%d" % cl.raft[3],
                  str(cl.client[3]), timeout=60)
         check(r == "OK", "AddNodeWithAMemberDownSucceeds: CLUSTER ADDNODE 4 with node 3 down is "
