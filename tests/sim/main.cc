@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
   bool snapshots = false, membership = false, unsafe_reset_first = false, quiesce = false;
   double install_crash_chance = -1;
   int install_crash_step = -1;
+  int64_t append_hold_us = -1;
   bool verbose = false;
   std::string history_dir;
   app.add_option("--seed", seed, "first seed");
@@ -68,6 +69,9 @@ int main(int argc, char** argv) {
                "spare nodes, with snapshots");
   app.add_option("--install-crash-chance", install_crash_chance,
                  "chance of a crash at each install step boundary (0..1)");
+  app.add_option(
+      "--append-hold-us", append_hold_us,
+      "append coalescing hold (raft::Config::append_hold_us) instead of the seed's draw");
   app.add_option("--install-crash-step", install_crash_step,
                  "crash only at this install step (1 file, 2 reset record, 3 restored, 4 acked)");
   app.add_flag("--unsafe-install-reset-first", unsafe_reset_first,
@@ -115,6 +119,7 @@ int main(int argc, char** argv) {
     o.raft.unsafe_lease_read_skips_clock_check_for_testing = unsafe_no_clock;
     if (install_crash_chance >= 0) o.install_crash_chance = install_crash_chance;
     if (install_crash_step >= 0) o.install_crash_step = install_crash_step;
+    if (append_hold_us >= 0) o.raft.append_hold_us = static_cast<uint32_t>(append_hold_us);
     o.unsafe_install_reset_before_file_for_testing = unsafe_reset_first;
     o.trace_path = trace;
     return o;
