@@ -47,31 +47,35 @@ bool complete_one_fetch(TestCluster& c, NodeId id) {
   return true;
 }
 
-// Appends with entries sent by `from` to `to`, in send order.
-std::vector<const Append*> appends_with_entries(TestCluster& c, NodeId from, NodeId to) {
-  std::vector<const Append*> out;
-  for (const Message& m : c.node(from).sent) {
-    auto* a = std::get_if<Append>(&m.body);
-    if (a != nullptr && m.to == to && !a->entries.empty()) out.push_back(a);
+enum class LeaderReads { kDelayed, kFailing };
+
+// Node 3 is down while leader 1 commits 200 entries (its small cache keeps
+// few of them), then restarts while the leader's disk delays or fails every
+// read. No time has passed since the restart. Returns the leader.
+NodeId restart_lagging_follower(TestCluster& c, LeaderReads reads) {
+  NodeId l = stable_leader(c);
+  c.crash(3);
+  propose_many(c, l, 200);
+  if (reads == LeaderReads::kDelayed) {
+    c.node(l).disk->set_delay_reads(true);
+  } else {
+    c.node(l).disk->set_fail_reads(true);
   }
-  return out;
+  c.start_node(3);
+  return l;
 }
 
 TEST(RaftAsyncFetch, LaggingFollowerCatchesUpOnlyAfterFetchCompletes) {
   TestCluster c(3, [](Config& cfg) { cfg.log_cache_bytes_max = kSmallCacheBytes; });
-  NodeId l = stable_leader(c);
-  c.crash(3);
-  propose_many(c, l, 200);
+  NodeId l = restart_lagging_follower(c, LeaderReads::kDelayed);
   ASSERT_GT(c.raft(l).commit_index(), c.node(3).disk->last_index() + 100);
-  c.node(l).disk->set_delay_reads(true);
-  c.start_node(3);
   c.node(l).sent.clear();
   // Heartbeat replies keep asking; the storage has one fetch under way and
   // nothing old can be sent before it completes.
   c.advance(1s);
   EXPECT_TRUE(c.node(l).disk->fetch_pending());
   EXPECT_EQ(c.node(l).disk->fetches_started(), 1u) << "a second fetch started while one ran";
-  EXPECT_TRUE(appends_with_entries(c, l, 3).empty()) << "entries sent before they were read";
+  EXPECT_TRUE(c.appends_with_entries(l, 3).empty()) << "entries sent before they were read";
   EXPECT_LT(c.raft(3).last_index(), c.raft(l).last_index());
   // Each completed fetch moves the follower forward at once, with no tick.
   int fetches = 0;
@@ -85,11 +89,7 @@ TEST(RaftAsyncFetch, LaggingFollowerCatchesUpOnlyAfterFetchCompletes) {
 
 TEST(RaftAsyncFetch, FetchedEntriesAreSentOnceAndInOrder) {
   TestCluster c(3, [](Config& cfg) { cfg.log_cache_bytes_max = kSmallCacheBytes; });
-  NodeId l = stable_leader(c);
-  c.crash(3);
-  propose_many(c, l, 200);
-  c.node(l).disk->set_delay_reads(true);
-  c.start_node(3);
+  NodeId l = restart_lagging_follower(c, LeaderReads::kDelayed);
   c.advance(1s);  // the follower's position is known; a fetch is pending
   ASSERT_TRUE(c.node(l).disk->fetch_pending());
   c.node(l).sent.clear();
@@ -102,7 +102,7 @@ TEST(RaftAsyncFetch, FetchedEntriesAreSentOnceAndInOrder) {
   ASSERT_EQ(c.raft(3).last_index(), c.raft(l).last_index());
   std::set<Index> seen;
   Index last = 0;
-  for (const Append* a : appends_with_entries(c, l, 3)) {
+  for (const Append* a : c.appends_with_entries(l, 3)) {
     for (const Entry& e : a->entries) {
       EXPECT_TRUE(seen.insert(e.index).second) << "entry " << e.index << " sent twice";
       EXPECT_EQ(e.index, last + 1 == 1 ? e.index : last + 1) << "sends out of order";
@@ -114,11 +114,7 @@ TEST(RaftAsyncFetch, FetchedEntriesAreSentOnceAndInOrder) {
 
 TEST(RaftAsyncFetch, FetchCompletingAfterStepDownSendsNothing) {
   TestCluster c(3, [](Config& cfg) { cfg.log_cache_bytes_max = kSmallCacheBytes; });
-  NodeId l = stable_leader(c);
-  c.crash(3);
-  propose_many(c, l, 200);
-  c.node(l).disk->set_delay_reads(true);
-  c.start_node(3);
+  NodeId l = restart_lagging_follower(c, LeaderReads::kDelayed);
   c.advance(1s);
   ASSERT_TRUE(c.node(l).disk->fetch_pending());
   // The leader is cut off: the others elect a new one in a higher term and
@@ -134,7 +130,7 @@ TEST(RaftAsyncFetch, FetchCompletingAfterStepDownSendsNothing) {
   ASSERT_TRUE(c.node(l).disk->complete_fetch());
   c.raft(l).entries_fetched(c.local(l));
   c.settle();
-  EXPECT_TRUE(appends_with_entries(c, l, 3).empty()) << "a deposed leader used a stale fetch";
+  EXPECT_TRUE(c.appends_with_entries(l, 3).empty()) << "a deposed leader used a stale fetch";
   EXPECT_EQ(count_if(c.node(l).sent.begin(), c.node(l).sent.end(),
                      [](const Message& m) { return m.type() == MessageType::kAppend; }),
             0);
@@ -170,11 +166,7 @@ TEST(RaftAsyncFetch, ReadErrorStillRetriesAtTheNextTrigger) {
   // kIo (not kUnavailable) keeps the old behaviour: no re-drive is expected,
   // the next heartbeat reply / tick retries.
   TestCluster c(3, [](Config& cfg) { cfg.log_cache_bytes_max = kSmallCacheBytes; });
-  NodeId l = stable_leader(c);
-  c.crash(3);
-  propose_many(c, l, 200);
-  c.node(l).disk->set_fail_reads(true);
-  c.start_node(3);
+  NodeId l = restart_lagging_follower(c, LeaderReads::kFailing);
   c.advance(1s);
   EXPECT_LT(c.raft(3).last_index(), c.raft(l).last_index());
   c.node(l).disk->set_fail_reads(false);

@@ -353,16 +353,6 @@ TEST(RaftReplication, ConflictingSuffixIsRepairedWithFastBacktracking) {
     EXPECT_EQ(e.data.rfind("lost", 0), std::string::npos);
 }
 
-// Appends from `from` to `to` that carried entries.
-size_t appends_with_entries(TestCluster& c, NodeId from, NodeId to) {
-  size_t k = 0;
-  for (const Message& m : c.node(from).sent) {
-    if (m.to == to && m.type() == MessageType::kAppend && !std::get<Append>(m.body).entries.empty())
-      ++k;
-  }
-  return k;
-}
-
 // Coalescing (Config::append_hold_us): follower f never acknowledges until
 // persisted, so the leader's first append to it stays in flight.
 struct SyncingFollower {
@@ -371,9 +361,9 @@ struct SyncingFollower {
   size_t before;
   SyncingFollower(TestCluster& cl) : c(cl), l(stable_leader(cl)), f(l == 2 ? 3 : 2) {
     c.node(f).auto_persist = false;
-    before = appends_with_entries(c, l, f);
+    before = c.appends_with_entries(l, f).size();
   }
-  size_t appends() { return appends_with_entries(c, l, f) - before; }
+  size_t appends() { return c.appends_with_entries(l, f).size() - before; }
 };
 
 TEST(RaftReplication, AppendsToAFollowerStillSyncingAreCoalesced) {
@@ -567,14 +557,10 @@ TEST(RaftReplication, SlowFollowerSyncDoesNotResetThePipeline) {
   c.advance(160ms);  // one heartbeat round overtakes the append ack
   c.persist_all(2);
   c.settle();
-  size_t appends_with_entries = 0;
-  for (const Message& m : c.node(l).sent) {
-    auto* a = std::get_if<Append>(&m.body);
-    if (a != nullptr && m.to == 2 && !a->entries.empty() && a->entries.back().data == "x") {
-      ++appends_with_entries;
-    }
-  }
-  EXPECT_EQ(appends_with_entries, 1u) << "an fsync slower than a heartbeat caused a resend";
+  size_t appends_of_x = 0;
+  for (const Append* a : c.appends_with_entries(l, 2))
+    appends_of_x += a->entries.back().data == "x";
+  EXPECT_EQ(appends_of_x, 1u) << "an fsync slower than a heartbeat caused a resend";
 }
 
 TEST(RaftReplication, LostAppendIsRetransmitted) {

@@ -123,6 +123,15 @@ class TestCluster {
     return start_ + Duration(static_cast<int64_t>(real_ns));
   }
   Node& node(NodeId id) { return *nodes_.at(id); }
+  // The appends that carried entries, sent by `from` to `to`, in send order.
+  std::vector<const Append*> appends_with_entries(NodeId from, NodeId to) {
+    std::vector<const Append*> out;
+    for (const Message& m : node(from).sent) {
+      auto* a = std::get_if<Append>(&m.body);
+      if (a != nullptr && m.to == to && !a->entries.empty()) out.push_back(a);
+    }
+    return out;
+  }
   Raft& raft(NodeId id) { return *nodes_.at(id)->raft; }
   const std::vector<NodeId>& ids() const { return voters_; }
 
