@@ -155,10 +155,16 @@ class Checks:
 
 
 class Cluster:
-    def __init__(self, binary, workdir, n=3, shards=4, extra_args=(), proxies=True):
+    def __init__(self, binary, workdir, n=3, shards=4, extra_args=(), proxies=True, members=None):
         """proxies=False: nodes talk directly (benchmarks); isolate() then
-        cannot partition them."""
+        cannot partition them. members: the nodes (0-based) every --cluster
+        lists (default all n); another node started lists them and itself,
+        as one that joins with --join does. Tests may change the list."""
         self.binary, self.workdir, self.n = binary, workdir, n
+        self.members = list(range(n)) if members is None else list(members)
+        # (i, j) -> the client port node i is told for node j instead of the
+        # real one (a node with a wrong book).
+        self.client_told = {}
         self.use_proxies = proxies
         self.shards, self.extra_args = shards, list(extra_args)
         ports = free_ports(n * 3 + n * n)
@@ -177,9 +183,10 @@ class Cluster:
 
     def cluster_arg(self, i):
         items = []
-        for j in range(self.n):
+        for j in self.members if i in self.members else self.members + [i]:
             port = self.raft[j] if i == j or not self.use_proxies else self.proxies[(i, j)].listen
-            items.append(f"{j + 1}=127.0.0.1:{port}:{self.client[j]}")
+            client = self.client_told.get((i, j), self.client[j])
+            items.append(f"{j + 1}=127.0.0.1:{port}:{client}")
         return ",".join(items)
 
     def start(self, i):
@@ -193,6 +200,12 @@ class Cluster:
     def start_all(self):
         for i in range(self.n):
             self.start(i)
+
+    def start_members(self):
+        """Starts the members; True once the first of them answers."""
+        for i in self.members:
+            self.start(i)
+        return self.wait_ready()
 
     def kill(self, i):
         p = self.procs[i]

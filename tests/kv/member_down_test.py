@@ -89,26 +89,15 @@ def main():
     a = ap.parse_args()
     shutil.rmtree(a.workdir, ignore_errors=True)
     base_args = ["--write-timeout-ms", str(WRITE_TIMEOUT_MS), "--cores", str(a.cores)]
-    cl = Cluster(a.norikv, a.workdir, n=4, shards=SHARDS, extra_args=base_args, proxies=False)
+    cl = Cluster(a.norikv, a.workdir, n=4, shards=SHARDS, extra_args=base_args, proxies=False,
+                 members=[0, 1, 2])
     if a.cores > 1:
         cl.raft = free_ports(4, span=2, taken=cl.client + cl.admin)
-    members = [0, 1, 2]
     closed = free_ports(2, taken=cl.raft + cl.client + cl.admin)  # nobody listens: node 3's wrong book
-    wrong_client = {}
-
-    def cluster_arg(i):
-        ids = members if i in members else members + [i]
-        return ",".join("%d=127.0.0.1:%d:%d" % (j + 1, cl.raft[j],
-                                                wrong_client.get(j, cl.client[j]) if i == 2 else
-                                                cl.client[j]) for j in ids)
-
-    cl.cluster_arg = cluster_arg
     check = Checks()
 
     try:
-        for i in members:
-            cl.start(i)
-        if not cl.wait_ready():
+        if not cl.start_members():
             print("FAIL: cluster not ready")
             return 1
         for k in range(50):
@@ -165,7 +154,7 @@ def main():
         check(len(node4_keys) == 30, "CLUSTER KEYSLOT finds keys of shards 2 and 3")
 
         # -- UnreachableBookAnswersTryAgainNotHang
-        wrong_client[0], wrong_client[1] = closed
+        cl.client_told[(2, 0)], cl.client_told[(2, 1)] = closed
         cl.start(2)
         leaders, deadline = {}, time.time() + 30
         while time.time() < deadline:
@@ -188,7 +177,7 @@ def main():
 
         # -- RestartedNodeLearnsClientPortItMissed: node 3 restarts with its
         # real --cluster; its book still lacks node 4.
-        wrong_client.clear()
+        cl.client_told.clear()
         cl.start(2)
         call_until(cl.client[2], "PING", ok=lambda r: r == "PONG")
         before = cl.metric(2, "kv_forwarded_total")

@@ -67,20 +67,13 @@ def main():
     a = ap.parse_args()
     shutil.rmtree(a.workdir, ignore_errors=True)
     base_args = ["--snapshot-entries", "100", "--snapshot-keep-entries", "20"]
-    cl = Cluster(a.norikv, a.workdir, n=4, shards=SHARDS, extra_args=base_args, proxies=False)
-    members = [0, 1, 2]
-
-    def cluster_arg(i):
-        ids = members if i in members else members + [i]
-        return ",".join("%d=127.0.0.1:%d:%d" % (j + 1, cl.raft[j], cl.client[j]) for j in ids)
-
-    cl.cluster_arg = cluster_arg
+    cl = Cluster(a.norikv, a.workdir, n=4, shards=SHARDS, extra_args=base_args, proxies=False,
+                 members=[0, 1, 2])
+    members = cl.members
     check = Checks()
 
     try:
-        for i in members:
-            cl.start(i)
-        if not cl.wait_ready():
+        if not cl.start_members():
             print("FAIL: cluster not ready")
             return 1
         expect = {}
