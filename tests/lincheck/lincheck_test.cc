@@ -1,5 +1,5 @@
 // Tests of the key-value linearizability checker and of nori-lincheck:
-// agreement with every independently judged history in ../shared/histories,
+// agreement with every independently judged history in tests/lincheck/histories,
 // hand-made adversarial histories, and thousands of random small histories
 // cross-checked against a brute-force search over all orders.
 #include <fmt/format.h>

@@ -1,5 +1,5 @@
 // nori-lincheck: decides whether JSON-lines key-value histories are
-// linearizable (format: ../shared/histories/README.md; model: checker.h).
+// linearizable (format: tests/lincheck/histories/README.md; model: checker.h).
 //
 //   nori-lincheck history.jsonl [more.jsonl ...]   ("-" or nothing reads stdin)
 //
