@@ -221,7 +221,16 @@ CoreHost::CoreHost(Node& node, const RaftConfig& cfg, unsigned core, uint64_t in
       liveness_pings_(
           registry_.counter("raft_liveness_pings_total", "Liveness pings staged to peers")),
       storage_fetches_(registry_.counter("raft_storage_fetches_total",
-                                         "Asynchronous reads of entries no longer in memory")) {}
+                                         "Asynchronous reads of entries no longer in memory")),
+      address_books_received_(registry_.counter(
+          "raft_address_books_received_total",
+          "Peers' address books taken (members they know, for nodes this log never named)")),
+      address_books_refused_(
+          registry_.counter("raft_address_books_refused_total",
+                            "Peers' address books dropped: malformed, or from a non-member")),
+      members_introduced_(registry_.gauge(
+          "raft_members_introduced",
+          "Nodes admitted on the word of a member's address book, not (yet) named by this log")) {}
 
 CoreHost::~CoreHost() = default;
 
@@ -613,8 +622,47 @@ void CoreHost::on_peer_identified(NodeId peer, uint64_t incarnation) {
   std::vector<net::Member> accepted;
   accepted.reserve(admitted_.size());
   for (NodeId id : admitted_)
-    accepted.push_back({id, pins_->of(id)});
+    accepted.push_back({id, required_incarnation(id)});
   transport_->set_members(accepted);
+}
+
+uint64_t CoreHost::required_incarnation(NodeId peer) const {
+  if (uint64_t pinned = pins_->of(peer); pinned != 0) return pinned;
+  auto it = introduced_.find(peer);
+  return it == introduced_.end() ? 0 : it->second;
+}
+
+void CoreHost::on_link_up(NodeId peer, net::Lane lane) {
+  // One book per connection, on the priority lane (the bulk lane's link-up
+  // would only repeat it).
+  if (lane == net::Lane::kPriority) send_address_book(peer);
+}
+
+void CoreHost::send_address_book(NodeId peer) {
+  if (closing_ || book_out_.empty()) return;
+  // group_urgent: never refused for space. A book is small and sent once
+  // per link-up or change; were it dropped behind a full queue, a node that
+  // missed a member would stay cut off from it until the next link-up.
+  // A book lost with a broken connection is sent again at the next link-up.
+  (void)transport_->send(peer, kNodeControlGroup, net::MessageType::kGroupUrgent, book_out_);
+}
+
+void CoreHost::on_address_book(NodeId from, std::string_view payload) {
+  auto book = decode_address_book(payload);
+  // Only a member of this core's configurations (or contact list) vouches;
+  // an introduced node cannot introduce others (address_gossip.h).
+  // During start() the vouchers are not known yet: the first refresh_peers
+  // drops the books of senders that may not vouch (AddressGossip::keep_only).
+  if (!book.ok() || (!starting_ && !vouchers_.contains(from))) {
+    address_books_refused_.inc();
+    return;
+  }
+  address_books_received_.inc();
+  gossip_.received(from, std::move(book->entries));
+  // Applied by the next round's refresh_peers, not here: this runs inside
+  // the link's reader, and a refresh may close other links.
+  peers_dirty_ = true;
+  round_signal_.notify();
 }
 
 void CoreHost::refresh_peers() {
@@ -640,25 +688,43 @@ void CoreHost::refresh_peers() {
     // contact list (`peers`) until its leader's log names the members.
     if (!configured) contacts = true;
   }
+  members.erase(cfg_.node_id);
+  // The configurations' members, before contacts and introductions: what
+  // this core's book tells peers, and (cumulated) what gossip never decides.
+  const std::set<NodeId> named = members;
+  log_named_.insert(named.begin(), named.end());
   // `peers` addresses serve members the configurations give none (the
   // bootstrap voters); the log's address wins. Bootstrap peers that are in
   // no configuration any more are no longer admitted: once the removal of
   // a node commits, it is refused like any stranger.
   for (const PeerAddress& p : cfg_.peers) {
-    if (contacts) members.insert(p.id);
+    if (contacts && p.id != cfg_.node_id) members.insert(p.id);
     book.try_emplace(p.id, format_member_address(p));
   }
-  members.erase(cfg_.node_id);
+  // Members the log never named, on the word of an admitted member's book
+  // (address_gossip.h): admitted with the incarnation the book gave, and
+  // their address used only where neither the log nor `peers` gives one.
+  vouchers_ = members;
+  gossip_.keep_only(vouchers_);
+  introduced_.clear();
+  for (AddressGossip::Introduced& m : gossip_.introduced(log_named_, cfg_.node_id)) {
+    if (members.contains(m.node)) continue;  // a contact: admitted already
+    members.insert(m.node);
+    book.try_emplace(m.node, std::move(m.address));
+    introduced_[m.node] = m.incarnation;
+  }
+  members_introduced_.set(static_cast<int64_t>(introduced_.size()));
 
   // Admit first; then close the links of nodes no longer admitted (a
   // removed member: its removal is committed here, or it would still be in
-  // configuration(0)); then (re)address. Each member is admitted with the
-  // incarnation it proved in its first handshake here (0 until then: any),
-  // so a member whose disk was wiped is refused (peer_pins.h).
+  // configuration(0); or a node no book names any more); then (re)address.
+  // Each member is admitted with the incarnation it proved in its first
+  // handshake here (0 until then: any; an introduced one, what its book
+  // said), so a member whose disk was wiped is refused (peer_pins.h).
   std::vector<net::Member> accepted;
   accepted.reserve(members.size());
   for (NodeId id : members)
-    accepted.push_back({id, pins_->of(id)});
+    accepted.push_back({id, required_incarnation(id)});
   transport_->set_members(accepted);
   for (NodeId id : admitted_) {
     if (members.contains(id)) continue;
@@ -694,6 +760,34 @@ void CoreHost::refresh_peers() {
       continue;
     }
     peer_addr_[id] = it->second;
+  }
+  update_address_book(named);
+}
+
+void CoreHost::update_address_book(const std::set<NodeId>& named) {
+  // This core's book: the members its configurations name, with the address
+  // it dials (usable ones only) and the incarnation it pinned, and itself.
+  AddressBookMsg out;
+  auto add = [&out](NodeId id, uint64_t incarnation, const std::string& address) {
+    if (out.entries.size() >= kAddressBookEntriesMax) return;
+    if (!parse_member_address(id, address).ok()) return;
+    out.entries.push_back({id, incarnation, address});
+  };
+  std::map<NodeId, std::pair<uint64_t, std::string>> sorted;
+  for (NodeId id : named) {
+    auto it = peer_addr_.find(id);
+    if (it != peer_addr_.end()) sorted[id] = {pins_->of(id), it->second};
+  }
+  sorted[cfg_.node_id] = {incarnation_, format_member_address(*cfg_.self_address())};
+  for (const auto& [id, entry] : sorted)
+    add(id, entry.first, entry.second);
+  std::string encoded = encode_address_book(out);
+  if (encoded == book_out_) return;
+  book_out_ = std::move(encoded);
+  // A changed book goes to every connected peer at once (a node cut off
+  // from a new member learns of it now, not at its next reconnect).
+  for (NodeId id : admitted_) {
+    if (transport_->connected(id)) send_address_book(id);
   }
 }
 

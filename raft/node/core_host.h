@@ -51,6 +51,11 @@
 // while some group has no configuration (joining). change_member appends
 // the configuration entry on the leader and, with MemberWait::kComplete,
 // waits until the change has settled (check_member_waiters after rounds).
+// Address books (address_gossip.h): when a priority link comes up, and
+// whenever the members of this core's configurations or their addresses
+// change, the core sends each connected peer its book; a book from a member
+// introduces the nodes this core's log has never named (a member added while
+// this node was down), so it admits and dials them.
 //
 // Quiescence and liveness (docs/node.md, "Quiescence"; RaftConfig::quiesce):
 // this core is every group's NodeLiveness. It records when it last heard
@@ -82,6 +87,7 @@
 #include "net/signal.h"
 #include "net/transport.h"
 #include "raft/codec.h"
+#include "raft/node/address_gossip.h"
 #include "raft/node/config.h"
 #include "raft/node/events.h"
 #include "raft/node/node.h"
@@ -167,6 +173,7 @@ class CoreHost final : public net::TransportHandler, public NodeLiveness {
                             std::span<const net::HeartbeatReply> replies) override;
   void on_dropped(net::NodeId to, std::span<const net::GroupId> groups) override;
   void on_peer_identified(net::NodeId peer, uint64_t incarnation) override;
+  void on_link_up(net::NodeId peer, net::Lane lane) override;
 
   // NodeLiveness: `node` was heard from within election_timeout_max_ms of
   // `now` (false for a node never heard from).
@@ -326,6 +333,16 @@ class CoreHost final : public net::TransportHandler, public NodeLiveness {
   // yet, or an address it does not dial yet (refresh_peers at once).
   bool names_unknown_peer(const Raft& r) const;
   std::vector<MemberAddress> known_addresses() const;
+  // Address books (address_gossip.h): sends book_out_ to `peer` (best
+  // effort: a lost book is sent again at the next link-up or change).
+  void send_address_book(NodeId peer);
+  // The incarnation the transport requires of `peer`: its pin here, else
+  // (introduced) the one its book gave, else 0 (any).
+  uint64_t required_incarnation(NodeId peer) const;
+  void on_address_book(NodeId from, std::string_view payload);
+  // Rebuilds book_out_ from the configurations' members `named` (end of
+  // refresh_peers); sends it to every connected peer if it changed.
+  void update_address_book(const std::set<NodeId>& named);
   // Resolves the group's member waiters once its change has settled.
   void check_member_waiters(Group* g);
   // Liveness (see the header comment).
@@ -358,7 +375,16 @@ class CoreHost final : public net::TransportHandler, public NodeLiveness {
   std::set<NodeId> admitted_;                // the transport's accepted nodes (refresh_peers)
   std::unique_ptr<PeerPins> pins_;           // incarnations peers proved (peer_pins.h)
   bool peers_dirty_ = false;                 // a group's configurations changed this round
-  bool starting_ = true;                     // start(): peers refreshed once, after every group
+  // Address books (address_gossip.h). vouchers_: the nodes admitted from
+  // configurations (and contacts), whose books are taken; log_named_: every
+  // node a configuration here has named since start (never introduced);
+  // book_out_: what this core tells its peers (encoded, sent as is).
+  AddressGossip gossip_;
+  std::set<NodeId> vouchers_;
+  std::set<NodeId> log_named_;
+  std::map<NodeId, uint64_t> introduced_;  // admitted on a book's word, with its incarnation
+  std::string book_out_;
+  bool starting_ = true;  // start(): peers refreshed once, after every group
   uint16_t port_ = 0;
   std::unordered_map<GroupId, std::unique_ptr<Group>> groups_;
   std::vector<Group*> dirty_;
@@ -438,6 +464,11 @@ class CoreHost final : public net::TransportHandler, public NodeLiveness {
   runtime::metrics::Counter& liveness_pings_;
   // Asynchronous reads of old entries completed (fetch_task), any outcome.
   runtime::metrics::Counter& storage_fetches_;
+  // Address books: received and taken, refused (malformed or from a node
+  // that may not vouch), and the members admitted on their word right now.
+  runtime::metrics::Counter& address_books_received_;
+  runtime::metrics::Counter& address_books_refused_;
+  runtime::metrics::Gauge& members_introduced_;
 };
 
 }  // namespace nori::raft

@@ -383,6 +383,10 @@ void CoreHost::on_node_control(NodeId from, std::string_view payload) {
   if (closing_) return;
   auto kind = node_control_kind(payload);
   if (!kind.ok()) return;  // malformed: dropped (the sender's deadline covers it)
+  if (*kind == NodeControlKind::kAddressBook) {
+    on_address_book(from, payload);
+    return;
+  }
   if (*kind == NodeControlKind::kMemberReply) {
     auto rep = decode_member_reply(payload);
     if (!rep.ok()) return;

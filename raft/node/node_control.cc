@@ -1,5 +1,7 @@
 #include "raft/node/node_control.h"
 
+#include "raft/membership.h"
+#include "raft/node/config.h"
 #include "runtime/base/bytes.h"
 
 namespace nori::raft {
@@ -55,7 +57,8 @@ base::Result<NodeControlKind> node_control_kind(std::string_view payload) {
   if (payload.empty()) return malformed("message (empty)");
   const auto k = static_cast<uint8_t>(payload[0]);
   if (k != static_cast<uint8_t>(NodeControlKind::kMemberRequest) &&
-      k != static_cast<uint8_t>(NodeControlKind::kMemberReply)) {
+      k != static_cast<uint8_t>(NodeControlKind::kMemberReply) &&
+      k != static_cast<uint8_t>(NodeControlKind::kAddressBook)) {
     return base::err(ErrorKind::kProtocol, "unknown node-control kind {}", k);
   }
   return static_cast<NodeControlKind>(k);
@@ -92,6 +95,62 @@ base::Result<MemberReplyMsg> decode_member_reply(std::string_view payload) {
   if (ok == 0) {
     m.status = base::Error(static_cast<ErrorKind>(error_kind), std::string(msg), hint);
   }
+  return m;
+}
+
+namespace {
+
+// What encode asserts and decode checks of one entry after the previous one.
+bool valid_entry(const AddressBookEntry& e, NodeId previous) {
+  return e.node != kNoNode && e.node > previous && !e.address.empty() &&
+         e.address.size() <= kMemberAddressBytesMax && parse_member_address(e.node, e.address).ok();
+}
+
+}  // namespace
+
+std::string encode_address_book(const AddressBookMsg& m) {
+  NORI_ASSERT(m.entries.size() <= kAddressBookEntriesMax, "address book of {} entries",
+              m.entries.size());
+  std::string out;
+  base::ByteWriter w(out);
+  w.u8(static_cast<uint8_t>(NodeControlKind::kAddressBook));
+  w.varint(m.entries.size());
+  NodeId previous = kNoNode;
+  for (const AddressBookEntry& e : m.entries) {
+    NORI_ASSERT(valid_entry(e, previous), "address book entry node {} at '{}' after node {}",
+                e.node, e.address, previous);
+    w.u64(e.node);
+    w.u64(e.incarnation);
+    w.length_prefixed(e.address);
+    previous = e.node;
+  }
+  return out;
+}
+
+base::Result<AddressBookMsg> decode_address_book(std::string_view payload) {
+  base::ByteReader r(payload);
+  uint8_t kind = 0;
+  uint64_t count = 0;
+  if (!r.u8(kind) || kind != static_cast<uint8_t>(NodeControlKind::kAddressBook) ||
+      !r.varint_bounded(count, kAddressBookEntriesMax)) {
+    return malformed("address book");
+  }
+  AddressBookMsg m;
+  m.entries.reserve(count);
+  NodeId previous = kNoNode;
+  for (uint64_t i = 0; i < count; ++i) {
+    AddressBookEntry e;
+    std::string_view addr;
+    if (!r.u64(e.node) || !r.u64(e.incarnation) ||
+        !r.length_prefixed(addr, kMemberAddressBytesMax)) {
+      return malformed("address book entry");
+    }
+    e.address.assign(addr);
+    if (!valid_entry(e, previous)) return malformed("address book entry");
+    previous = e.node;
+    m.entries.push_back(std::move(e));
+  }
+  if (!r.empty()) return malformed("address book (trailing bytes)");
   return m;
 }
 

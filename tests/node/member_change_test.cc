@@ -410,6 +410,53 @@ TEST(NodeMembership, AddedMemberAddressSurvivesRestartOfEveryNode) {
   ASSERT_TRUE(c.has_applied(3, w));
 }
 
+// Node 3 is down while node 4 is added and takes over as leader. Restarted,
+// node 3 knows node 4 from nowhere: node 4's address is only in the
+// configuration entries node 3 missed, which only node 4 (the leader) would
+// send, and the higher id never dials the lower one. Without the address
+// book that nodes 1 and 2 hand node 3 when they connect (node_control.h,
+// kAddressBook), node 3 never dials node 4, refuses it as unknown if it
+// dialed, and stays a pre-candidate with no leader for good.
+TEST(NodeMembership, RestartedNodeReachesMemberAddedWhileItWasDown) {
+  MemberCluster c("member-missed-add");
+  c.start_bootstrap();
+  Index w = c.write("before");
+  ASSERT_TRUE(c.has_applied(2, w));
+  c.stop(2);
+  // Node 4 joins with only the leader's contact details; nothing but the
+  // configuration entry records its address.
+  c.start(3, c.config(3, {1, 2, 4}, /*join=*/true));
+  base::Status st = c.change_on_leader([&](size_t l) { return c.add_member(l, 3); });
+  ASSERT_TRUE(st.ok()) << st.error().to_string();
+  // Node 4 leads (by a planned transfer, retried until it sticks).
+  auto end = std::chrono::steady_clock::now() + 20s;
+  while (!c.node(3).is_leader(kGroup) && std::chrono::steady_clock::now() < end) {
+    const int l = c.wait_leader();
+    if (l >= 0 && l != 3) {
+      Node& n = c.node(static_cast<size_t>(l));
+      (void)n.run(kGroup, [&n]() { return n.transfer_leader(kGroup, 4); });
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_TRUE(c.node(3).is_leader(kGroup)) << "node 4 never took the lead";
+  for (int i = 0; i < 5; ++i)
+    w = c.write("while-3-down-" + std::to_string(i));
+  ASSERT_EQ(c.wait_leader(), 3) << "the lead moved off node 4 before node 3 came back";
+  // Node 3 comes back with the peer list it was started with: 1, 2, 3.
+  c.start(2, c.config(2, {1, 2, 3}, false));
+  ASSERT_TRUE(c.has_applied(2, w, 15s))
+      << "node 3 never caught up: cut off from node 4, the leader it has no address for";
+  c.expect_same_state(2, 3, w);
+  EXPECT_EQ(c.node(2).leader(kGroup), NodeId{4});
+  EXPECT_EQ(c.membership(2).voters, (std::vector<NodeId>{1, 2, 3, 4}));
+  // Node 3 takes part: with node 1 down, 3 of the 4 voters (2, 3, 4) must
+  // acknowledge every commit.
+  ASSERT_EQ(c.wait_leader(), 3);
+  c.stop(0);
+  w = c.write("needs-node-3");
+  EXPECT_TRUE(c.has_applied(2, w));
+}
+
 TEST(NodeMembership, NewMemberFarBehindGetsASnapshot) {
   MemberCluster c("member-snapshot");
   c.start_bootstrap();
