@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
   double drift_ppm = -2;
   bool unsafe_skip_wait = false, unsafe_no_clock = false;
   bool snapshots = false, membership = false, unsafe_reset_first = false, quiesce = false;
+  bool unsafe_random_clients = false;
   double install_crash_chance = -1;
   int install_crash_step = -1;
   int64_t append_hold_us = -1;
@@ -76,6 +77,9 @@ int main(int argc, char** argv) {
                  "crash only at this install step (1 file, 2 reset record, 3 restored, 4 acked)");
   app.add_flag("--unsafe-install-reset-first", unsafe_reset_first,
                "BROKEN DRIVER: reset record durable before the snapshot file (checkers must fail)");
+  app.add_flag("--unsafe-random-clients", unsafe_random_clients,
+               "BROKEN CLIENTS: forget the leader on a timeout and guess among every node id "
+               "(the clients before seed 2873; the progress check must catch them)");
   app.add_option("--history-dir", history_dir, "write client histories (JSON lines) here");
   app.add_flag("-v,--verbose", verbose, "print every run's summary, not only failures");
   try {
@@ -121,6 +125,7 @@ int main(int argc, char** argv) {
     if (install_crash_step >= 0) o.install_crash_step = install_crash_step;
     if (append_hold_us >= 0) o.raft.append_hold_us = static_cast<uint32_t>(append_hold_us);
     o.unsafe_install_reset_before_file_for_testing = unsafe_reset_first;
+    o.unsafe_clients_guess_at_random_for_testing = unsafe_random_clients;
     o.trace_path = trace;
     return o;
   };

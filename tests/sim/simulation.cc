@@ -14,6 +14,7 @@
 #include "raft/raft.h"
 #include "runtime/base/bytes.h"
 #include "tests/lincheck/checker.h"
+#include "tests/sim/client_router.h"
 #include "tests/sim/clock.h"
 #include "tests/sim/kv.h"
 #include "tests/sim/rng.h"
@@ -149,6 +150,7 @@ std::string SimOptions::replay_command() const {
     cmd += fmt::format(" --install-crash-step {}", install_crash_step);
   }
   if (unsafe_install_reset_before_file_for_testing) cmd += " --unsafe-install-reset-first";
+  if (unsafe_clients_guess_at_random_for_testing) cmd += " --unsafe-random-clients";
   if (duration != base.duration) cmd += fmt::format(" --duration-ms {}", duration / kMillisecond);
   if (clock_drift_ppm != base.clock_drift_ppm) {
     cmd += fmt::format(" --drift-ppm {}", clock_drift_ppm);
@@ -252,6 +254,10 @@ double ms(SimTime t) {
 // few thousand; non-linearizable ones with many unknown-outcome appends can
 // need exponentially many.
 constexpr uint64_t kLincheckStepsMax = 5'000'000;
+
+// The share of client attempts sent to any node id instead of where the
+// client's routing points (Simulation::attempt).
+constexpr double kClientProbeChance = 0.1;
 
 enum class Outcome : uint8_t { kOk, kFailCertain, kUnknown };
 
@@ -374,7 +380,20 @@ struct Node {
   bool retired = false;
 };
 
+// A reply as the client's routing sees it (ClientRouter): who answered,
+// whether it served as leader or says it does not lead (and whom it names),
+// and its configuration.
+struct Answer {
+  NodeId from = 0;
+  bool served = false;      // a write or a linearizable read: it led
+  bool not_leader = false;  // refused: it does not lead
+  NodeId hint = 0;
+  Index membership_index = 0;
+  std::vector<NodeId> members;  // voters of both halves and learners
+};
+
 struct Client {
+  explicit Client(ClientRouter r) : router(std::move(r)) {}
   size_t index = 0;
   GroupId group = 0;
   uint64_t id = 0;
@@ -385,7 +404,11 @@ struct Client {
   uint64_t attempt = 0;  // which attempt of the current operation
   uint64_t seq = 0;      // the client's own write counter (for unique values)
   SimTime deadline = 0;
-  NodeId leader_hint = 0;
+  NodeId last_target = 0;  // where the current attempt went
+  ClientRouter router;
+  // Only with unsafe_clients_guess_at_random_for_testing: the leader a
+  // refusal named, forgotten after any timeout.
+  NodeId guess = 0;
 };
 
 class Simulation {
@@ -400,9 +423,13 @@ class Simulation {
       nodes_.push_back(make_node(static_cast<NodeId>(i), i > o_.nodes));
     for (auto& n : nodes_)
       start_node(*n);
+    // Clients are configured with the founding members of their group.
+    std::vector<NodeId> founders;
+    for (int i = 1; i <= o_.nodes; ++i)
+      founders.push_back(static_cast<NodeId>(i));
     for (int g = 0; g < o_.groups; ++g) {
       for (int c = 0; c < o_.clients; ++c) {
-        Client cl;
+        Client cl(ClientRouter(founders, clients_.size()));
         cl.index = clients_.size();
         cl.group = static_cast<GroupId>(g + 1);
         cl.id = clients_.size();
@@ -1353,9 +1380,15 @@ class Simulation {
     c.op_seq = seq;
     sched_.at(c.deadline, [this, &c, seq] {
       if (!c.busy || c.op_seq != seq) return;
-      // A node that did not answer in time may be stopped or cut off: the
-      // next operation starts at a random node and follows its hint.
-      c.leader_hint = 0;
+      // The node of the last attempt did not answer in time: it may be
+      // stopped, cut off, retired, or the request or reply was lost. If it
+      // was the leader, the next operation goes to the next member, which
+      // names the leader (ClientRouter).
+      if (o_.unsafe_clients_guess_at_random_for_testing) {
+        c.guess = 0;
+      } else {
+        c.router.on_silent(c.last_target);
+      }
       finish(c, Outcome::kUnknown, "");
     });
     attempt(c);
@@ -1363,9 +1396,33 @@ class Simulation {
 
   void attempt(Client& c) {
     ++c.attempt;
-    NodeId target = c.leader_hint;
-    if (target == 0 || rng_.chance(0.1))
+    NodeId target = 0;
+    const char* route = "probe";
+    if (o_.unsafe_clients_guess_at_random_for_testing) {
+      // The client before seed 2873 (draw for draw): any timeout forgets
+      // the leader, then it guesses among every node id.
+      target = c.guess;
+      if (target == 0 || rng_.chance(kClientProbeChance)) {
+        target = static_cast<NodeId>(rng_.uniform(1, total_nodes_));
+        route = "guess";
+      } else {
+        route = "leader";
+      }
+    } else if (rng_.chance(kClientProbeChance)) {
+      // A probe: any node id, member or not. It exercises what a leader-
+      // following client never would (not-leader refusals from spares and
+      // removed nodes, stale reads there, a deposed leader that still
+      // believes it leads) and costs the client only this attempt: the
+      // leader it knows is kept unless the probe's answer says otherwise.
       target = static_cast<NodeId>(rng_.uniform(1, total_nodes_));
+    } else {
+      const ClientRouter::Target t = c.router.next(static_cast<NodeId>(total_nodes_));
+      target = t.node;
+      route = t.route == ClientRouter::Route::kLeader   ? "leader"
+              : t.route == ClientRouter::Route::kMember ? "member"
+                                                        : "any-id";
+    }
+    c.last_target = target;
     ClientRequest req;
     req.client = c.index;
     req.op_seq = c.op_seq;
@@ -1378,7 +1435,8 @@ class Simulation {
     req.command_seq = c.seq;
     req.deadline = c.deadline;
     if (trace_.enabled()) {
-      trace("attempt", {{"client", c.id}, {"attempt", req.attempt}, {"node", target}});
+      trace("attempt",
+            {{"client", c.id}, {"attempt", req.attempt}, {"node", target}, {"route", route}});
     }
     if (net_rng_.chance(o_.loss)) return;  // the request is lost: the client times out
     sched_.after(net_latency(), [this, target, req = std::move(req)] {
@@ -1394,7 +1452,7 @@ class Simulation {
     if (req.kind == lincheck::OpKind::kGet) {
       base::Status s = r.raft->read(req.mode, id, local(n));
       if (!s.ok()) {
-        reply(req, Outcome::kFailCertain, "", s.error().hint());
+        reply(req, Outcome::kFailCertain, "", answer(n, r, &s.error()));
       } else {
         ClientRequest& stored = r.reads[id] = req;
         stored.arrived = now();
@@ -1409,7 +1467,7 @@ class Simulation {
       if (!idx.ok()) {
         NORI_ASSERT(!idx.error().may_have_taken_effect(),
                     "propose returned an outcome-unknown error synchronously");
-        reply(req, Outcome::kFailCertain, "", idx.error().hint());
+        reply(req, Outcome::kFailCertain, "", answer(n, r, &idx.error()));
       } else {
         r.proposals[id] = req;
         if (trace_.enabled()) {
@@ -1430,7 +1488,7 @@ class Simulation {
     ClientRequest req = it->second;
     r.reads.erase(it);
     if (!rr.granted()) {
-      reply(req, Outcome::kFailCertain, "", rr.error->hint());
+      reply(req, Outcome::kFailCertain, "", answer(n, r, &*rr.error));
       return;
     }
     if (rr.via_lease) {
@@ -1448,7 +1506,7 @@ class Simulation {
       ++read_index_reads_;
     }
     if (r.applied >= rr.index) {
-      serve_read(r, req);
+      serve_read(n, r, req);
     } else {
       r.reads_waiting_apply.emplace_back(rr.index, req);
     }
@@ -1459,7 +1517,7 @@ class Simulation {
     std::vector<std::pair<Index, ClientRequest>> keep;
     for (auto& [index, req] : r.reads_waiting_apply) {
       if (r.applied >= index) {
-        serve_read(r, req);
+        serve_read(n, r, req);
       } else {
         keep.emplace_back(index, req);
       }
@@ -1467,8 +1525,12 @@ class Simulation {
     r.reads_waiting_apply.swap(keep);
   }
 
-  void serve_read(Replica& r, const ClientRequest& req) {
-    reply(req, Outcome::kOk, r.kv.get(req.key), 0);
+  void serve_read(Node& n, Replica& r, const ClientRequest& req) {
+    // A linearizable read is served only by a leader (granted in its term);
+    // a stale read by anyone, so it says nothing about who leads.
+    Answer a = answer(n, r, nullptr);
+    a.served = req.mode != raft::ReadMode::kStaleNoGuarantee;
+    reply(req, Outcome::kOk, r.kv.get(req.key), std::move(a));
   }
 
   void on_proposal_result(Node& n, Replica& r, const raft::ProposalResult& pr) {
@@ -1478,31 +1540,64 @@ class Simulation {
     r.proposals.erase(it);
     if (pr.ok()) {
       on_write_committed(r.group, pr.term);
-      reply(req, Outcome::kOk, "", 0);
+      Answer a = answer(n, r, nullptr);
+      a.served = true;
+      reply(req, Outcome::kOk, "", std::move(a));
     } else {
       reply(req, pr.error->may_have_taken_effect() ? Outcome::kUnknown : Outcome::kFailCertain, "",
-            pr.error->hint());
+            answer(n, r, &*pr.error));
     }
+  }
+
+  // What node `n` tells a client about the group besides the outcome: its
+  // configuration, and for a refusal (`error`), whether it does not lead and
+  // whom it names. Every reply carries it, as a real server's would (the
+  // configuration is a few ids).
+  Answer answer(const Node& n, const Replica& r, const base::Error* error) {
+    Answer a;
+    a.from = n.id;
+    const raft::Membership& m = r.raft->membership();
+    a.membership_index = r.raft->membership_index();
+    a.members = m.voters;
+    a.members.insert(a.members.end(), m.voters_outgoing.begin(), m.voters_outgoing.end());
+    a.members.insert(a.members.end(), m.learners.begin(), m.learners.end());
+    if (error != nullptr) {
+      a.hint = error->hint();
+      // An outcome-unknown proposal names a leader only when leadership was
+      // lost (raft.cc fail_pending); one that merely ran out of time comes
+      // from a node that still leads.
+      a.not_leader = error->kind() == base::ErrorKind::kNotLeader ||
+                     (error->kind() == base::ErrorKind::kOutcomeUnknown && a.hint != 0);
+    }
+    return a;
   }
 
   // The node's reply travels back; the client acts on it only if it still
   // waits for this very attempt of this very operation.
-  void reply(const ClientRequest& req, Outcome outcome, std::string value, uint64_t hint) {
+  void reply(const ClientRequest& req, Outcome outcome, std::string value, Answer a) {
     if (trace_.enabled()) {
       trace("reply", {{"client", req.client_id},
                       {"attempt", req.attempt},
                       {"outcome", static_cast<int>(outcome)},
-                      {"hint", hint}});
+                      {"hint", a.hint}});
     }
     if (net_rng_.chance(o_.loss)) return;
     Client& c = clients_[req.client];
     const uint64_t seq = req.op_seq, att = req.attempt;
     auto current = [&c, seq, att] { return c.busy && c.op_seq == seq && c.attempt == att; };
-    sched_.after(net_latency(), [this, &c, current, outcome, value = std::move(value), hint] {
+    sched_.after(net_latency(), [this, &c, current, outcome, value = std::move(value),
+                                 a = std::move(a)]() mutable {
       if (!current()) return;
+      if (o_.unsafe_clients_guess_at_random_for_testing) {
+        if (outcome == Outcome::kFailCertain) c.guess = a.hint;
+      } else {
+        c.router.on_reply(a.from, a.served, a.not_leader, a.hint);
+        c.router.on_view(a.membership_index, std::move(a.members), a.served);
+      }
       if (outcome == Outcome::kFailCertain) {
-        // Certainly no effect: safe to retry, at the hinted leader if any.
-        c.leader_hint = hint;
+        // Certainly no effect: safe to retry, where the router now points
+        // (the named leader, the same leader after "busy", or the next
+        // member).
         const SimTime backoff = rng_.uniform(5, 40) * kMillisecond;
         if (now() + backoff < c.deadline) {
           sched_.after(backoff, [this, &c, current] {
