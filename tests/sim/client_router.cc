@@ -18,23 +18,25 @@ ClientRouter::ClientRouter(std::vector<raft::NodeId> founders, size_t rotation_s
 ClientRouter::Target ClientRouter::next(raft::NodeId node_ids) {
   NORI_ASSERT(node_ids >= 1, "no node id to route to");
   if (leader_ != raft::kNoNode) return {leader_, Route::kLeader};
-  // As many silent attempts in a row as there are members: they are
-  // presumably all gone (replaced, down for good); any node that answers
-  // will name the leader or hand over a newer configuration.
-  const bool fallback = silent_in_a_row_ >= members_.size();
-  const size_t pool = fallback ? static_cast<size_t>(node_ids) : members_.size();
-  auto at = [&](size_t i) {
-    return fallback ? static_cast<raft::NodeId>(1 + i % pool) : members_[i % pool];
-  };
-  raft::NodeId t = at(cursor_++);
-  if (t == last_silent_ && pool > 1) t = at(cursor_++);
-  return {t, fallback ? Route::kAnyId : Route::kMember};
+  for (size_t i = 0; i < members_.size(); ++i) {
+    const raft::NodeId t = members_[cursor_++ % members_.size()];
+    if (!silent_.contains(t)) return {t, Route::kMember};
+  }
+  // Every member it knows was silent: they are presumably gone (replaced,
+  // down for good); any node that answers names the leader or hands over a
+  // newer configuration.
+  for (raft::NodeId i = 0; i < node_ids; ++i) {
+    const raft::NodeId t = 1 + cursor_++ % node_ids;
+    if (!silent_.contains(t)) return {t, Route::kAnyId};
+  }
+  // Every id was silent (the whole cluster down or cut off): start over.
+  silent_.clear();
+  return {static_cast<raft::NodeId>(1 + cursor_++ % node_ids), Route::kAnyId};
 }
 
 void ClientRouter::on_reply(raft::NodeId from, bool served, bool not_leader, raft::NodeId hint) {
   NORI_ASSERT(!(served && not_leader), "a reply cannot both serve and refuse");
-  silent_in_a_row_ = 0;
-  last_silent_ = raft::kNoNode;
+  silent_.clear();
   if (served) {
     leader_ = from;
     return;
@@ -58,8 +60,7 @@ void ClientRouter::on_view(raft::Index membership_index, std::vector<raft::NodeI
 }
 
 void ClientRouter::on_silent(raft::NodeId to) {
-  ++silent_in_a_row_;
-  last_silent_ = to;
+  silent_.insert(to);
   if (to == leader_) leader_ = raft::kNoNode;
 }
 

@@ -16,9 +16,11 @@
 //   - with no leader known, each attempt goes to the next member of a
 //     rotation (each client starts at its own offset, so clients do not all
 //     queue behind the same silent node); a member that is not the leader
-//     names it. After as many silent attempts in a row as there are members,
-//     the list is presumably stale (every member replaced, down or cut off):
-//     the rotation runs over every node id until any node answers.
+//     names it. A node that gave no reply is skipped until some node answers
+//     again. Once every member it knows was silent, the list is presumably
+//     stale (every member replaced, down or cut off): the rotation runs over
+//     every node id it has not yet tried; once those too were all silent,
+//     it starts over.
 //
 // The failure this prevents (docs/simulation.md, seed 2873): a client that
 // forgot the leader after one timeout and guessed among every node id kept
@@ -30,6 +32,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <set>
 #include <vector>
 
 #include "raft/types.h"
@@ -69,15 +72,15 @@ class ClientRouter {
   raft::NodeId leader() const { return leader_; }
   const std::vector<raft::NodeId>& members() const { return members_; }
   raft::Index members_index() const { return members_index_; }
-  size_t silent_in_a_row() const { return silent_in_a_row_; }
 
  private:
   raft::NodeId leader_ = 0;
   std::vector<raft::NodeId> members_;  // sorted, unique
   raft::Index members_index_ = 0;      // 0: the founding configuration
   size_t cursor_ = 0;                  // rotation position (taken modulo the pool)
-  size_t silent_in_a_row_ = 0;
-  raft::NodeId last_silent_ = 0;  // not picked again next if another node can be
+  // Nodes that gave no reply since the last reply from any node: skipped
+  // by the rotation. At most one entry per node id.
+  std::set<raft::NodeId> silent_;
 };
 
 }  // namespace nori::sim

@@ -1,9 +1,13 @@
 // Tests of the simulator's parts: the disk model, clocks, randomness, the KV
-// command encoding, and every safety checker on hand-made violations (a
+// command encoding, the clients' routing, and every safety checker on hand-made violations (a
 // checker that cannot fail is not a checker).
 #include <gtest/gtest.h>
 
+#include <optional>
+#include <set>
+
 #include "tests/sim/checkers.h"
+#include "tests/sim/client_router.h"
 #include "tests/sim/clock.h"
 #include "tests/sim/kv.h"
 #include "tests/sim/rng.h"
@@ -361,6 +365,160 @@ TEST(SafetyChecker, OverlappingLeaseReadsOfTwoNodesAreCaught) {
   bad.finish();
   EXPECT_EQ(bad.violation_count(), 1u);
   EXPECT_NE(bad.violations()[0].find("lease exclusion"), std::string::npos);
+}
+
+// --- client routing (client_router.h) ---------------------------------------
+
+using Route = ClientRouter::Route;
+
+TEST(ClientRouter, LeaderThatServedIsKeptAcrossOperationsAndProbeTimeouts) {
+  ClientRouter r({1, 2, 3}, 0);
+  r.on_reply(2, /*served=*/true, false, 0);
+  EXPECT_EQ(r.next(9).node, 2u);
+  EXPECT_EQ(r.next(9).route, Route::kLeader);
+  // A probe to some other id went unanswered: the leader is not forgotten.
+  r.on_silent(7);
+  EXPECT_EQ(r.next(9).node, 2u);
+  // A stale read served by a follower says nothing about who leads.
+  r.on_reply(3, /*served=*/false, false, 0);
+  EXPECT_EQ(r.next(9).node, 2u);
+}
+
+TEST(ClientRouter, SilentLeaderIsLeftForTheNextMemberNotARandomId) {
+  ClientRouter r({1, 2, 3}, 0);
+  r.on_view(40, {4, 8}, /*from_leader=*/true);
+  r.on_reply(4, true, false, 0);
+  r.on_silent(4);  // the leader did not answer in time
+  EXPECT_EQ(r.leader(), 0u);
+  for (int i = 0; i < 3; ++i) {
+    const ClientRouter::Target t = r.next(9);
+    EXPECT_EQ(t.route, Route::kMember);
+    EXPECT_EQ(t.node, 8u) << "the other member, not the silent leader again";
+  }
+}
+
+TEST(ClientRouter, NotLeaderHintIsFollowedAndBusyKeepsTheLeader) {
+  ClientRouter r({1, 2, 3}, 0);
+  r.on_reply(1, false, /*not_leader=*/true, /*hint=*/3);
+  EXPECT_EQ(r.next(3).node, 3u);
+  // Busy or no quorum from the leader: retry there, it may still lead.
+  r.on_reply(3, false, /*not_leader=*/false, 0);
+  EXPECT_EQ(r.next(3).node, 3u);
+  // The leader itself says it does not lead and names no one: move on.
+  r.on_reply(3, false, true, 0);
+  EXPECT_EQ(r.leader(), 0u);
+  EXPECT_EQ(r.next(3).route, Route::kMember);
+  // A node naming itself is no hint.
+  r.on_reply(2, false, true, 2);
+  EXPECT_EQ(r.leader(), 0u);
+  // A refusal from another node without a hint keeps a known leader.
+  r.on_reply(1, true, false, 0);
+  r.on_reply(3, false, true, 0);
+  EXPECT_EQ(r.next(3).node, 1u);
+}
+
+TEST(ClientRouter, StaleConfigurationDoesNotReplaceANewerOne) {
+  ClientRouter r({1, 2, 3}, 0);
+  r.on_view(50, {4, 5, 6}, false);
+  EXPECT_EQ(r.members(), (std::vector<raft::NodeId>{4, 5, 6}));
+  r.on_view(30, {1, 2, 3}, false);  // a removed node's old view
+  r.on_view(0, {}, false);          // a spare knows no configuration
+  EXPECT_EQ(r.members(), (std::vector<raft::NodeId>{4, 5, 6}));
+  r.on_view(60, {8, 4, 8}, false);
+  EXPECT_EQ(r.members(), (std::vector<raft::NodeId>{4, 8}));
+  // A deposed leader's uncommitted entry may carry a higher index than the
+  // configuration that committed: a node that just served as leader wins.
+  r.on_view(70, {4, 9}, false);
+  r.on_view(65, {4, 8}, /*from_leader=*/true);
+  EXPECT_EQ(r.members(), (std::vector<raft::NodeId>{4, 8}));
+  EXPECT_EQ(r.members_index(), 65u);
+}
+
+TEST(ClientRouter, AfterARoundOfSilentMembersEveryIdIsTried) {
+  ClientRouter r({1, 2, 3}, 0);
+  std::set<raft::NodeId> tried;
+  for (int i = 0; i < 3; ++i) {
+    const ClientRouter::Target t = r.next(7);
+    EXPECT_EQ(t.route, Route::kMember);
+    tried.insert(t.node);
+    r.on_silent(t.node);
+  }
+  EXPECT_EQ(tried, (std::set<raft::NodeId>{1, 2, 3}));
+  // Every member was silent: the list may be stale, try every other id
+  // until any node answers.
+  for (int i = 0; i < 4; ++i) {
+    const ClientRouter::Target t = r.next(7);
+    EXPECT_EQ(t.route, Route::kAnyId);
+    EXPECT_TRUE(tried.insert(t.node).second) << t.node << " tried twice";
+    r.on_silent(t.node);
+  }
+  EXPECT_EQ(tried.size(), 7u);
+  // All silent (the whole cluster down): it starts over rather than stop.
+  const raft::NodeId again = r.next(7).node;
+  EXPECT_TRUE(again >= 1 && again <= 7);
+  r.on_silent(again);
+  r.on_reply(6, false, true, 0);  // an answer, no hint: back to the members
+  EXPECT_EQ(r.next(7).route, Route::kMember);
+}
+
+TEST(ClientRouter, ClientsStartTheirRotationsAtDifferentMembers) {
+  ClientRouter a({1, 2, 3}, 0), b({1, 2, 3}, 1);
+  EXPECT_NE(a.next(3).node, b.next(3).node);
+}
+
+// The situation of seed 2873 (docs/simulation.md), on the router alone:
+// ids 1-9; the group is voters {4,8} led by 4; ids 2, 3, 5, 6, 7 were
+// retired by reimages and never answer; 1 is a removed voter that knows no
+// leader; 9 is a spare with no configuration. The client last knew leader 7
+// and members {1,4,5,7}. It must reach 4 within a round of the members it
+// knows, and then stay there.
+TEST(ClientRouter, ReachesTheLeaderPastRetiredIdsAndStaysThere) {
+  struct Reply {
+    bool served, not_leader;
+    raft::NodeId hint;
+    raft::Index index;
+    std::vector<raft::NodeId> members;
+  };
+  auto cluster = [](raft::NodeId to) -> std::optional<Reply> {
+    switch (to) {
+      case 4:
+        return Reply{true, false, 0, 573, {4, 8}};
+      case 8:
+        return Reply{false, true, 4, 573, {4, 8}};
+      case 1:
+        return Reply{false, true, 0, 572, {1, 4, 8}};
+      case 9:
+        return Reply{false, true, 0, 0, {}};
+      default:
+        return std::nullopt;  // retired: silent
+    }
+  };
+  for (size_t start = 0; start < 8; ++start) {
+    ClientRouter r({1, 2, 3}, start);
+    r.on_view(500, {1, 4, 5, 7}, true);
+    r.on_reply(7, true, false, 0);
+    int attempts = 0, silent = 0;
+    bool served = false;
+    while (!served) {
+      ASSERT_LT(attempts, 6) << "start " << start;
+      const raft::NodeId to = r.next(9).node;
+      ++attempts;
+      const std::optional<Reply> a = cluster(to);
+      if (!a) {
+        ++silent;
+        r.on_silent(to);
+        continue;
+      }
+      r.on_reply(to, a->served, a->not_leader, a->hint);
+      r.on_view(a->index, a->members, a->served);
+      served = a->served;
+    }
+    // The old leader 7 and at most member 5, each once.
+    EXPECT_LE(silent, 2) << "start " << start;
+    EXPECT_EQ(r.members(), (std::vector<raft::NodeId>{4, 8}));
+    for (int op = 0; op < 20; ++op)
+      EXPECT_EQ(r.next(9).node, 4u);
+  }
 }
 
 }  // namespace
