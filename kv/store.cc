@@ -15,6 +15,7 @@ namespace nori::kv {
 namespace {
 
 constexpr uint8_t kEntryVersion = 1;
+constexpr uint8_t kBatchVersion = 2;  // a batch entry's first byte (encode_batch)
 constexpr uint8_t kFlagOpensSession = 1;
 
 constexpr uint64_t kSnapshotMagic = 0x31534B49524F4EULL;  // "NORIKS1\0" little-endian
@@ -143,7 +144,54 @@ bool well_formed_write(const std::vector<std::string>& argv) {
   return false;
 }
 
+std::string encode_batch(const std::vector<std::string>& writes) {
+  NORI_ASSERT(writes.size() >= 2 && writes.size() <= kBatchWritesMax, "batch of {} writes",
+              writes.size());
+  size_t bytes = 1 + 10;
+  for (const auto& w : writes)
+    bytes += 10 + w.size();
+  std::string out;
+  out.reserve(bytes);
+  base::ByteWriter w(out);
+  w.u8(kBatchVersion);
+  w.varint(writes.size());
+  for (const auto& e : writes)
+    w.length_prefixed(e);
+  return out;
+}
+
+bool is_batch(std::string_view entry) {
+  return !entry.empty() && static_cast<uint8_t>(entry[0]) == kBatchVersion;
+}
+
+bool decode_batch(std::string_view entry, std::vector<std::string_view>& writes) {
+  base::ByteReader r(entry.data(), entry.size());
+  uint8_t version = 0;
+  uint64_t n = 0;
+  if (!(r.u8(version) && version == kBatchVersion && r.varint_bounded(n, kBatchWritesMax) &&
+        n >= 2)) {
+    return false;
+  }
+  writes.clear();
+  for (uint64_t i = 0; i < n; ++i) {
+    std::string_view e;
+    if (!r.length_prefixed(e, entry.size()) || is_batch(e)) return false;
+    writes.push_back(e);
+  }
+  return r.remaining() == 0;
+}
+
 bool peek_session(std::string_view entry, uint64_t& client, uint64_t& seq) {
+  if (is_batch(entry)) {
+    // The first write's session: a batch's proposer waits under it.
+    base::ByteReader b(entry.data(), entry.size());
+    uint8_t version = 0;
+    uint64_t n = 0;
+    if (!(b.u8(version) && b.varint_bounded(n, kBatchWritesMax) && n >= 2 &&
+          b.length_prefixed(entry, entry.size()))) {
+      return false;
+    }
+  }
   base::ByteReader r(entry.data(), entry.size());
   uint8_t version = 0, flags = 0;
   return r.u8(version) && version == kEntryVersion && r.u8(flags) && r.varint(client) &&
@@ -328,9 +376,36 @@ void Store::expire_sessions() {
   }
 }
 
-std::string Store::apply(uint64_t index, std::string_view entry) {
+void Store::apply(uint64_t index, std::string_view entry, std::vector<std::string>& replies) {
   NORI_ASSERT(index > applied_, "apply of index {} after {}", index, applied_);
   applied_ = index;
+  if (!is_batch(entry)) {
+    replies.push_back(apply_write(entry));
+    return;
+  }
+  std::vector<std::string_view> writes;
+  if (!decode_batch(entry, writes)) {
+    ++malformed_entries_;
+    replies.push_back(err_reply("ERR malformed batch entry in the log (not applied)"));
+    return;
+  }
+  // In order, each with its own session check: a write of the batch that a
+  // retry already applied answers its cached reply and is not applied again.
+  for (std::string_view w : writes)
+    replies.push_back(apply_write(w));
+}
+
+std::string Store::apply(uint64_t index, std::string_view entry) {
+  std::vector<std::string> replies;
+  apply(index, entry, replies);
+  if (replies.size() == 1) return std::move(replies[0]);
+  std::string out;
+  for (auto& r : replies)
+    out += r;
+  return out;
+}
+
+std::string Store::apply_write(std::string_view entry) {
   WriteHeader h;
   std::vector<std::string> argv;
   if (!decode_write(entry, h, argv) || !well_formed_write(argv)) {

@@ -93,8 +93,22 @@ bool decode_write(std::string_view entry, WriteHeader& h, std::vector<std::strin
 // (known command, right arity, numeric arguments that parse): what the log
 // may hold. Checked on forwarded entries before proposing and again on apply.
 bool well_formed_write(const std::vector<std::string>& argv);
-// The (client, seq) of an encoded write; false if `entry` is not one.
+// The (client, seq) of an encoded write, or of the first write of a batch;
+// false if `entry` is neither.
 bool peek_session(std::string_view entry, uint64_t& client, uint64_t& seq);
+
+// Batch entries: several encoded writes of one shard in one log entry, in the
+// order they apply (a connection's pipelined writes; kv/server.cc). Each write
+// keeps its own session header, so a write of a batch is deduplicated against
+// a retry of the same (client, seq) sent on its own, and the other way round.
+// At least 2 and at most kBatchWritesMax writes; a batch never nests.
+inline constexpr size_t kBatchWritesMax = 4096;
+// `writes` are encode_write results.
+std::string encode_batch(const std::vector<std::string>& writes);
+// The writes of a batch entry (views into `entry`); false if `entry` is not a
+// well-framed batch. It says nothing about the writes themselves.
+bool decode_batch(std::string_view entry, std::vector<std::string_view>& writes);
+bool is_batch(std::string_view entry);
 
 class Store {
  public:
@@ -113,10 +127,14 @@ class Store {
   // memory on the calling thread.
   std::unique_ptr<Store> clone() const;
 
-  // Applies one committed entry (encoded by encode_write) at `index` and
-  // returns its RESP reply. A malformed entry (decode_write or
-  // well_formed_write fails) is not applied and answers an -ERR reply, the
-  // same on every replica; it is counted in malformed_entries().
+  // Applies one committed entry (encoded by encode_write or encode_batch) at
+  // `index` and appends one RESP reply per write it holds to `replies` (one
+  // for a write, one per write of a batch, in order). A malformed write
+  // (decode_write or well_formed_write fails) is not applied and answers an
+  // -ERR reply, the same on every replica; a malformed batch answers one
+  // -ERR reply and applies nothing. Both are counted in malformed_entries().
+  void apply(uint64_t index, std::string_view entry, std::vector<std::string>& replies);
+  // The same, the replies concatenated (what a pipelining client receives).
   std::string apply(uint64_t index, std::string_view entry);
 
   // The reply of an applied write, if still held (see header comment).
@@ -148,6 +166,7 @@ class Store {
     std::list<uint64_t>::iterator lru;
   };
 
+  std::string apply_write(std::string_view entry);            // one write, applied_ already set
   std::string execute_write(std::vector<std::string>& argv);  // may move from argv
   Value* find_live(const std::string& key, uint64_t now_ms);
   void touch_session(uint64_t client, Session& s);

@@ -253,5 +253,102 @@ TEST(Store, CorruptSnapshotByteIsDetected) {
   EXPECT_EQ(detected, static_cast<int>((bytes.size() + 6) / 7));
 }
 
+// ---- batch entries (a connection's pipelined writes to one shard) ---------
+
+// Pipelined headers: every write of the run is outstanding when it is sent.
+std::vector<WriteHeader> pipelined(Client& c, size_t n) {
+  std::vector<WriteHeader> hs;
+  const uint64_t first = c.seq + 1;
+  for (size_t i = 0; i < n; ++i) {
+    WriteHeader h = c.next();
+    h.ack_below = first;
+    h.opens_session = true;
+    hs.push_back(h);
+  }
+  return hs;
+}
+
+TEST(Store, BatchAppliesEveryWriteInPipelineOrderWithItsOwnReply) {
+  Store s;
+  Client c{11};
+  auto hs = pipelined(c, 4);
+  const std::string b =
+      encode_batch({entry(hs[0], {"SET", "k", "a"}), entry(hs[1], {"APPEND", "k", "bc"}),
+                    entry(hs[2], {"INCR", "k"}),  // not an integer
+                    entry(hs[3], {"INCRBY", "n", "4"})});
+  std::vector<std::string> replies;
+  s.apply(1, b, replies);
+  ASSERT_EQ(replies.size(), 4u);
+  EXPECT_EQ(replies[0], "+OK\r\n");
+  EXPECT_EQ(replies[1], ":3\r\n");
+  EXPECT_EQ(replies[2].substr(0, 4), "-ERR");
+  EXPECT_EQ(replies[3], ":4\r\n");
+  EXPECT_EQ(s.read({"GET", "k"}, 1000), "$3\r\nabc\r\n");
+  EXPECT_EQ(s.applied_index(), 1u);
+  // Each write keeps its own reply in the session (a retry of one finds it).
+  EXPECT_EQ(s.reply_for(11, hs[1].seq).value(), ":3\r\n");
+  uint64_t client = 0, seq = 0;
+  ASSERT_TRUE(peek_session(b, client, seq));
+  EXPECT_EQ(client, 11u);
+  EXPECT_EQ(seq, hs[0].seq);
+}
+
+// A batch whose outcome was unknown is retried write by write; if the batch
+// then commits after the retries, no write applies twice (and the other way).
+TEST(Store, BatchCommittedAfterItsWritesWereRetriedAloneAppliesNothingTwice) {
+  Store s;
+  Client c{12};
+  auto hs = pipelined(c, 3);
+  const std::vector<std::string> writes = {
+      entry(hs[0], {"INCR", "a"}), entry(hs[1], {"APPEND", "k", "x"}), entry(hs[2], {"INCR", "b"})};
+  EXPECT_EQ(s.apply(1, writes[1]), ":1\r\n");  // the retries: out of order, some
+  EXPECT_EQ(s.apply(2, writes[0]), ":1\r\n");
+  EXPECT_EQ(s.apply(3, encode_batch(writes)), ":1\r\n:1\r\n:1\r\n");  // the late batch
+  EXPECT_EQ(s.apply(4, writes[2]), ":1\r\n");  // the last retry: a duplicate now
+  EXPECT_EQ(s.read({"GET", "k"}, 1000), "$1\r\nx\r\n");
+  EXPECT_EQ(s.read({"GET", "a"}, 1000), "$1\r\n1\r\n");
+  EXPECT_EQ(s.read({"GET", "b"}, 1000), "$1\r\n1\r\n");
+}
+
+TEST(Store, BatchRetriedWholeIsAppliedOnce) {
+  Store s;
+  Client c{13};
+  auto hs = pipelined(c, 2);
+  const std::string b =
+      encode_batch({entry(hs[0], {"APPEND", "k", "a"}), entry(hs[1], {"APPEND", "k", "b"})});
+  EXPECT_EQ(s.apply(1, b), ":1\r\n:2\r\n");
+  EXPECT_EQ(s.apply(2, b), ":1\r\n:2\r\n");
+  EXPECT_EQ(s.read({"GET", "k"}, 1000), "$2\r\nab\r\n");
+}
+
+TEST(Store, MalformedBatchIsRefusedWholeOnEveryReplica) {
+  Client c{14};
+  auto hs = pipelined(c, 2);
+  const std::string good =
+      encode_batch({entry(hs[0], {"SET", "x", "1"}), entry(hs[1], {"SET", "y", "2"})});
+  std::vector<std::string> bad = {
+      good.substr(0, good.size() - 1),  // torn
+      good + "z",                       // trailing bytes
+      // a batch of one write, and a batch inside a batch
+      std::string(1, good[0]) + std::string(1, '\x01') + good.substr(2),
+      encode_batch({good, entry(c.next(), {"SET", "z", "3"})}),
+  };
+  for (const std::string& e : bad) {
+    Store s;
+    std::vector<std::string> replies;
+    s.apply(1, e, replies);
+    ASSERT_EQ(replies.size(), 1u);
+    EXPECT_EQ(replies[0].substr(0, 4), "-ERR");
+    EXPECT_EQ(s.size(), 0u);
+    EXPECT_EQ(s.malformed_entries(), 1u);
+    EXPECT_EQ(s.applied_index(), 1u);
+  }
+  std::vector<std::string_view> writes;
+  EXPECT_TRUE(decode_batch(good, writes));
+  EXPECT_EQ(writes.size(), 2u);
+  for (const std::string& e : bad)
+    EXPECT_FALSE(decode_batch(e, writes));
+}
+
 }  // namespace
 }  // namespace nori::kv
