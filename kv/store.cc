@@ -275,14 +275,19 @@ base::Result<std::vector<std::string>> normalize_write(std::vector<std::string> 
   return bad_input(fmt::format("ERR unknown write command '{}'", cmd));
 }
 
-Store::Value* Store::find_live(const std::string& key, uint64_t now_ms) {
-  auto it = map_.find(key);
-  if (it == map_.end()) return nullptr;
-  if (it->second.expire_at_ms != 0 && it->second.expire_at_ms <= now_ms) {
-    map_.erase(it);
+const Store::Value* Store::find_live(const std::string& key, uint64_t now_ms) {
+  const Value* v = map_.find(key);
+  if (v == nullptr) return nullptr;
+  if (v->expire_at_ms != 0 && v->expire_at_ms <= now_ms) {
+    map_.erase(key);
     return nullptr;
   }
-  return &it->second;
+  return v;
+}
+
+Store::Value* Store::find_live_mut(const std::string& key, uint64_t now_ms) {
+  if (find_live(key, now_ms) == nullptr) return nullptr;  // copies nothing on a miss
+  return map_.find_mut(key);
 }
 
 std::string Store::execute_write(std::vector<std::string>& argv) {
@@ -299,21 +304,21 @@ std::string Store::execute_write(std::vector<std::string>& argv) {
         ++i;
       }
     }
-    Value* v = find_live(argv[1], clock_ms_);
-    if ((nx && v != nullptr) || (xx && v == nullptr)) {
-      reply::null_bulk(out);
-      return out;
+    if (nx || xx) {
+      const bool live = find_live(argv[1], clock_ms_) != nullptr;
+      if ((nx && live) || (xx && !live)) {
+        reply::null_bulk(out);
+        return out;
+      }
     }
     if (at != 0 && at <= clock_ms_) {  // already expired: the key is gone
       map_.erase(argv[1]);
       return reply::ok();
     }
-    // argv is this apply's decoded copy: the value moves into the map.
-    if (v != nullptr) {
-      *v = Value{std::move(argv[2]), at};
-    } else {
-      map_.try_emplace(std::move(argv[1]), Value{std::move(argv[2]), at});
-    }
+    // argv is this apply's decoded copy: key and value move into the map. A
+    // plain SET needs no find_live first: overwriting an expired key leaves
+    // the same state as erasing it and inserting.
+    map_.insert_or_assign(std::move(argv[1]), Value{std::move(argv[2]), at});
     return reply::ok();
   }
   if (cmd == "DEL") {
@@ -328,8 +333,8 @@ std::string Store::execute_write(std::vector<std::string>& argv) {
     return out;
   }
   if (cmd == "APPEND") {
-    Value* v = find_live(argv[1], clock_ms_);
-    if (v == nullptr) v = &(map_[argv[1]] = Value{});
+    Value* v = find_live_mut(argv[1], clock_ms_);
+    if (v == nullptr) v = map_.try_emplace(std::move(argv[1]), Value{}).first;
     v->data += argv[2];
     reply::integer(out, static_cast<int64_t>(v->data.size()));
     return out;
@@ -337,21 +342,21 @@ std::string Store::execute_write(std::vector<std::string>& argv) {
   if (cmd == "INCRBY") {
     int64_t delta = 0;
     NORI_ASSERT(parse_i64(argv[2], delta), "normalized INCRBY delta '{}'", argv[2]);
-    Value* v = find_live(argv[1], clock_ms_);
+    Value* v = find_live_mut(argv[1], clock_ms_);
     int64_t cur = 0;
     if (v != nullptr && !parse_i64(v->data, cur)) return err_reply(kNotInteger);
     int64_t next = 0;
     if (__builtin_add_overflow(cur, delta, &next)) {
       return err_reply("ERR increment or decrement would overflow");
     }
-    if (v == nullptr) v = &(map_[argv[1]] = Value{});
+    if (v == nullptr) v = map_.try_emplace(std::move(argv[1]), Value{}).first;
     v->data = std::to_string(next);
     reply::integer(out, next);
     return out;
   }
   if (cmd == "MSET") {
     for (size_t i = 1; i + 1 < argv.size(); i += 2)
-      map_[argv[i]] = Value{argv[i + 1], 0};
+      map_.insert_or_assign(std::move(argv[i]), Value{std::move(argv[i + 1]), 0});
     return reply::ok();
   }
   NORI_PANIC("unknown write command '{}' in the log", cmd);
@@ -456,7 +461,8 @@ std::string Store::apply_write(std::string_view entry) {
 
 std::unique_ptr<Store> Store::clone() const {
   auto c = std::make_unique<Store>(opt_);
-  c->map_ = map_;
+  c->map_ = map_.snapshot();  // O(1): shares the trie (kv/pmap.h)
+  // Sessions are copied: bounded by sessions_max x session_replies_max.
   c->sessions_.reserve(sessions_.size());
   for (uint64_t client : lru_) {
     Session s = sessions_.at(client);
@@ -482,15 +488,15 @@ std::string Store::read(const std::vector<std::string>& argv, uint64_t now_ms) {
   std::string out;
   const uint64_t now = std::max(now_ms, clock_ms_);
   if (cmd == "GET" && argv.size() == 2) {
-    Value* v = find_live(argv[1], now);
+    const Value* v = find_live(argv[1], now);
     v ? reply::bulk(out, v->data) : reply::null_bulk(out);
   } else if (cmd == "STRLEN" && argv.size() == 2) {
-    Value* v = find_live(argv[1], now);
+    const Value* v = find_live(argv[1], now);
     reply::integer(out, v ? static_cast<int64_t>(v->data.size()) : 0);
   } else if (cmd == "MGET" && argv.size() >= 2) {
     reply::array_header(out, argv.size() - 1);
     for (size_t i = 1; i < argv.size(); ++i) {
-      Value* v = find_live(argv[i], now);
+      const Value* v = find_live(argv[i], now);
       v ? reply::bulk(out, v->data) : reply::null_bulk(out);
     }
   } else if (cmd == "EXISTS" && argv.size() >= 2) {
@@ -626,7 +632,7 @@ base::Status Store::restore(std::istream& in) {
   if (!hr.u32(version) || version != kSnapshotVersion) return corrupt("unknown version");
   if (!hr.u64(applied) || !hr.u64(clock)) return corrupt("bad header");
 
-  std::unordered_map<std::string, Value> map;
+  PersistentMap<Value> map;
   std::unordered_map<uint64_t, Session> sessions;
   std::list<uint64_t> lru;
   const size_t max = opt_.snapshot_record_bytes_max;
@@ -654,7 +660,7 @@ base::Status Store::restore(std::istream& in) {
           !pr.empty()) {
         return corrupt("bad key record");
       }
-      if (!map.emplace(std::string(k), Value{std::string(v), at}).second) {
+      if (!map.try_emplace(k, Value{std::string(v), at}).second) {
         return corrupt("duplicate key");
       }
     } else if (type == kRecordSession) {

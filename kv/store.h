@@ -46,8 +46,15 @@
 // the trailer checks out (a torn or corrupt snapshot leaves the Store as it
 // was). Neither ever holds the serialized snapshot in memory.
 //
-// Threading: none. A Store belongs to its shard's core and is touched only by
-// that core's reactor.
+// Keys live in a PersistentMap (kv/pmap.h), a copy-on-write hash trie, so
+// clone() shares them in O(1) instead of copying them.
+//
+// Threading: a Store belongs to its shard's core and is touched only by that
+// core's reactor. The one exception is a clone(): it may be handed to another
+// thread (the node's snapshot thread writes and then destroys it) while this
+// Store goes on applying, because the two share key nodes only through the
+// map's atomic reference counts and the live Store copies a shared node
+// before writing it (kv/pmap.h, "Threading").
 #pragma once
 
 #include <cstdint>
@@ -62,6 +69,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "kv/pmap.h"
 #include "runtime/base/result.h"
 
 namespace nori::kv {
@@ -114,7 +122,7 @@ class Store {
  public:
   explicit Store(StoreOptions options = {}) : opt_(options) {}
   // Not copyable by accident (sessions hold iterators into the LRU list):
-  // clone() is the deep copy.
+  // clone() is the copy.
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
   // Moving is safe: a moved std::list keeps its nodes, so the sessions' LRU
@@ -122,9 +130,12 @@ class Store {
   Store(Store&&) = default;
   Store& operator=(Store&&) = default;
 
-  // A deep copy: the point-in-time view a snapshot is written from while
-  // this Store goes on applying (kv/snapshot.h). O(keys + sessions) time and
-  // memory on the calling thread.
+  // The point-in-time view a snapshot is written from while this Store goes
+  // on applying (kv/snapshot.h). Keys: O(1), the clone shares the map's root
+  // and each later write to either copies only the nodes on its own path.
+  // Sessions: a deep copy, O(sessions + their cached replies), bounded by
+  // sessions_max and session_replies_max. The clone may be read and destroyed
+  // on another thread (see "Threading").
   std::unique_ptr<Store> clone() const;
 
   // Applies one committed entry (encoded by encode_write or encode_batch) at
@@ -168,12 +179,16 @@ class Store {
 
   std::string apply_write(std::string_view entry);            // one write, applied_ already set
   std::string execute_write(std::vector<std::string>& argv);  // may move from argv
-  Value* find_live(const std::string& key, uint64_t now_ms);
+  // The key's value unless absent or expired at now_ms (an expired key is
+  // erased). find_live copies nothing; find_live_mut makes the key's path
+  // exclusive to this Store first, for writing the value in place.
+  const Value* find_live(const std::string& key, uint64_t now_ms);
+  Value* find_live_mut(const std::string& key, uint64_t now_ms);
   void touch_session(uint64_t client, Session& s);
   void expire_sessions();
 
   StoreOptions opt_;
-  std::unordered_map<std::string, Value> map_;
+  PersistentMap<Value> map_;
   std::unordered_map<uint64_t, Session> sessions_;
   std::list<uint64_t> lru_;  // front: least recently used client
   uint64_t applied_ = 0;
