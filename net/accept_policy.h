@@ -3,12 +3,13 @@
 // The node layer feeds it, on every core, with the members of every
 // configuration in the log or the latest snapshot (joint configurations
 // included); the static peer list of the command line only bootstraps a new
-// cluster. Each member comes with the incarnation id created with its data
-// directory: a node whose disk was wiped gets a new one and is refused as
-// `stale_incarnation` until a membership change admits it again.
-// Incarnation 0 means "not known yet" (bootstrap list): any incarnation is
-// accepted for that node; the node layer records the real one in the
-// configuration when it adds the member.
+// cluster; and the nodes its log has never named that an admitted member's
+// address book introduces (a member added while this node was down:
+// raft/node/address_gossip.h, docs/net.md "Members a node missed"). Each member comes with the
+// incarnation id created with its data directory: a node whose disk was wiped gets a new one and is
+// refused as `stale_incarnation` until a membership change admits it again. Incarnation 0 means
+// "not known yet" (bootstrap list): any incarnation is accepted for that node; the node layer
+// records the real one in the configuration when it adds the member.
 //
 // Owned by one core's transport; not thread-safe (each core keeps its copy).
 #pragma once

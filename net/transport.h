@@ -2,7 +2,8 @@
 // (docs/net.md). Core i of every node runs one Transport; it listens on its
 // own port, dials the peers whose node id is greater than its own (the lower
 // id dials, the higher accepts; a newer connection replaces an older one for
-// the same peer and lane), authenticates every connection (handshake.h), and
+// the same peer and lane; how the lower id learns of a higher one its log
+// missed: docs/net.md, "Members a node missed"), authenticates every connection (handshake.h), and
 // moves group messages and coalesced heartbeats over two lanes per peer:
 // priority (votes, heartbeats, replication) and bulk (snapshot chunks,
 // catch-up), each its own TCP connection so bulk bytes never sit in front of

@@ -1,6 +1,6 @@
 // AddressGossip: the members a core learns of from its peers' address books
-// before its own log names them (internal to raft::Node; docs/node.md,
-// "Members a restarted node missed").
+// before its own log names them (internal to raft::Node; docs/net.md,
+// "Members a node missed", and docs/wire-format.md section 7).
 //
 // Why: a node restarted after missing the configuration entry that added
 // node N has neither N's address nor N in its accept policy: both come only

@@ -624,6 +624,8 @@ void CoreHost::on_peer_identified(NodeId peer, uint64_t incarnation) {
   for (NodeId id : admitted_)
     accepted.push_back({id, required_incarnation(id)});
   transport_->set_members(accepted);
+  // Peers introduced by this core's book now need that incarnation too.
+  update_address_book();
 }
 
 uint64_t CoreHost::required_incarnation(NodeId peer) const {
@@ -691,8 +693,8 @@ void CoreHost::refresh_peers() {
   members.erase(cfg_.node_id);
   // The configurations' members, before contacts and introductions: what
   // this core's book tells peers, and (cumulated) what gossip never decides.
-  const std::set<NodeId> named = members;
-  log_named_.insert(named.begin(), named.end());
+  named_ = members;
+  log_named_.insert(named_.begin(), named_.end());
   // `peers` addresses serve members the configurations give none (the
   // bootstrap voters); the log's address wins. Bootstrap peers that are in
   // no configuration any more are no longer admitted: once the removal of
@@ -761,10 +763,10 @@ void CoreHost::refresh_peers() {
     }
     peer_addr_[id] = it->second;
   }
-  update_address_book(named);
+  update_address_book();
 }
 
-void CoreHost::update_address_book(const std::set<NodeId>& named) {
+void CoreHost::update_address_book() {
   // This core's book: the members its configurations name, with the address
   // it dials (usable ones only) and the incarnation it pinned, and itself.
   AddressBookMsg out;
@@ -774,7 +776,7 @@ void CoreHost::update_address_book(const std::set<NodeId>& named) {
     out.entries.push_back({id, incarnation, address});
   };
   std::map<NodeId, std::pair<uint64_t, std::string>> sorted;
-  for (NodeId id : named) {
+  for (NodeId id : named_) {
     auto it = peer_addr_.find(id);
     if (it != peer_addr_.end()) sorted[id] = {pins_->of(id), it->second};
   }

@@ -340,9 +340,9 @@ class CoreHost final : public net::TransportHandler, public NodeLiveness {
   // (introduced) the one its book gave, else 0 (any).
   uint64_t required_incarnation(NodeId peer) const;
   void on_address_book(NodeId from, std::string_view payload);
-  // Rebuilds book_out_ from the configurations' members `named` (end of
-  // refresh_peers); sends it to every connected peer if it changed.
-  void update_address_book(const std::set<NodeId>& named);
+  // Rebuilds book_out_ from named_ (end of refresh_peers, and when a pin is
+  // taken); sends it to every connected peer if it changed.
+  void update_address_book();
   // Resolves the group's member waiters once its change has settled.
   void check_member_waiters(Group* g);
   // Liveness (see the header comment).
@@ -381,6 +381,7 @@ class CoreHost final : public net::TransportHandler, public NodeLiveness {
   // book_out_: what this core tells its peers (encoded, sent as is).
   AddressGossip gossip_;
   std::set<NodeId> vouchers_;
+  std::set<NodeId> named_;  // the members the configurations name now (book_out_'s)
   std::set<NodeId> log_named_;
   std::map<NodeId, uint64_t> introduced_;  // admitted on a book's word, with its incarnation
   std::string book_out_;
