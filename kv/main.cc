@@ -108,6 +108,9 @@ int main(int argc, char** argv) {
                  "WAL write coalescing: fewer new bytes than this wait for the durable write "
                  "in flight (0: off)")
       ->capture_default_str();
+  app.add_option("--write-batch-bytes-max", cfg.write_batch_bytes_max,
+                 "pipelined writes to one shard proposed as one entry up to this size (0: off)")
+      ->capture_default_str();
   app.add_option("--append-hold-us", cfg.raft.append_hold_us,
                  "append coalescing: new entries wait this long at most for a follower's "
                  "unacknowledged append before going out on their own (0: off)")

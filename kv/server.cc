@@ -84,11 +84,13 @@ uint64_t random_nonce() {
 }  // namespace
 
 struct Server::CoreState {
-  // A proposal from this node waiting for its own apply. The reply is filled
-  // by the apply hook; `applied` is set only while the proposer waits for an
+  // A proposal from this node waiting for its own apply. The replies (one
+  // per write of the entry: one, or one per write of a batch) are filled by
+  // the apply hook; `applied` is set only while the proposer waits for an
   // entry that committed before this node applied it (below).
   struct ApplyWaiter {
-    std::optional<std::string> reply;
+    bool filled = false;
+    std::vector<std::string> replies;
     runtime::OneShot<bool>* applied = nullptr;
   };
   struct Shard {
@@ -96,7 +98,9 @@ struct Server::CoreState {
     // Proposals waiting for their own apply, by (client, seq). A multimap: a
     // forwarder whose link broke retries with the same seq while the first
     // copy may still wait here.
+    // A batch's proposer waits under its first write's (client, seq).
     std::multimap<std::pair<uint64_t, uint64_t>, ApplyWaiter*> waiters;
+    std::vector<std::string> replies;  // the apply hook's scratch
     explicit Shard(StoreOptions o) : store(o) {}
   };
   std::unordered_map<GroupId, std::unique_ptr<Shard>> shards;
@@ -127,6 +131,7 @@ struct Server::CoreState {
   int listen_fd = -1;
   int admin_fd = -1;
   // Published counters (written by this core only, read by /metrics).
+  std::atomic<uint64_t> batches{0}, batched_writes{0};  // batch entries answered, their writes
   std::atomic<uint64_t> commands{0}, forwarded{0}, retries{0}, err_tryagain{0}, err_clusterdown{0},
       err_unknown{0}, conns_rejected{0}, protocol_errors{0}, peer_lookups{0}, peer_ports_learned{0},
       peer_announce_missed{0};
@@ -157,15 +162,18 @@ struct ServerImpl {
 
   // ---- writes -------------------------------------------------------------
 
-  // On the group's core: propose and collect this entry's reply.
-  Task<base::Result<std::string>> propose_here(GroupId g, std::string entry, uint64_t client,
-                                               uint64_t seq) {
+  // On the group's core: propose and collect this entry's replies, one per
+  // write (`seqs`: the entry's writes, one or a batch's, in order).
+  Task<base::Result<std::vector<std::string>>> propose_here(GroupId g, std::string entry,
+                                                            uint64_t client,
+                                                            std::vector<uint64_t> seqs) {
+    NORI_ASSERT(!seqs.empty(), "an entry without writes");
     auto& sh = shard(g);
     Server::CoreState::ApplyWaiter w;
-    const auto key = std::make_pair(client, seq);
+    const auto key = std::make_pair(client, seqs[0]);
     const auto pos = sh.waiters.emplace(key, &w);
     auto r = co_await node().propose(g, std::move(entry));
-    if (r.ok() && !w.reply) {
+    if (r.ok() && !w.filled) {
       // Committed is not applied here: a leader commits an entry once a
       // majority holds it durably, which may be the two followers before the
       // leader's own write completes, and it applies only what its own disk
@@ -186,20 +194,41 @@ struct ServerImpl {
     }
     sh.waiters.erase(pos);
     if (!r.ok()) co_return std::move(r).error();
-    if (!w.reply) w.reply = sh.store.reply_for(client, seq);
-    if (!w.reply) {
-      co_return base::Error(ErrorKind::kOutcomeUnknown, "committed but its reply was not kept");
+    if (w.filled && w.replies.size() > 1 && seqs.size() == 1) {
+      // A retry of a batch's first write on its own, woken by the batch.
+      w.replies.resize(1);
     }
-    co_return std::move(*w.reply);
+    if (!w.filled || w.replies.size() != seqs.size()) {
+      // Applied before this node's wait began (a snapshot install), or woken
+      // by another entry of the same first write: the session holds the
+      // replies of every write that applied.
+      w.replies.clear();
+      for (uint64_t seq : seqs) {
+        auto reply = sh.store.reply_for(client, seq);
+        if (!reply) {
+          co_return base::Error(ErrorKind::kOutcomeUnknown, "committed but its reply was not kept");
+        }
+        w.replies.push_back(std::move(*reply));
+      }
+    }
+    co_return std::move(w.replies);
   }
 
   // One attempt on this node (any core). Errors as the node gives them.
-  Task<base::Result<std::string>> write_local(GroupId g, std::string entry, uint64_t client,
-                                              uint64_t seq) {
+  Task<base::Result<std::vector<std::string>>> write_local(GroupId g, std::string entry,
+                                                           uint64_t client,
+                                                           std::vector<uint64_t> seqs) {
     co_return co_await runtime::submit_to(
-        node().core_of(g), [this, g, entry = std::move(entry), client, seq]() mutable {
-          return propose_here(g, std::move(entry), client, seq);
+        node().core_of(g),
+        [this, g, entry = std::move(entry), client, seqs = std::move(seqs)]() mutable {
+          return propose_here(g, std::move(entry), client, std::move(seqs));
         });
+  }
+  Task<base::Result<std::string>> write_local_one(GroupId g, std::string entry, uint64_t client,
+                                                  uint64_t seq) {
+    auto r = co_await write_local(g, std::move(entry), client, {seq});
+    if (!r.ok()) co_return std::move(r).error();
+    co_return std::move(r->front());
   }
 
   // Interprets a forwarded reply: the leader's own error texts map back to kinds.
@@ -272,7 +301,7 @@ struct ServerImpl {
       if (attempt > 0) here().retries.fetch_add(1, std::memory_order_relaxed);
       base::Result<std::string> r = base::Error(ErrorKind::kUnavailable, "no leader known");
       if (target == raft::kNoNode || target == node().id()) {
-        r = co_await write_local(g, entry, client, seq);
+        r = co_await write_local_one(g, entry, client, seq);
       } else {
         std::vector<std::string> fwd = {"NORI.WRITE", std::to_string(g), "", entry};
         fwd[2] = s.auth_.tag(fwd[0], signed_args(fwd));
@@ -325,6 +354,128 @@ struct ServerImpl {
     if (reply[0] != '-' && !c.shards_answered.contains(shard_no)) {
       c.shards_answered.insert(shard_no);
     }
+  }
+
+  // A run of two or more pipelined writes of one connection. The
+  // single-key writes of a shard this node leads go to the log as batch
+  // entries (kv/store.h encode_batch; at most write_batch_bytes_max each):
+  // one proposal and one wait for the lot, applied in pipeline order.
+  // Multi-key writes, writes to shards led elsewhere, and the writes of a
+  // batch whose attempt failed run one by one as write() runs them. Replies
+  // in pipeline order, concatenated.
+  struct BatchPart {
+    uint32_t shard = 0;
+    std::vector<size_t> at;  // positions in the run
+    std::vector<uint64_t> seqs;
+    std::vector<std::string> entries;  // encode_write of each
+    size_t bytes = 0;
+  };
+  Task<std::string> write_run(Conn& c, std::vector<std::vector<std::string>> cmds) {
+    const uint64_t now = wall_ms();
+    std::vector<std::string> replies(cmds.size());
+    // The run in proposal order: each unit is a batch part or one multi-key
+    // write. Units start in this order, and each proposes before its first
+    // suspension (as the per-write path always did), so a shard's log takes
+    // them in pipeline order. A multi-key write closes every open part: a
+    // later single-key write goes to a new part after it, never into a batch
+    // proposed before it.
+    std::vector<BatchPart> batch_parts;
+    std::vector<size_t> multi_at;
+    std::vector<std::pair<bool, size_t>> units;  // (is batch part, index in its vector)
+    std::map<uint32_t, size_t> open;             // shard -> its open part
+    for (size_t k = 0; k < cmds.size(); ++k) {
+      here().commands.fetch_add(1, std::memory_order_relaxed);
+      if (auto e = arity_error(cmds[k])) {
+        replies[k] = std::move(*e);
+        continue;
+      }
+      if (const std::string name = upper(cmds[k][0]); name == "DEL" || name == "MSET") {
+        units.emplace_back(false, multi_at.size());  // may span shards: write() splits it
+        multi_at.push_back(k);
+        open.clear();
+        continue;
+      }
+      auto norm = normalize_write(std::move(cmds[k]), now);
+      if (!norm.ok()) {
+        replies[k] = err(norm.error().message());
+        continue;
+      }
+      const uint32_t shard_no = shard_of((*norm)[1], cfg().shards);
+      const WriteHeader h = next_header(c, shard_no, now);
+      std::string entry = encode_write(h, *norm);
+      auto it = open.find(shard_no);
+      if (it == open.end() ||
+          batch_parts[it->second].bytes + entry.size() > cfg().write_batch_bytes_max ||
+          batch_parts[it->second].entries.size() == kBatchWritesMax) {
+        units.emplace_back(true, batch_parts.size());
+        open[shard_no] = batch_parts.size();
+        batch_parts.emplace_back();
+        batch_parts.back().shard = shard_no;
+        it = open.find(shard_no);
+      }
+      BatchPart& p = batch_parts[it->second];
+      p.at.push_back(k);
+      p.seqs.push_back(h.seq);
+      p.bytes += entry.size();
+      p.entries.push_back(std::move(entry));
+    }
+    std::vector<Task<void>> tasks;
+    tasks.reserve(units.size());
+    for (auto [is_part, i] : units) {
+      tasks.push_back(is_part ? write_batch(c, std::move(batch_parts[i]), replies)
+                              : write_into(c, std::move(cmds[multi_at[i]]), replies[multi_at[i]]));
+    }
+    if (!tasks.empty()) (void)co_await runtime::when_all(std::move(tasks));
+    std::string out;
+    for (auto& r : replies)
+      out += r;
+    co_return out;
+  }
+
+  Task<void> write_into(Conn& c, std::vector<std::string> argv, std::string& reply) {
+    reply = co_await write(c, std::move(argv));
+  }
+
+  // One shard's part of a run (write_run): a batch entry when this node
+  // leads the shard, else (or if the batch attempt failed) write by write.
+  Task<void> write_batch(Conn& c, BatchPart p, std::vector<std::string>& replies) {
+    const uint32_t shard_no = p.shard;
+    const GroupId g = group_of_shard(shard_no);
+    if (p.entries.size() >= 2 && node().leader(g) == node().id()) {
+      auto r = co_await write_local(g, encode_batch(p.entries), c.id, p.seqs);
+      if (r.ok() || r.error().kind() == ErrorKind::kInvalidArgument) {
+        here().batches.fetch_add(1, std::memory_order_relaxed);
+        here().batched_writes.fetch_add(p.at.size(), std::memory_order_relaxed);
+        for (size_t k = 0; k < p.at.size(); ++k) {
+          replies[p.at[k]] = r.ok() ? std::move((*r)[k]) : error_reply(r.error(), shard_no);
+          finish_write(c, shard_no, p.seqs[k], replies[p.at[k]]);
+        }
+        co_return;
+      }
+      // Not applied, or not known: each write on its own from here, with the
+      // same session numbers, so a batch that still commits and a retry of
+      // one of its writes apply that write once (store.h, exactly-once).
+      here().retries.fetch_add(1, std::memory_order_relaxed);
+    }
+    std::vector<Task<std::string>> tasks;
+    for (size_t k = 0; k < p.at.size(); ++k)
+      tasks.push_back(write_shard(shard_no, std::move(p.entries[k]), c.id, p.seqs[k]));
+    std::vector<std::string> rs = co_await runtime::when_all(std::move(tasks));
+    for (size_t k = 0; k < p.at.size(); ++k) {
+      replies[p.at[k]] = std::move(rs[k]);
+      finish_write(c, shard_no, p.seqs[k], replies[p.at[k]]);
+    }
+  }
+
+  // "-ERR wrong number of arguments" for a known command, else nothing.
+  static std::optional<std::string> arity_error(const std::vector<std::string>& argv) {
+    const CommandSpec* spec = find_command(argv[0]);
+    if (spec == nullptr) return std::nullopt;
+    const int n = static_cast<int>(argv.size());
+    if ((spec->arity > 0 && n != spec->arity) || (spec->arity < 0 && n < -spec->arity)) {
+      return err(fmt::format("ERR wrong number of arguments for '{}' command", spec->name));
+    }
+    return std::nullopt;
   }
 
   // A client write: split by shard, one session entry per shard.
@@ -542,7 +693,7 @@ struct ServerImpl {
       co_return err("ERR malformed forwarded entry");
     }
     const uint64_t client = h.client, seq = h.seq;
-    auto res = co_await write_local(g, std::move(argv[3]), client, seq);
+    auto res = co_await write_local_one(g, std::move(argv[3]), client, seq);
     if (res.ok()) co_return std::move(*res);
     if (res.error().kind() == ErrorKind::kNotLeader) {
       co_return fmt::format("{}{}\r\n", kMovedPrefix, res.error().hint());
@@ -1167,10 +1318,7 @@ struct ServerImpl {
     if (spec == nullptr) {
       co_return err(fmt::format("ERR unknown command '{}'", argv[0].substr(0, 64)));
     }
-    const int n = static_cast<int>(argv.size());
-    if ((spec->arity > 0 && n != spec->arity) || (spec->arity < 0 && n < -spec->arity)) {
-      co_return err(fmt::format("ERR wrong number of arguments for '{}' command", spec->name));
-    }
+    if (auto e = arity_error(argv)) co_return std::move(*e);
     switch (spec->kind) {
       case CommandKind::kWrite:
         co_return co_await write(c, std::move(argv));
@@ -1249,6 +1397,12 @@ struct ServerImpl {
           if (j == i) j = i + 1;  // QUIT alone
           if (j == i + 1) {
             out += co_await execute(c, std::move(batch[i]));  // pipeline 1: no when_all
+          } else if (w && cfg().write_batch_bytes_max > 0) {
+            std::vector<std::vector<std::string>> run;
+            run.reserve(j - i);
+            for (size_t k = i; k < j; ++k)
+              run.push_back(std::move(batch[k]));
+            out += co_await write_run(c, std::move(run));
           } else {
             std::vector<Task<std::string>> tasks;
             for (size_t k = i; k < j; ++k)
@@ -1330,6 +1484,10 @@ struct ServerImpl {
     counter("kv_forwarded_total", "Requests forwarded to a shard leader",
             sum(&Server::CoreState::forwarded));
     counter("kv_retries_total", "Write/read attempts retried", sum(&Server::CoreState::retries));
+    counter("kv_write_batches_total", "Batch entries of pipelined writes answered",
+            sum(&Server::CoreState::batches));
+    counter("kv_batched_writes_total", "Writes answered from batch entries",
+            sum(&Server::CoreState::batched_writes));
     counter("kv_errors_tryagain_total", "TRYAGAIN replies", sum(&Server::CoreState::err_tryagain));
     counter("kv_errors_clusterdown_total", "CLUSTERDOWN replies",
             sum(&Server::CoreState::err_clusterdown));
@@ -1475,13 +1633,17 @@ base::Status Server::start() {
     h.applied = 0;  // in-memory state: replay every committed entry the WAL holds
     h.apply = [shard](raft::Index index, std::string_view data) {
       if (data.empty()) return;  // not ours (e.g. an empty entry): count it as applied
-      std::string r = shard->store.apply(index, data);
+      shard->replies.clear();
+      shard->store.apply(index, data, shard->replies);
       uint64_t client = 0, seq = 0;
       if (peek_session(data, client, seq)) {
+        // A batch's waiter and a retry of its first write sent on its own
+        // wait under the same key; the latter takes the first reply.
         auto [first, last] = shard->waiters.equal_range({client, seq});
         for (auto w = first; w != last; ++w) {
-          if (w->second->reply) continue;
-          w->second->reply = r;
+          if (w->second->filled) continue;
+          w->second->filled = true;
+          w->second->replies = shard->replies;
           if (w->second->applied != nullptr && !w->second->applied->resolved()) {
             w->second->applied->resolve(true);
           }

@@ -63,8 +63,12 @@ struct ServerConfig {
   size_t connections_max = 4096;  // per node; beyond: "-ERR max number of clients reached"
   size_t pipeline_max = 1024;     // commands taken from one connection per round
   size_t reply_bytes_max = size_t{64} << 20;  // one round's replies before they are sent
-  uint32_t write_timeout_ms = 5000;           // retry budget of one command
-  uint32_t client_send_timeout_ms = 30000;    // TCP_USER_TIMEOUT: a client that stops reading
+  // Pipelined single-key writes of one connection to one shard this node
+  // leads go to the log as batch entries of at most this many bytes (a write
+  // larger than that goes alone); 0: one entry per write.
+  size_t write_batch_bytes_max = size_t{64} << 10;
+  uint32_t write_timeout_ms = 5000;         // retry budget of one command
+  uint32_t client_send_timeout_ms = 30000;  // TCP_USER_TIMEOUT: a client that stops reading
   uint32_t client_idle_timeout_ms = 0;  // close a connection silent this long (0: never, as Redis)
   ParserLimits limits;
   StoreOptions store;

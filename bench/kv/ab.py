@@ -6,7 +6,7 @@ behind a flag: on this shared 2-vCPU machine one run of each is noise.
 
   python3 bench/kv/ab.py --norikv build-release/kv/norikv \\
       --config "hold=--append-hold-us 5000" --config "pipelined=--append-hold-us 0" \\
-      [--rounds 5] [--clients 1,64,256] [--size 16] [--tests set] [--requests 40000]
+      [--rounds 5] [--clients 1,64,256] [--size 16] [--tests set] [--requests 40000] [--pipeline 1]
 
 Each --config is NAME=ARGS (extra norikv arguments, split on spaces; words
 like NORI_WAL_LINKED_SYNC=1 are set in the nodes' environment instead). The
@@ -52,6 +52,7 @@ def main():
     ap.add_argument("--size", type=int, default=16)
     ap.add_argument("--tests", default="set")
     ap.add_argument("--requests", type=int, default=40000, help="per run at 64+ clients (1 client: a tenth)")
+    ap.add_argument("--pipeline", type=int, default=1, help="redis-benchmark -P")
     a = ap.parse_args()
     configs = []
     for c in a.config:
@@ -86,7 +87,7 @@ def main():
                     run_bench(port, a.size, 64, 1, 5000, a.tests)  # warm-up
                     for c in clients:
                         n = max(1000, a.requests // 10) if c == 1 else a.requests
-                        rows = run_bench(port, a.size, c, 1, n, a.tests)
+                        rows = run_bench(port, a.size, c, a.pipeline, n, a.tests)
                         for t in tests:
                             if t in rows:
                                 results.setdefault((name, c, t), []).append(rows[t])

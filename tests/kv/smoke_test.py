@@ -8,6 +8,7 @@ connection limit must leave every other client served.
 import argparse
 import os
 import shutil
+import re
 import socket
 import subprocess
 import sys
@@ -23,6 +24,14 @@ def cli(port, *args):
     r = subprocess.run(["redis-cli", "-p", str(port)] + [str(a) for a in args], capture_output=True,
                        text=True, timeout=30)
     return r.stdout.strip()
+
+
+def encode_resp(args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
 
 
 def raw(port, data, read=True):
@@ -107,6 +116,34 @@ def main():
             r.close()
             check(ok, "unauthenticated %s refused" % args[0])
         check(cli(p1, "SET", "t", "v", "EX", "100") == "OK", "SET EX")
+
+        # Pipelined writes (batch entries on the shard's leader, write by
+        # write elsewhere): every reply in pipeline order, errors in place,
+        # each write applied once, on every node.
+        batches0 = totals("kv_write_batches_total")
+        for i, port in enumerate(cl.client):
+            k = "pipe%d" % i
+            cmds = [("SET", k, "a"), ("APPEND", k, "b"), ("INCR", k), ("SET", k + "n", "5"),
+                    ("INCRBY", k + "n", "10"), ("SET", k), ("DEL", k + "n", "nope%d" % i),
+                    ("MSET", k + "x", "1", k + "y", "2"), ("APPEND", k, "c"), ("GET", k)]
+            # One send; the connection stays open (read until the last reply).
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(b"".join(encode_resp(c) for c in cmds))
+            out = b""
+            try:
+                while not out.endswith(b"$3\r\nabc\r\n"):
+                    d = sock.recv(4096)
+                    if not d:
+                        break
+                    out += d
+            except socket.timeout:
+                pass
+            sock.close()
+            want = re.compile(rb"\+OK\r\n:2\r\n-ERR value is not an integer[^\r]*\r\n\+OK\r\n:15\r\n"
+                              rb"-ERR wrong number of arguments[^\r]*\r\n:1\r\n\+OK\r\n:3\r\n"
+                              rb"\$3\r\nabc\r\n\Z")
+            check(want.match(out) is not None, "pipelined writes answered in order on port %d: %r" % (port, out))
+        check(totals("kv_write_batches_total") > batches0, "pipelined writes went to the log as batches")
 
         # redis-benchmark against a follower-heavy node and the others.
         elections0, retries0 = totals("raft_elections_total"), totals("kv_retries_total")
