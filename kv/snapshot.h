@@ -3,13 +3,16 @@
 // node's snapshot thread, and a restore that replaces the shard's Store from
 // a snapshot stream.
 //
-// Capture (on the shard's core): Store::clone(), a deep copy of keys and
-// sessions. That is the point-in-time view: the live Store goes on applying
-// while the copy is serialized off the reactor. Its cost is O(keys) on the
-// reactor and one extra copy of the shard's state in memory while the
-// snapshot is written (never the serialized snapshot: it streams to the
-// file through a 64 KiB buffer). A persistent (copy-on-write) map would make
-// capture O(1); see docs/kv.md "Weak spots".
+// Capture (on the shard's core): Store::clone(). That is the point-in-time
+// view: the live Store goes on applying while the clone is serialized on the
+// node's snapshot thread, which then destroys it. The keys are a persistent
+// map (kv/pmap.h) whose clone shares every node, so capture costs O(1) for
+// the keys plus a copy of the client sessions (bounded by sessions_max and
+// session_replies_max) on the reactor. Memory: the live Store's writes
+// path-copy the trie nodes they touch while the snapshot holds them, so the
+// extra memory is the part of the shard written during the snapshot, at most
+// one more copy of the shard (never the serialized snapshot: it streams to
+// the file through a 64 KiB buffer).
 //
 // Restore (on the shard's core): Store::restore streams the snapshot (format
 // in docs/kv.md "Snapshot format"), verifies its trailer checksum and only
