@@ -357,12 +357,12 @@ struct ServerImpl {
   }
 
   // A run of two or more pipelined writes of one connection. The
-  // single-key writes of a shard this node leads go to the log as batch
-  // entries (kv/store.h encode_batch; at most write_batch_bytes_max each):
-  // one proposal and one wait for the lot, applied in pipeline order.
-  // Multi-key writes, writes to shards led elsewhere, and the writes of a
-  // batch whose attempt failed run one by one as write() runs them. Replies
-  // in pipeline order, concatenated.
+  // single-key writes of a shard go to the log as batch entries (kv/store.h
+  // encode_batch; at most write_batch_bytes_max each): one proposal and one
+  // wait for the lot, applied in pipeline order, proposed here when this
+  // node leads the shard, else forwarded to the leader as one NORI.WRITEB.
+  // Multi-key writes, and the writes of a batch whose attempt failed, run
+  // one by one as write() runs them. Replies in pipeline order, concatenated.
   struct BatchPart {
     uint32_t shard = 0;
     std::vector<size_t> at;  // positions in the run
@@ -436,13 +436,16 @@ struct ServerImpl {
     reply = co_await write(c, std::move(argv));
   }
 
-  // One shard's part of a run (write_run): a batch entry when this node
-  // leads the shard, else (or if the batch attempt failed) write by write.
+  // One shard's part of a run (write_run): one attempt as a batch entry (to
+  // the leader this node knows), then, if that failed, write by write.
   Task<void> write_batch(Conn& c, BatchPart p, std::vector<std::string>& replies) {
     const uint32_t shard_no = p.shard;
     const GroupId g = group_of_shard(shard_no);
-    if (p.entries.size() >= 2 && node().leader(g) == node().id()) {
-      auto r = co_await write_local(g, encode_batch(p.entries), c.id, p.seqs);
+    const raft::NodeId leader = node().leader(g);
+    if (p.entries.size() >= 2 && leader != raft::kNoNode) {
+      auto r = leader == node().id()
+                   ? co_await write_local(g, encode_batch(p.entries), c.id, p.seqs)
+                   : co_await forward_batch(leader, g, encode_batch(p.entries), p.entries.size());
       if (r.ok() || r.error().kind() == ErrorKind::kInvalidArgument) {
         here().batches.fetch_add(1, std::memory_order_relaxed);
         here().batched_writes.fetch_add(p.at.size(), std::memory_order_relaxed);
@@ -699,6 +702,76 @@ struct ServerImpl {
       co_return fmt::format("{}{}\r\n", kMovedPrefix, res.error().hint());
     }
     co_return error_reply(res.error(), static_cast<uint32_t>(g - 1));
+  }
+
+  // NORI.WRITEB <group> <tag> <batch entry>: a follower's batch of one
+  // connection's pipelined writes (write_batch). Answers an array of the
+  // writes' replies, in order, or one error for the whole batch (then the
+  // forwarder sends the writes one by one, with the same session numbers).
+  Task<std::string> nori_write_batch(std::vector<std::string>& argv) {
+    if (argv.size() != 4) co_return err("ERR wrong number of arguments for 'nori.writeb'");
+    if (!authentic(argv)) co_return err("NOAUTH internal command with a bad cluster tag");
+    const GroupId g = std::strtoull(argv[1].c_str(), nullptr, 10);
+    if (g == 0 || g > cfg().shards) co_return err("ERR no such shard");
+    std::vector<std::string_view> writes;
+    std::vector<uint64_t> seqs;
+    uint64_t client = 0;
+    bool ok = decode_batch(argv[3], writes);
+    for (size_t i = 0; ok && i < writes.size(); ++i) {
+      WriteHeader h;
+      std::vector<std::string> cmd;
+      // One connection's writes: the proposer waits under the first one's
+      // session, and finds every reply in that session.
+      ok = decode_write(writes[i], h, cmd) && well_formed_write(cmd) && h.client != 0 &&
+           (i == 0 || h.client == client);
+      client = h.client;
+      seqs.push_back(h.seq);
+    }
+    if (!ok) co_return err("ERR malformed forwarded batch");
+    auto res = co_await write_local(g, std::move(argv[3]), client, std::move(seqs));
+    if (res.ok()) {
+      std::string out;
+      reply::array_header(out, res->size());
+      for (auto& r : *res)
+        out += r;
+      co_return out;
+    }
+    if (res.error().kind() == ErrorKind::kNotLeader) {
+      co_return fmt::format("{}{}\r\n", kMovedPrefix, res.error().hint());
+    }
+    co_return error_reply(res.error(), static_cast<uint32_t>(g - 1));
+  }
+
+  // Sends a batch entry to the leader (NORI.WRITEB); the replies, one per
+  // write, or the error of the whole batch.
+  Task<base::Result<std::vector<std::string>>> forward_batch(raft::NodeId to, GroupId g,
+                                                             std::string entry, size_t writes) {
+    std::vector<std::string> fwd = {"NORI.WRITEB", std::to_string(g), "", std::move(entry)};
+    fwd[2] = s.auth_.tag(fwd[0], signed_args(fwd));
+    auto r = co_await forward(to, encode_command(fwd));
+    if (!r.ok()) co_return std::move(r).error();
+    std::string_view v = *r;
+    if (v.starts_with("-")) {
+      // An error this node does not map (from_forwarded maps the rest), e.g.
+      // a node without batches: "-ERR unknown command". Not applied.
+      co_return base::Error(ErrorKind::kUnavailable, std::string(v.substr(1, v.find('\r') - 1)));
+    }
+    // "*<writes>\r\n" and one reply per write, nothing else.
+    std::vector<std::string> out;
+    const std::string header = fmt::format("*{}\r\n", writes);
+    if (v.starts_with(header)) {
+      v.remove_prefix(header.size());
+      while (!v.empty() && out.size() < writes) {
+        auto n = scan_reply(v, cfg().forward.limits);
+        if (!n.ok() || *n == 0) break;
+        out.emplace_back(v.substr(0, *n));
+        v.remove_prefix(*n);
+      }
+    }
+    if (out.size() != writes || !v.empty()) {
+      co_return base::Error(ErrorKind::kOutcomeUnknown, "malformed reply to a forwarded batch");
+    }
+    co_return out;
   }
 
   Task<std::string> nori_read(std::vector<std::string>& argv) {
@@ -1311,6 +1384,7 @@ struct ServerImpl {
     here().commands.fetch_add(1, std::memory_order_relaxed);
     const std::string name = upper(argv[0]);
     if (name == "NORI.WRITE") co_return co_await nori_write(argv);
+    if (name == "NORI.WRITEB") co_return co_await nori_write_batch(argv);
     if (name == "NORI.READ") co_return co_await nori_read(argv);
     if (name == "NORI.PEER") co_return co_await nori_peer(argv);
     if (name == "NORI.WHOIS") co_return co_await nori_whois(argv);

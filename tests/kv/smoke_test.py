@@ -144,6 +144,29 @@ def main():
                               rb"\$3\r\nabc\r\n\Z")
             check(want.match(out) is not None, "pipelined writes answered in order on port %d: %r" % (port, out))
         check(totals("kv_write_batches_total") > batches0, "pipelined writes went to the log as batches")
+        # 32 pipelined INCRs of one key to each node in turn: two of the three
+        # do not lead its shard and forward them as one batch each.
+        elections0, fwd0 = totals("raft_elections_total"), totals("kv_forwarded_total")
+        n = 0
+        for port in cl.client:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(b"".join(encode_resp(("INCR", "ctr")) for _ in range(32)))
+            want = b"".join(b":%d\r\n" % (n + i + 1) for i in range(32))
+            n += 32
+            out = b""
+            try:
+                while len(out) < len(want):
+                    d = sock.recv(4096)
+                    if not d:
+                        break
+                    out += d
+            except socket.timeout:
+                pass
+            sock.close()
+            check(out == want, "32 pipelined INCRs answered in order on port %d" % port)
+        if totals("raft_elections_total") == elections0:
+            fwd = totals("kv_forwarded_total") - fwd0
+            check(1 <= fwd <= 4, "pipelined writes forwarded as batches (%d forwards for 64 writes)" % fwd)
 
         # redis-benchmark against a follower-heavy node and the others.
         elections0, retries0 = totals("raft_elections_total"), totals("kv_retries_total")
