@@ -79,7 +79,11 @@ TEST(SimMembership, MembershipChangesUnderPartitionsKeepEveryChecker) {
   EXPECT_GT(t.leader_removes, seeds / 10);
   EXPECT_GT(t.replaces, seeds / 4);
   EXPECT_GT(t.abandons, 0u);
-  EXPECT_GT(t.wipes, seeds / 40);  // decommissioned: only nodes in no group
+  // Decommissioned: only nodes in no group, about one seed in eight. The 20
+  // seeds of a sanitizer build may hold none (seeds 1-20 do since the
+  // clients' routing changed the schedules); reimages run under the
+  // sanitizers in ClientFindsLeaderAfterItsGuessesWentToRetiredNodes (4).
+  if (seeds >= 100) EXPECT_GT(t.wipes, seeds / 40);
   EXPECT_GT(t.changes, seeds);
   EXPECT_GT(t.installs, seeds / 2);
 }
