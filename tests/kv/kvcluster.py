@@ -302,6 +302,18 @@ class Resp:
             raise r
         return r
 
+    def pipeline(self, cmds):
+        """Sends every command in one write; returns the replies in order
+        (errors as RespError values, not raised)."""
+        out = b""
+        for args in cmds:
+            out += b"*%d\r\n" % len(args)
+            for a in args:
+                a = a if isinstance(a, bytes) else str(a).encode()
+                out += b"$%d\r\n%s\r\n" % (len(a), a)
+        self.sock.sendall(out)
+        return [self._value() for _ in cmds]
+
     def _line(self):
         while b"\r\n" not in self.buf:
             d = self.sock.recv(65536)
