@@ -2,12 +2,18 @@
 // that a point-in-time copy of a shard's keys costs O(1) (kv/store.h clone).
 //
 // What it is: a hash array mapped trie (HAMT). A key's 64-bit hash (xxh3_64
-// by default; tests inject a colliding one) is cut into 5-bit digits; each
-// branch node holds a 32-bit bitmap of the digits present and a dense array
-// of children (branches, leaves, or a collision node holding the leaves
-// whose full 64-bit hashes are equal). Depth is bounded by the hash width
-// (13 branch levels + 1 collision level), so every recursion here, node
-// destruction included, is at most kMaxFrames deep whatever the map's size.
+// by default; tests inject a colliding one) is cut into digits: the lowest
+// kRootBits (12) index a dense root array of 4096 slots, the rest are 5-bit
+// digits, and each branch below the root holds a 32-bit bitmap of the digits
+// present and a compact array of children (branches, leaves, or a collision
+// node holding the leaves whose full 64-bit hashes are equal). The wide root
+// takes two levels off every lookup (a 32-way root would need ~4 levels at
+// 10^5 keys, each a likely cache miss) for 32 KiB per non-empty map and a
+// one-off copy of those 32 KiB (4096 reference increments, ~10 us) by the
+// first write after a snapshot. Depth is bounded by the hash width (12
+// branch levels + 1 collision level with the 12-bit root), so every
+// recursion here, node destruction included, is at most kMaxFrames deep
+// whatever the map's size.
 //
 // Sharing: every node carries an atomic reference count. Copying a map
 // (`snapshot()` or the copy constructor) takes one more reference on the
@@ -72,7 +78,7 @@ struct PmapHash {
   uint64_t operator()(std::string_view key) const noexcept { return base::xxh3_64(key); }
 };
 
-template <class V, class Hash = PmapHash>
+template <class V, class Hash = PmapHash, unsigned kRootBits = 12>
 class PersistentMap {
   struct Node;
   struct Leaf;
@@ -82,14 +88,17 @@ class PersistentMap {
   using mapped_type = V;
   using value_type = std::pair<const std::string, V>;
 
-  // Bound of the trie: 5 bits of hash per level, 13 branch levels consume all
-  // 64 bits (the 13th takes the last 4), then one collision level.
+  // Bound of the trie: the root takes kRootBits of the hash, each level
+  // below 5 more, until all 64 bits are used; then one collision level.
   static constexpr unsigned kBits = 5;
   static constexpr unsigned kFanout = 1u << kBits;
-  static constexpr unsigned kBranchLevels = (64 + kBits - 1) / kBits;
+  static constexpr size_t kRootSlots = size_t{1} << kRootBits;
+  static constexpr unsigned kBranchLevels = 1 + (64 - kRootBits + kBits - 1) / kBits;
   static constexpr unsigned kMaxFrames = kBranchLevels + 1;
   static_assert(kFanout == 32, "a branch's bitmap is a uint32_t");
-  static_assert((kBranchLevels - 1) * kBits < 64 && kBranchLevels * kBits >= 64);
+  static_assert(kRootBits >= kBits && kRootBits <= 16, "root of 32 to 65536 slots");
+  static_assert(kRootBits + (kBranchLevels - 2) * kBits < 64 &&
+                kRootBits + (kBranchLevels - 1) * kBits >= 64);
 
   PersistentMap() = default;
   explicit PersistentMap(Hash hash) : hash_(std::move(hash)) {}
@@ -131,7 +140,7 @@ class PersistentMap {
 
   // Read-only lookup: copies nothing.
   const V* find(std::string_view key) const {
-    const Leaf* l = find_leaf(root_, hash_(key), key, 0);
+    const Leaf* l = find_leaf(hash_(key), key);
     return l != nullptr ? &l->kv.second : nullptr;
   }
   bool contains(std::string_view key) const { return find(key) != nullptr; }
@@ -141,9 +150,14 @@ class PersistentMap {
   // through the pointer are invisible to every snapshot. An absent key copies
   // nothing.
   V* find_mut(std::string_view key) {
+    if (root_ == nullptr) return nullptr;
     const uint64_t h = hash_(key);
-    Node** slot = &root_;
-    unsigned shift = 0;
+    if (!unique(root_)) {
+      if (find_leaf(h, key) == nullptr) return nullptr;  // a miss copies nothing
+      own_root();
+    }
+    Node** slot = &root_->slots[root_digit(h)];
+    unsigned shift = kRootBits;
     // Fast path: while every node on the way is ours alone, plain descent.
     while (*slot != nullptr) {
       Node* n = *slot;
@@ -158,6 +172,7 @@ class PersistentMap {
         own(*ls);
         return &as_leaf(*ls)->kv.second;
       }
+      NORI_ASSERT(n->kind == Kind::kBranch, "pmap: a root below the root");
       Branch* b = as_branch(n);
       const uint32_t bit = digit_bit(h, shift);
       if ((b->bitmap & bit) == 0) return nullptr;
@@ -209,13 +224,17 @@ class PersistentMap {
   // erased down to empty holds no nodes.
   bool erase(std::string_view key) {
     const uint64_t h = hash_(key);
-    if (find_leaf(root_, h, key, 0) == nullptr) return false;
-    erase_in(root_, h, key, 0);
-    --size_;
-    if (as_branch(root_)->bitmap == 0) {
-      dec_ref(root_);
-      root_ = nullptr;
+    if (find_leaf(h, key) == nullptr) return false;
+    own_root();
+    Node*& slot = root_->slots[root_digit(h)];
+    if (slot->kind == Kind::kLeaf) {
+      dec_ref(slot);
+      slot = nullptr;
+    } else {
+      erase_in(slot, h, key, kRootBits);
+      fold(slot);
     }
+    if (--size_ == 0) clear();
     return true;
   }
 
@@ -253,7 +272,7 @@ class PersistentMap {
    private:
     friend class PersistentMap;
     struct Frame {
-      const Node* node;  // a branch or a collision node
+      const Node* node;  // the root, a branch or a collision node
       uint32_t next;     // index of the next child to visit
     };
     explicit const_iterator(const Node* root) {
@@ -265,12 +284,11 @@ class PersistentMap {
     void advance() {
       while (depth_ > 0) {
         Frame& f = stack_[depth_ - 1];
-        const Node* c = child_at(f.node, f.next);
+        const Node* c = next_child(f.node, f.next);
         if (c == nullptr) {
           --depth_;
           continue;
         }
-        ++f.next;
         if (c->kind == Kind::kLeaf) {
           leaf_ = static_cast<const Leaf*>(c);
           return;
@@ -308,7 +326,7 @@ class PersistentMap {
   }
 
  private:
-  enum class Kind : uint8_t { kBranch, kLeaf, kCollision };
+  enum class Kind : uint8_t { kRoot, kBranch, kLeaf, kCollision };
 
   struct Node {
     explicit Node(Kind k) : kind(k) {}
@@ -349,9 +367,16 @@ class PersistentMap {
   };
   static_assert(sizeof(Branch) % alignof(Node*) == 0, "slots follow the header aligned");
 
-  // Capacity of a branch created for a split (2 children) and of the root.
+  // Dense: a null slot is empty. Only ever at the top of a map.
+  struct Root : Node {
+    Root() : Node(Kind::kRoot) {}
+    Node* slots[kRootSlots] = {};
+  };
+
+  // Capacity of a branch created for a split (2 children).
   static constexpr uint8_t kSplitCap = 2;
-  static constexpr uint8_t kRootCap = 8;
+
+  static size_t root_digit(uint64_t h) { return static_cast<size_t>(h & (kRootSlots - 1)); }
 
   static uint32_t digit_bit(uint64_t h, unsigned shift) {
     return uint32_t{1} << ((h >> shift) & (kFanout - 1));
@@ -380,6 +405,14 @@ class PersistentMap {
   // Depth of recursion: at most kMaxFrames + 1 (bounded by the hash width).
   static void destroy(Node* n) {
     switch (n->kind) {
+      case Kind::kRoot: {
+        Root* r = static_cast<Root*>(n);
+        for (Node* c : r->slots) {
+          if (c != nullptr) dec_ref(c);
+        }
+        delete r;
+        return;
+      }
       case Kind::kLeaf:
         delete as_leaf(n);
         return;
@@ -420,6 +453,18 @@ class PersistentMap {
     if (unique(n)) return;
     Node* copy = nullptr;
     switch (n->kind) {
+      case Kind::kRoot: {
+        const Root* r = static_cast<const Root*>(n);
+        auto* rc = new Root();
+        for (size_t i = 0; i < kRootSlots; ++i) {
+          if (r->slots[i] != nullptr) {
+            rc->slots[i] = r->slots[i];
+            inc_ref(rc->slots[i]);
+          }
+        }
+        copy = rc;
+        break;
+      }
       case Kind::kLeaf: {
         const Leaf* l = as_leaf(n);
         copy = new Leaf(l->hash, l->kv.first, l->kv.second);
@@ -451,13 +496,35 @@ class PersistentMap {
     dec_ref(n);
   }
 
-  static const Node* child_at(const Node* n, uint32_t i) {
-    if (n->kind == Kind::kBranch) {
-      const Branch* b = static_cast<const Branch*>(n);
-      return i < b->count() ? b->slots()[i] : nullptr;
+  // The root's slots array is exclusive to this map from here on.
+  void own_root() {
+    Node* r = root_;
+    own(r);
+    root_ = static_cast<Root*>(r);
+  }
+
+  // The child of n at index i or, in the root, the first non-empty one at or
+  // after i; advances i past it. Null when there are no more.
+  static const Node* next_child(const Node* n, uint32_t& i) {
+    switch (n->kind) {
+      case Kind::kRoot: {
+        const Root* r = static_cast<const Root*>(n);
+        while (i < kRootSlots && r->slots[i] == nullptr)
+          ++i;
+        return i < kRootSlots ? r->slots[i++] : nullptr;
+      }
+      case Kind::kBranch: {
+        const Branch* b = static_cast<const Branch*>(n);
+        return i < b->count() ? b->slots()[i++] : nullptr;
+      }
+      case Kind::kCollision: {
+        const Collision* c = static_cast<const Collision*>(n);
+        return i < c->leaves.size() ? c->leaves[i++] : nullptr;
+      }
+      case Kind::kLeaf:
+        break;
     }
-    const Collision* c = static_cast<const Collision*>(n);
-    return i < c->leaves.size() ? c->leaves[i] : nullptr;
+    NORI_PANIC("pmap: a leaf has no children");
   }
 
   static Node** leaf_slot(Collision* c, uint64_t h, std::string_view key) {
@@ -468,9 +535,15 @@ class PersistentMap {
     return nullptr;
   }
 
+  const Leaf* find_leaf(uint64_t h, std::string_view key) const {
+    if (root_ == nullptr) return nullptr;
+    return find_leaf(root_->slots[root_digit(h)], h, key, kRootBits);
+  }
   static const Leaf* find_leaf(const Node* n, uint64_t h, std::string_view key, unsigned shift) {
     while (n != nullptr) {
       switch (n->kind) {
+        case Kind::kRoot:
+          NORI_PANIC("pmap: a root below the root");
         case Kind::kLeaf: {
           const Leaf* l = static_cast<const Leaf*>(n);
           return l->hash == h && l->kv.first == key ? l : nullptr;
@@ -507,6 +580,7 @@ class PersistentMap {
         slot = leaf_slot(as_collision(n), h, key);
         continue;  // owns the leaf, then returns it
       }
+      NORI_ASSERT(n->kind == Kind::kBranch, "pmap: a root below the root");
       Branch* b = as_branch(n);
       slot = &b->slots()[b->index(digit_bit(h, shift))];
       shift += kBits;
@@ -541,72 +615,74 @@ class PersistentMap {
     b->bitmap &= ~bit;
   }
 
-  // One descent for insertion: path-copies every branch (and collision) on
-  // the way, and returns the slot, in an owned node, that holds the key's
-  // leaf: the existing one (which may still be shared) or one made by
-  // make() (then `inserted`). Splits a slot holding another key by pushing
-  // it one level down until the two hashes' digits differ.
+  // One descent for insertion: path-copies every node on the way (the root,
+  // branches, a collision node), and returns the slot, in an owned node, that
+  // holds the key's leaf: the existing one (which may still be shared) or one
+  // made by make() (then `inserted`). A slot holding another key (or another
+  // hash's collision node) is split by pushing that node one level down until
+  // the two hashes' digits differ. make() may move the key `key` views: it is
+  // called last.
   template <class Make>
   std::pair<Node**, bool> emplace_slot(uint64_t h, std::string_view key, Make&& make) {
-    if (root_ == nullptr) root_ = new_branch(kRootCap);
-    Node** slot = &root_;
-    unsigned shift = 0;
+    if (root_ == nullptr) root_ = new Root();
+    own_root();
+    Node** slot = &root_->slots[root_digit(h)];
+    if (*slot == nullptr) {
+      *slot = make();
+      ++size_;
+      return {slot, true};
+    }
+    unsigned shift = kRootBits;
     while (true) {
-      own(*slot);
-      if ((*slot)->kind == Kind::kCollision) {
-        Collision* c = as_collision(*slot);  // only entered when c->hash == h
+      Node* n = *slot;
+      if (n->kind == Kind::kBranch) {
+        own(*slot);
+        Branch* b = as_branch(*slot);
+        const uint32_t bit = digit_bit(h, shift);
+        const unsigned idx = b->index(bit);
+        if ((b->bitmap & bit) == 0) {
+          Node* leaf = make();
+          b = insert_child(*slot, idx, bit, leaf);
+          ++size_;
+          return {&b->slots()[idx], true};
+        }
+        slot = &b->slots()[idx];
+        shift += kBits;
+        continue;
+      }
+      const uint64_t nh = node_hash(n);
+      if (nh == h && n->kind == Kind::kLeaf) {
+        if (as_leaf(n)->kv.first == key) return {slot, false};
+        // Two keys, one 64-bit hash: a collision node takes over our
+        // reference to the old leaf.
+        auto* c = new Collision(h);
+        c->leaves.reserve(2);
+        c->leaves.push_back(n);
+        c->leaves.push_back(make());
+        *slot = c;
+        ++size_;
+        return {&c->leaves.back(), true};
+      }
+      if (nh == h) {  // this hash's collision node: the key is there or joins it
+        own(*slot);
+        Collision* c = as_collision(*slot);
         if (Node** ls = leaf_slot(c, h, key)) return {ls, false};
         c->leaves.push_back(make());
         ++size_;
         return {&c->leaves.back(), true};
       }
-      Branch* b = as_branch(*slot);
-      const uint32_t bit = digit_bit(h, shift);
-      const unsigned idx = b->index(bit);
-      if ((b->bitmap & bit) == 0) {
-        Node* leaf = make();
-        b = insert_child(*slot, idx, bit, leaf);
-        ++size_;
-        return {&b->slots()[idx], true};
-      }
-      Node*& child = b->slots()[idx];
-      if (child->kind == Kind::kBranch) {
-        slot = &child;
-        shift += kBits;
-        continue;
-      }
-      const uint64_t ch = node_hash(child);
-      if (ch == h) {
-        if (child->kind == Kind::kCollision) {
-          slot = &child;  // same full hash: the key is there or joins it
-          continue;
-        }
-        if (as_leaf(child)->kv.first == key) return {&child, false};
-        // Two keys, one 64-bit hash: a collision node takes over our
-        // reference to the old leaf.
-        auto* c = new Collision(h);
-        c->leaves.reserve(2);
-        c->leaves.push_back(child);
-        c->leaves.push_back(make());
-        child = c;
-        ++size_;
-        return {&c->leaves.back(), true};
-      }
-      // Different hashes share this digit: a new branch one level down takes
-      // over our reference to the old child; the loop continues in it.
-      NORI_ASSERT(shift + kBits < 64, "pmap: distinct hashes {:x} {:x} equal in every digit", h,
-                  ch);
+      // Different hashes share every digit so far: a new branch takes over
+      // our reference to the node here; the loop goes on in it.
+      NORI_ASSERT(shift < 64, "pmap: distinct hashes {:x} {:x} equal in every digit", h, nh);
       Branch* nb = new_branch(kSplitCap);
-      nb->bitmap = digit_bit(ch, shift + kBits);
-      nb->slots()[0] = child;
-      child = nb;
-      slot = &child;
-      shift += kBits;
+      nb->bitmap = digit_bit(nh, shift);
+      nb->slots()[0] = n;
+      *slot = nb;
     }
   }
 
-  // Removes a key known to be present below *slot (a branch or a
-  // collision), path-copying on the way down and folding on the way up.
+  // Removes a key known to be present below *slot (a branch or a collision
+  // node), path-copying on the way down and folding on the way up.
   // Recursion depth is bounded by kMaxFrames.
   static void erase_in(Node*& slot, uint64_t h, std::string_view key, unsigned shift) {
     own(slot);
@@ -624,6 +700,7 @@ class PersistentMap {
       }
       return;
     }
+    NORI_ASSERT(slot->kind == Kind::kBranch, "pmap: a root below the root");
     Branch* b = as_branch(slot);
     const uint32_t bit = digit_bit(h, shift);
     NORI_ASSERT((b->bitmap & bit) != 0, "pmap: erase of a key not in the trie");
@@ -636,19 +713,27 @@ class PersistentMap {
       return;
     }
     erase_in(child, h, key, child->kind == Kind::kBranch ? shift + kBits : shift);
-    if (child->kind != Kind::kBranch) return;
-    Branch* cb = as_branch(child);  // owned by the call above
+    if (fold(child)) remove_child(b, idx, bit);
+  }
+
+  // After an erase below `child`: an owned branch left empty is freed (true:
+  // the caller must drop the slot), one left with a lone leaf or collision
+  // node is replaced by it (our reference moves up with it).
+  static bool fold(Node*& child) {
+    if (child->kind != Kind::kBranch) return false;
+    Branch* cb = as_branch(child);
     const unsigned left = cb->count();
     if (left == 0) {
-      remove_child(b, idx, bit);
       dec_ref(cb);
-    } else if (left == 1 && cb->slots()[0]->kind != Kind::kBranch) {
-      // A lone leaf or collision needs no branch: it moves up a level
-      // (our reference moves with it; the empty shell is freed).
+      child = nullptr;
+      return true;
+    }
+    if (left == 1 && cb->slots()[0]->kind != Kind::kBranch) {
       child = cb->slots()[0];
       cb->bitmap = 0;
-      dec_ref(cb);
+      dec_ref(cb);  // the empty shell
     }
+    return false;
   }
 
   static void count(const Node* n, unsigned depth, Stats& s) {
@@ -660,18 +745,19 @@ class PersistentMap {
         ++s.collisions;
         s.leaves += static_cast<const Collision*>(n)->leaves.size();
         return;
+      case Kind::kRoot:
       case Kind::kBranch: {
         ++s.branches;
         s.max_depth = std::max(s.max_depth, depth);
-        const Branch* b = static_cast<const Branch*>(n);
-        for (unsigned i = 0; i < b->count(); ++i)
-          count(b->slots()[i], depth + 1, s);
+        uint32_t i = 0;
+        while (const Node* c = next_child(n, i))
+          count(c, depth + 1, s);
         return;
       }
     }
   }
 
-  Node* root_ = nullptr;  // a Branch, or null when empty
+  Root* root_ = nullptr;  // null when empty
   size_t size_ = 0;
   [[no_unique_address]] Hash hash_;
 };
