@@ -287,29 +287,24 @@ struct ServerImpl {
     return it->first;
   }
 
-  // Retries one shard write until it succeeds, fails for certain past the
-  // deadline, or stays unknown past the deadline.
-  Task<std::string> write_shard(uint32_t shard_no, std::string entry, uint64_t client,
-                                uint64_t seq) {
-    const GroupId g = group_of_shard(shard_no);
+  // Runs attempt(target) (one try of a write to group g, on this node when
+  // target is this node, else forwarded to target) until it succeeds, fails
+  // for certain past the deadline, or stays unknown past the deadline. The
+  // error returned says which: kOutcomeUnknown if any attempt may have
+  // applied, else the last certain failure (error_reply maps both).
+  template <typename T, typename Attempt>
+  Task<base::Result<T>> with_retries(GroupId g, Attempt attempt) {
     const auto deadline =
         base::BootClock::now() + std::chrono::milliseconds(cfg().write_timeout_ms);
     bool maybe_applied = false;
     std::optional<base::Error> last;
     raft::NodeId target = node().leader(g);
-    for (int attempt = 0;; ++attempt) {
-      if (attempt > 0) here().retries.fetch_add(1, std::memory_order_relaxed);
-      base::Result<std::string> r = base::Error(ErrorKind::kUnavailable, "no leader known");
-      if (target == raft::kNoNode || target == node().id()) {
-        r = co_await write_local_one(g, entry, client, seq);
-      } else {
-        std::vector<std::string> fwd = {"NORI.WRITE", std::to_string(g), "", entry};
-        fwd[2] = s.auth_.tag(fwd[0], signed_args(fwd));
-        r = co_await forward(target, encode_command(fwd));
-      }
-      if (r.ok()) co_return std::move(*r);
+    for (int attempt_no = 0;; ++attempt_no) {
+      if (attempt_no > 0) here().retries.fetch_add(1, std::memory_order_relaxed);
+      base::Result<T> r = co_await attempt(target);
+      if (r.ok()) co_return r;
       const base::Error e = std::move(r).error();
-      if (e.kind() == ErrorKind::kInvalidArgument) co_return error_reply(e, shard_no);
+      if (e.kind() == ErrorKind::kInvalidArgument) co_return e;
       if (e.may_have_taken_effect()) maybe_applied = true;
       last = e;
       if (base::BootClock::now() >= deadline) break;
@@ -317,23 +312,39 @@ struct ServerImpl {
         target = e.hint();
         continue;  // follow the hint at once
       }
-      (void)co_await runtime::sleep_for(std::chrono::milliseconds(attempt < 3 ? 10 : 50));
+      (void)co_await runtime::sleep_for(std::chrono::milliseconds(attempt_no < 3 ? 10 : 50));
       if (runtime::Reactor::here().runtime().stopping()) break;
       target = node().leader(g);
       if (target == raft::kNoNode && e.kind() == ErrorKind::kNotLeader)
-        target = peer_to_ask(attempt);
+        target = peer_to_ask(attempt_no);
     }
     if (maybe_applied) {
       here().err_unknown.fetch_add(1, std::memory_order_relaxed);
-      co_return error_reply(
-          base::Error(ErrorKind::kOutcomeUnknown, last ? last->message() : "timed out"), shard_no);
+      co_return base::Error(ErrorKind::kOutcomeUnknown, last ? last->message() : "timed out");
     }
     if (last && last->kind() == ErrorKind::kNoQuorum) {
       here().err_clusterdown.fetch_add(1, std::memory_order_relaxed);
     } else {
       here().err_tryagain.fetch_add(1, std::memory_order_relaxed);
     }
-    co_return error_reply(last ? *last : base::Error(ErrorKind::kTimedOut, "timed out"), shard_no);
+    co_return last ? *last : base::Error(ErrorKind::kTimedOut, "timed out");
+  }
+
+  // One shard write, retried (with_retries); its reply or error reply.
+  Task<std::string> write_shard(uint32_t shard_no, std::string entry, uint64_t client,
+                                uint64_t seq) {
+    const GroupId g = group_of_shard(shard_no);
+    auto r = co_await with_retries<std::string>(
+        g, [&](raft::NodeId target) -> Task<base::Result<std::string>> {
+          if (target == raft::kNoNode || target == node().id()) {
+            co_return co_await write_local_one(g, entry, client, seq);
+          }
+          std::vector<std::string> fwd = {"NORI.WRITE", std::to_string(g), "", entry};
+          fwd[2] = s.auth_.tag(fwd[0], signed_args(fwd));
+          co_return co_await forward(target, encode_command(fwd));
+        });
+    if (!r.ok()) co_return error_reply(r.error(), shard_no);
+    co_return std::move(*r);
   }
 
   // The session header of the connection's next write to a shard.
@@ -356,43 +367,36 @@ struct ServerImpl {
     }
   }
 
-  // A run of two or more pipelined writes of one connection. The
-  // single-key writes of a shard go to the log as batch entries (kv/store.h
-  // encode_batch; at most write_batch_bytes_max each): one proposal and one
-  // wait for the lot, applied in pipeline order, proposed here when this
-  // node leads the shard, else forwarded to the leader as one NORI.WRITEB.
-  // Multi-key writes, and the writes of a batch whose attempt failed, run
-  // one by one as write() runs them. Replies in pipeline order, concatenated.
+  // A run of two or more pipelined writes of one connection. Each write is
+  // split into its shards' parts (one for a single-key write; see
+  // split_by_shard), and each shard's parts, in pipeline order, go to the log
+  // as batch entries (kv/store.h encode_batch; at most
+  // write_batch_bytes_max each): one proposal and one wait per batch,
+  // proposed here when this node leads the shard, else forwarded to the
+  // leader as one NORI.WRITEB. A shard's batches run one after another and
+  // a failed attempt retries the whole batch, so every shard applies the
+  // run's writes in pipeline order on every path; shards run concurrently.
+  // Replies in pipeline order, concatenated.
   struct BatchPart {
     uint32_t shard = 0;
-    std::vector<size_t> at;  // positions in the run
+    std::vector<size_t> at;  // indices of the parts' replies (write_run)
     std::vector<uint64_t> seqs;
     std::vector<std::string> entries;  // encode_write of each
     size_t bytes = 0;
   };
   Task<std::string> write_run(Conn& c, std::vector<std::vector<std::string>> cmds) {
     const uint64_t now = wall_ms();
-    std::vector<std::string> replies(cmds.size());
-    // The run in proposal order: each unit is a batch part or one multi-key
-    // write. Units start in this order, and each proposes before its first
-    // suspension (as the per-write path always did), so a shard's log takes
-    // them in pipeline order. A multi-key write closes every open part: a
-    // later single-key write goes to a new part after it, never into a batch
-    // proposed before it.
-    std::vector<BatchPart> batch_parts;
-    std::vector<size_t> multi_at;
-    std::vector<std::pair<bool, size_t>> units;  // (is batch part, index in its vector)
-    std::map<uint32_t, size_t> open;             // shard -> its open part
+    std::vector<std::string> replies(cmds.size());  // per command
+    std::vector<std::string> part_replies;          // per shard part
+    // Per command: its parts' reply indices (empty: answered already) and
+    // whether it is a DEL (combine_replies).
+    std::vector<std::vector<size_t>> parts_of(cmds.size());
+    std::vector<bool> is_del(cmds.size(), false);
+    std::map<uint32_t, std::vector<BatchPart>> batches;  // shard -> its batches, in order
     for (size_t k = 0; k < cmds.size(); ++k) {
       here().commands.fetch_add(1, std::memory_order_relaxed);
       if (auto e = arity_error(cmds[k])) {
         replies[k] = std::move(*e);
-        continue;
-      }
-      if (const std::string name = upper(cmds[k][0]); name == "DEL" || name == "MSET") {
-        units.emplace_back(false, multi_at.size());  // may span shards: write() splits it
-        multi_at.push_back(k);
-        open.clear();
         continue;
       }
       auto norm = normalize_write(std::move(cmds[k]), now);
@@ -400,53 +404,74 @@ struct ServerImpl {
         replies[k] = err(norm.error().message());
         continue;
       }
-      const uint32_t shard_no = shard_of((*norm)[1], cfg().shards);
-      const WriteHeader h = next_header(c, shard_no, now);
-      std::string entry = encode_write(h, *norm);
-      auto it = open.find(shard_no);
-      if (it == open.end() ||
-          batch_parts[it->second].bytes + entry.size() > cfg().write_batch_bytes_max ||
-          batch_parts[it->second].entries.size() == kBatchWritesMax) {
-        units.emplace_back(true, batch_parts.size());
-        open[shard_no] = batch_parts.size();
-        batch_parts.emplace_back();
-        batch_parts.back().shard = shard_no;
-        it = open.find(shard_no);
+      is_del[k] = (*norm)[0] == "DEL";
+      for (auto& [shard_no, part] : split_by_shard(std::move(*norm), cfg().shards)) {
+        const WriteHeader h = next_header(c, shard_no, now);
+        std::string entry = encode_write(h, part);
+        auto& list = batches[shard_no];
+        if (list.empty() || list.back().bytes + entry.size() > cfg().write_batch_bytes_max ||
+            list.back().entries.size() == kBatchWritesMax) {
+          list.emplace_back();
+          list.back().shard = shard_no;
+        }
+        BatchPart& b = list.back();
+        b.at.push_back(part_replies.size());
+        parts_of[k].push_back(part_replies.size());
+        part_replies.emplace_back();
+        b.seqs.push_back(h.seq);
+        b.bytes += entry.size();
+        b.entries.push_back(std::move(entry));
       }
-      BatchPart& p = batch_parts[it->second];
-      p.at.push_back(k);
-      p.seqs.push_back(h.seq);
-      p.bytes += entry.size();
-      p.entries.push_back(std::move(entry));
     }
     std::vector<Task<void>> tasks;
-    tasks.reserve(units.size());
-    for (auto [is_part, i] : units) {
-      tasks.push_back(is_part ? write_batch(c, std::move(batch_parts[i]), replies)
-                              : write_into(c, std::move(cmds[multi_at[i]]), replies[multi_at[i]]));
-    }
+    for (auto& [shard_no, list] : batches)
+      tasks.push_back(write_batches(c, std::move(list), part_replies));
     if (!tasks.empty()) (void)co_await runtime::when_all(std::move(tasks));
     std::string out;
-    for (auto& r : replies)
-      out += r;
+    for (size_t k = 0; k < cmds.size(); ++k) {
+      if (parts_of[k].empty()) {
+        out += replies[k];
+        continue;
+      }
+      std::vector<std::string> rs;
+      for (size_t i : parts_of[k])
+        rs.push_back(std::move(part_replies[i]));
+      out += combine_replies(is_del[k], std::move(rs));
+    }
     co_return out;
   }
 
-  Task<void> write_into(Conn& c, std::vector<std::string> argv, std::string& reply) {
-    reply = co_await write(c, std::move(argv));
+  // One shard's batches of a run, one after another (pipeline order).
+  Task<void> write_batches(Conn& c, std::vector<BatchPart> list,
+                           std::vector<std::string>& replies) {
+    for (BatchPart& b : list)
+      co_await write_batch(c, std::move(b), replies);
   }
 
-  // One shard's part of a run (write_run): one attempt as a batch entry (to
-  // the leader this node knows), then, if that failed, write by write.
+  // One shard's part of a run (write_run): a batch entry, retried whole; a
+  // single write (or a leader that knows no batches) write by write.
   Task<void> write_batch(Conn& c, BatchPart p, std::vector<std::string>& replies) {
     const uint32_t shard_no = p.shard;
     const GroupId g = group_of_shard(shard_no);
-    const raft::NodeId leader = node().leader(g);
-    if (p.entries.size() >= 2 && leader != raft::kNoNode) {
-      auto r = leader == node().id()
-                   ? co_await write_local(g, encode_batch(p.entries), c.id, p.seqs)
-                   : co_await forward_batch(leader, g, encode_batch(p.entries), p.entries.size());
-      if (r.ok() || r.error().kind() == ErrorKind::kInvalidArgument) {
+    if (p.entries.size() >= 2) {
+      // Retried whole, like one write: every copy of the batch that reaches
+      // the log applies its writes in pipeline order, and each write once
+      // (its session number deduplicates a copy that committed late).
+      const std::string batch = encode_batch(p.entries);
+      bool unsupported = false;  // the leader knows no NORI.WRITEB (an older node)
+      auto r = co_await with_retries<std::vector<std::string>>(
+          g, [&](raft::NodeId target) -> Task<base::Result<std::vector<std::string>>> {
+            if (target == raft::kNoNode || target == node().id()) {
+              co_return co_await write_local(g, batch, c.id, p.seqs);
+            }
+            auto f = co_await forward_batch(target, g, batch, p.entries.size());
+            if (!f.ok() && f.error().message().starts_with("ERR unknown command")) {
+              unsupported = true;
+              co_return base::Error(ErrorKind::kInvalidArgument, f.error().message());
+            }
+            co_return f;
+          });
+      if (!unsupported) {
         here().batches.fetch_add(1, std::memory_order_relaxed);
         here().batched_writes.fetch_add(p.at.size(), std::memory_order_relaxed);
         for (size_t k = 0; k < p.at.size(); ++k) {
@@ -455,10 +480,8 @@ struct ServerImpl {
         }
         co_return;
       }
-      // Not applied, or not known: each write on its own from here, with the
-      // same session numbers, so a batch that still commits and a retry of
-      // one of its writes apply that write once (store.h, exactly-once).
-      here().retries.fetch_add(1, std::memory_order_relaxed);
+      // Certainly not applied (the leader refused the command): write by
+      // write, with the same session numbers.
     }
     std::vector<Task<std::string>> tasks;
     for (size_t k = 0; k < p.at.size(); ++k)
@@ -481,6 +504,61 @@ struct ServerImpl {
     return std::nullopt;
   }
 
+  // A multi-key write's per-shard parts (DEL and MSET; each part is one
+  // shard's write, atomic on its own); a single-key write is its own part.
+  static std::map<uint32_t, std::vector<std::string>> split_by_shard(std::vector<std::string> cmd,
+                                                                     uint32_t shards) {
+    std::map<uint32_t, std::vector<std::string>> parts;
+    if (cmd[0] == "DEL") {
+      for (size_t i = 1; i < cmd.size(); ++i) {
+        auto& p = parts[shard_of(cmd[i], shards)];
+        if (p.empty()) p.push_back("DEL");
+        p.push_back(cmd[i]);
+      }
+    } else if (cmd[0] == "MSET") {
+      for (size_t i = 1; i + 1 < cmd.size(); i += 2) {
+        auto& p = parts[shard_of(cmd[i], shards)];
+        if (p.empty()) p.push_back("MSET");
+        p.push_back(cmd[i]);
+        p.push_back(cmd[i + 1]);
+      }
+    } else {
+      const uint32_t shard_no = shard_of(cmd[1], shards);
+      parts.emplace(shard_no, std::move(cmd));
+    }
+    return parts;
+  }
+
+  // The client's reply to a write from its parts' replies, in shard order.
+  // Multi-shard: each shard's part is atomic, the whole is not.
+  static std::string combine_replies(bool del, std::vector<std::string> replies) {
+    if (replies.size() == 1) return std::move(replies[0]);
+    int64_t deleted = 0;
+    bool any_ok = false;
+    std::string first_err;
+    for (auto& r : replies) {
+      if (r[0] == '-') {
+        if (first_err.empty()) first_err = r;
+      } else {
+        any_ok = true;
+        if (r[0] == ':') deleted += std::strtoll(r.c_str() + 1, nullptr, 10);
+      }
+    }
+    if (!first_err.empty()) {
+      if (any_ok) {
+        return err("UNKNOWN partially applied: some shards took the command, others failed: " +
+                   first_err.substr(1, first_err.size() - 3));
+      }
+      return first_err;
+    }
+    if (del) {
+      std::string out;
+      reply::integer(out, deleted);
+      return out;
+    }
+    return reply::ok();
+  }
+
   // A client write: split by shard, one session entry per shard.
   Task<std::string> write(Conn& c, std::vector<std::string> argv) {
     const uint64_t now = wall_ms();
@@ -497,22 +575,8 @@ struct ServerImpl {
       finish_write(c, shard_no, h.seq, r);
       co_return r;
     }
-    // Per-shard parts of multi-key commands.
-    std::map<uint32_t, std::vector<std::string>> parts;
-    if (cmd[0] == "DEL") {
-      for (size_t i = 1; i < cmd.size(); ++i) {
-        auto& p = parts[shard_of(cmd[i], n)];
-        if (p.empty()) p.push_back("DEL");
-        p.push_back(cmd[i]);
-      }
-    } else if (cmd[0] == "MSET") {
-      for (size_t i = 1; i + 1 < cmd.size(); i += 2) {
-        auto& p = parts[shard_of(cmd[i], n)];
-        if (p.empty()) p.push_back("MSET");
-        p.push_back(cmd[i]);
-        p.push_back(cmd[i + 1]);
-      }
-    }
+    const bool del = cmd[0] == "DEL";
+    auto parts = split_by_shard(std::move(cmd), n);
     std::vector<Task<std::string>> tasks;
     std::vector<uint64_t> seqs;
     for (auto& [shard_no, part] : parts) {
@@ -526,32 +590,7 @@ struct ServerImpl {
       finish_write(c, shard_no, seqs[i], replies[i]);
       ++i;
     }
-    if (replies.size() == 1) co_return std::move(replies[0]);
-    // Multi-shard: each shard's part is atomic, the whole is not.
-    int64_t deleted = 0;
-    bool any_ok = false;
-    std::string first_err;
-    for (auto& r : replies) {
-      if (r[0] == '-') {
-        if (first_err.empty()) first_err = r;
-      } else {
-        any_ok = true;
-        if (r[0] == ':') deleted += std::strtoll(r.c_str() + 1, nullptr, 10);
-      }
-    }
-    if (!first_err.empty()) {
-      if (any_ok) {
-        co_return err("UNKNOWN partially applied: some shards took the command, others failed: " +
-                      first_err.substr(1, first_err.size() - 3));
-      }
-      co_return first_err;
-    }
-    if (parts.begin()->second[0] == "DEL") {
-      std::string out;
-      reply::integer(out, deleted);
-      co_return out;
-    }
-    co_return reply::ok();
+    co_return combine_replies(del, std::move(replies));
   }
 
   // ---- reads ------------------------------------------------------------------

@@ -17,6 +17,12 @@
 // server retries a write whose outcome is unknown (a lost forward, a leader
 // change after it was appended) with the same number until write_timeout_ms:
 // the write applies at most once.
+// Pipelines: the writes a connection sends back to back (one parse round)
+// go to each shard as batch entries (store.h encode_batch), one proposal
+// and one wait per shard instead of one per write (forwarded as one
+// NORI.WRITEB); a batch is retried whole, so each shard applies a
+// connection's pipelined writes in the order they were sent, failures
+// included. Reads run after the writes before them in the pipeline.
 //
 // Error replies say whether the command may have taken effect:
 //   -TRYAGAIN ...     certainly not applied (election, busy, not yet appended)
@@ -63,10 +69,11 @@ struct ServerConfig {
   size_t connections_max = 4096;  // per node; beyond: "-ERR max number of clients reached"
   size_t pipeline_max = 1024;     // commands taken from one connection per round
   size_t reply_bytes_max = size_t{64} << 20;  // one round's replies before they are sent
-  // Pipelined single-key writes of one connection to one shard this node
-  // leads go to the log as batch entries of at most this many bytes (a write
-  // larger than that goes alone); 0: one entry per write.
-  size_t write_batch_bytes_max = size_t{64} << 10;
+  // A connection's pipelined writes to one shard go to the log as batch
+  // entries of at most this many bytes (a larger write goes alone; a shard's
+  // batches of one pipeline commit one after another); 0: one entry per
+  // write, proposed concurrently (no order across a failure).
+  size_t write_batch_bytes_max = size_t{256} << 10;
   uint32_t write_timeout_ms = 5000;         // retry budget of one command
   uint32_t client_send_timeout_ms = 30000;  // TCP_USER_TIMEOUT: a client that stops reading
   uint32_t client_idle_timeout_ms = 0;  // close a connection silent this long (0: never, as Redis)

@@ -11,6 +11,8 @@ then reads the key back and checks:
   - every acknowledged APPEND is there, and at the position its reply gave
     (APPEND answers the new length: the token must end exactly there), so
     every acknowledged write applied once, in the place it was answered for;
+  - each pipeline's writes that applied are in the value in the order
+    they were sent (a batch is retried whole, never write by write);
   - every reply is a length or an error that says whether it applied
     (TRYAGAIN: certainly not; UNKNOWN: maybe; CLUSTERDOWN).
 
@@ -148,6 +150,20 @@ def main():
         misplaced = [(t, n) for t, n in acked if value[n - len(t):n] != t]
         check(not misplaced, "every acknowledged APPEND is in the value where its reply said "
               "(%d of %d are not: %s)" % (len(misplaced), len(acked), misplaced[:5]))
+        # A batch is retried whole: the writes of one pipeline that applied
+        # are in the value in the order they were sent, whatever failed.
+        pos = {}
+        for i, t in enumerate(tokens):
+            pos.setdefault(t, i)
+        disordered = []
+        for c in clients:
+            for r in range(c.rounds):
+                seen = [pos["c%dr%di%d;" % (c.cid, r, i)] for i in range(PIPELINE)
+                        if "c%dr%di%d;" % (c.cid, r, i) in pos]
+                if seen != sorted(seen):
+                    disordered.append("c%dr%d" % (c.cid, r))
+        check(not disordered, "each pipeline's writes applied in the order sent (%d pipelines were not: %s)" %
+              (len(disordered), disordered[:5]))
         not_applied = [t for c in clients for t in c.not_applied]
         applied_anyway = [t for t in not_applied if t in counts]
         check(not applied_anyway, "no write answered TRYAGAIN/CLUSTERDOWN applied (%d did: %s)" %
