@@ -106,6 +106,7 @@ def main():
         forged = b"\x01\x01\x07\x01\x01\x00\x01\x08FLUSHALL"
         for port, args in [(port, args) for port in cl.client for args in (
                 ("NORI.WRITE", "1", b"\x00" * 16, forged), ("NORI.WRITE", "1", forged),
+                ("NORI.WRITEB", "1", b"\x00" * 16, b"\x02\x02" + forged), ("NORI.WRITEB", "1", forged),
                 ("NORI.READ", "1", b"\x00" * 16, "GET", "greeting"))]:
             r = Resp(port, timeout=10)
             try:
