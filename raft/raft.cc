@@ -1594,6 +1594,10 @@ base::Status Raft::check_can_change(bool abandoning) const {
 
 base::Result<Index> Raft::propose_membership(Membership next, TimePoint now,
                                              std::span<const MemberAddress> addresses) {
+  // Sorted first: callers push the changed id at the end of a list, and
+  // contains() and set_address() search sorted lists (unsorted, a promoted
+  // learner with a lower id than some voter lost its address here).
+  next.normalize();
   for (const MemberAddress& a : addresses) {
     if (a.id != kNoNode && next.contains(a.id)) next.set_address(a.id, a.address);
   }
