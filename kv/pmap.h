@@ -9,8 +9,9 @@
 // node holding the leaves whose full 64-bit hashes are equal). The wide root
 // takes two levels off every lookup (a 32-way root would need ~4 levels at
 // 10^5 keys, each a likely cache miss) for 32 KiB per non-empty map and a
-// one-off copy of those 32 KiB (4096 reference increments, ~10 us) by the
-// first write after a snapshot. Depth is bounded by the hash width (12
+// one-off copy of those 32 KiB (4096 reference increments) by the first
+// write after a snapshot: kv_bench BM_PmapFirstWriteAfterSnapshot, ~35 us on
+// a loaded machine, releasing the previous snapshot's root included. Depth is bounded by the hash width (12
 // branch levels + 1 collision level with the 12-bit root), so every
 // recursion here, node destruction included, is at most kMaxFrames deep
 // whatever the map's size.
