@@ -11,10 +11,10 @@
 // 10^5 keys, each a likely cache miss) for 32 KiB per non-empty map and a
 // one-off copy of those 32 KiB (4096 reference increments) by the first
 // write after a snapshot: kv_bench BM_PmapFirstWriteAfterSnapshot, ~35 us on
-// a loaded machine, releasing the previous snapshot's root included. Depth is bounded by the hash width (12
-// branch levels + 1 collision level with the 12-bit root), so every
-// recursion here, node destruction included, is at most kMaxFrames deep
-// whatever the map's size.
+// a loaded machine, releasing the previous snapshot's root included.
+// Depth is bounded by the hash width (12 branch levels + 1 collision level
+// with the 12-bit root), so every recursion here, node destruction
+// included, is at most kMaxFrames deep whatever the map's size.
 //
 // Sharing: every node carries an atomic reference count. Copying a map
 // (`snapshot()` or the copy constructor) takes one more reference on the
