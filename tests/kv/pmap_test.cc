@@ -8,6 +8,10 @@
 
 #include <gtest/gtest.h>
 
+#include <sstream>
+
+#include "kv/store.h"
+
 #include <algorithm>
 #include <atomic>
 #include <map>
@@ -358,6 +362,72 @@ TEST(PersistentMap, SnapshotReadOnAnotherThreadWhileLiveMapWrites) {
     expect_equal(live, model, "live map after round " + std::to_string(round));
     if (::testing::Test::HasFatalFailure()) return;
   }
+}
+
+// The Store's use of the map end to end: a clone (what capture_snapshot
+// hands to the node's snapshot thread) is written out on another thread while
+// the Store applies overwrites, deletes, APPENDs and INCRBYs to the same keys.
+// The bytes must be those of a clone written at the capture point on this
+// thread, and they must restore to the state of that point.
+TEST(PersistentMapInStore, CloneWrittenOnAnotherThreadWhileStoreApplies) {
+  Store live;
+  uint64_t index = 0, seq = 0;
+  auto apply = [&](std::vector<std::string> argv) {
+    WriteHeader h{7, ++seq, seq, 1000, seq == 1};
+    return live.apply(++index, encode_write(h, argv));
+  };
+  const int keys = 3000;
+  for (int i = 0; i < keys; ++i)
+    apply({"SET", "key:" + std::to_string(i), "v" + std::to_string(i)});
+  apply({"SET", "n", "10"});
+  std::string expected;
+  {
+    std::ostringstream out;
+    ASSERT_TRUE(live.clone()->write_snapshot(out).ok());
+    expected = out.str();
+  }
+  std::string got;
+  bool written = false;
+  std::thread writer([clone = live.clone(), &got, &written]() mutable {
+    std::ostringstream out;
+    written = clone->write_snapshot(out).ok();
+    got = out.str();
+    clone.reset();  // the snapshot thread drops the last reference
+  });
+  for (int i = 0; i < keys; ++i) {
+    const std::string k = "key:" + std::to_string(i);
+    switch (i % 4) {
+      case 0:
+        apply({"SET", k, "overwritten"});
+        break;
+      case 1:
+        apply({"DEL", k});
+        break;
+      case 2:
+        apply({"APPEND", k, "+tail"});
+        break;
+      default:
+        apply({"INCRBY", "n", "1"});
+        break;
+    }
+  }
+  writer.join();
+  ASSERT_TRUE(written);
+  EXPECT_EQ(got, expected) << "the clone changed while it was written";
+  Store restored;
+  std::istringstream in(got);
+  ASSERT_TRUE(restored.restore(in).ok());
+  EXPECT_EQ(restored.size(), static_cast<size_t>(keys) + 1);
+  EXPECT_EQ(restored.read({"GET", "key:0"}, 1000), "$2\r\nv0\r\n");
+  EXPECT_EQ(restored.read({"GET", "key:1"}, 1000), "$2\r\nv1\r\n");
+  EXPECT_EQ(restored.read({"GET", "key:2"}, 1000), "$2\r\nv2\r\n");
+  EXPECT_EQ(restored.read({"GET", "n"}, 1000), "$2\r\n10\r\n");
+  // And the live Store has every write.
+  EXPECT_EQ(live.read({"GET", "key:0"}, 1000), "$11\r\noverwritten\r\n");
+  EXPECT_EQ(live.read({"GET", "key:1"}, 1000), "$-1\r\n");
+  EXPECT_EQ(live.read({"GET", "key:2"}, 1000), "$7\r\nv2+tail\r\n");
+  EXPECT_EQ(live.read({"GET", "n"}, 1000), "$3\r\n760\r\n");
+  EXPECT_EQ(live.size(), static_cast<size_t>(keys) - keys / 4 + 1);
 }
 
 }  // namespace
