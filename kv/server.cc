@@ -655,6 +655,81 @@ struct ServerImpl {
     co_return error_reply(e, shard_no);
   }
 
+  // A run of two or more pipelined commands that are not writes. The GETs
+  // and STRLENs of a shard this node can serve (it leads the shard, or the
+  // connection is READONLY) are served together: one hop to the shard's
+  // core and one lease check (or read-index round) for all of them, then
+  // each read against the Store. Everything else, and the reads of a shard
+  // led elsewhere or whose check failed, runs command by command
+  // (concurrently, as before). Replies in pipeline order, concatenated.
+  Task<std::string> read_run(Conn& c, std::vector<std::vector<std::string>> cmds) {
+    std::vector<std::string> replies(cmds.size());
+    std::map<uint32_t, std::vector<size_t>> by_shard;
+    std::vector<Task<void>> tasks;
+    for (size_t k = 0; k < cmds.size(); ++k) {
+      const std::string name = upper(cmds[k][0]);
+      if ((name == "GET" || name == "STRLEN") && cmds[k].size() == 2) {
+        here().commands.fetch_add(1, std::memory_order_relaxed);
+        cmds[k][0] = name;
+        by_shard[shard_of(cmds[k][1], cfg().shards)].push_back(k);
+      } else {
+        tasks.push_back(execute_into(c, std::move(cmds[k]), replies[k]));
+      }
+    }
+    for (auto& [shard_no, at] : by_shard) {
+      std::vector<std::vector<std::string>> reads;
+      for (size_t k : at)
+        reads.push_back(std::move(cmds[k]));
+      tasks.push_back(read_batch(c, shard_no, std::move(at), std::move(reads), replies));
+    }
+    (void)co_await runtime::when_all(std::move(tasks));
+    std::string out;
+    for (auto& r : replies)
+      out += r;
+    co_return out;
+  }
+
+  Task<void> execute_into(Conn& c, std::vector<std::string> argv, std::string& reply) {
+    reply = co_await execute(c, std::move(argv));
+  }
+
+  // One shard's single-key reads of a run (read_run).
+  Task<void> read_batch(Conn& c, uint32_t shard_no, std::vector<size_t> at,
+                        std::vector<std::vector<std::string>> reads,
+                        std::vector<std::string>& replies) {
+    const GroupId g = group_of_shard(shard_no);
+    if (reads.size() >= 2 && (c.readonly || node().leader(g) == node().id())) {
+      const raft::ReadMode mode = c.readonly ? raft::ReadMode::kStaleNoGuarantee : cfg().read_mode;
+      auto r = co_await runtime::submit_to(
+          node().core_of(g),
+          [this, g, &reads, mode]() -> Task<base::Result<std::vector<std::string>>> {
+            if (mode != raft::ReadMode::kStaleNoGuarantee) {
+              auto st = co_await node().read(g, mode);
+              if (!st.ok()) co_return std::move(st).error();
+            }
+            // Every read of the batch sees the state the check vouched for:
+            // nothing runs on this core between the check and the last read.
+            std::vector<std::string> out;
+            const uint64_t now = wall_ms();
+            auto& store = shard(g).store;
+            for (const auto& argv : reads)
+              out.push_back(store.read(argv, now));
+            co_return out;
+          });
+      if (r.ok()) {
+        for (size_t k = 0; k < at.size(); ++k)
+          replies[at[k]] = std::move((*r)[k]);
+        co_return;
+      }
+    }
+    std::vector<Task<std::string>> tasks;
+    for (auto& argv : reads)
+      tasks.push_back(read_shard(shard_no, std::move(argv), c.readonly));
+    std::vector<std::string> rs = co_await runtime::when_all(std::move(tasks));
+    for (size_t k = 0; k < at.size(); ++k)
+      replies[at[k]] = std::move(rs[k]);
+  }
+
   Task<std::string> read(Conn& c, std::vector<std::string> argv) {
     argv[0] = upper(argv[0]);
     const uint32_t n = cfg().shards;
@@ -1510,12 +1585,12 @@ struct ServerImpl {
           if (j == i) j = i + 1;  // QUIT alone
           if (j == i + 1) {
             out += co_await execute(c, std::move(batch[i]));  // pipeline 1: no when_all
-          } else if (w && cfg().write_batch_bytes_max > 0) {
+          } else if (!w || cfg().write_batch_bytes_max > 0) {
             std::vector<std::vector<std::string>> run;
             run.reserve(j - i);
             for (size_t k = i; k < j; ++k)
               run.push_back(std::move(batch[k]));
-            out += co_await write_run(c, std::move(run));
+            out += co_await (w ? write_run(c, std::move(run)) : read_run(c, std::move(run)));
           } else {
             std::vector<Task<std::string>> tasks;
             for (size_t k = i; k < j; ++k)

@@ -13,12 +13,16 @@ then reads the key back and checks:
     every acknowledged write applied once, in the place it was answered for;
   - each pipeline's writes that applied are in the value in the order
     they were sent (a batch is retried whole, never write by write);
+  - every pipelined GET (four at a time, served together) returns a prefix
+    of the final value holding every APPEND its client saw acknowledged
+    before sending it (linearizable reads of an append-only key);
   - every reply is a length or an error that says whether it applied
     (TRYAGAIN: certainly not; UNKNOWN: maybe; CLUSTERDOWN).
 
   python3 pipeline_fault_test.py --norikv build/kv/norikv [--workdir DIR] [--seconds 12]
 """
 import argparse
+import hashlib
 import os
 import random
 import shutil
@@ -42,6 +46,7 @@ class Client(threading.Thread):
         self.not_applied = []
         self.bad = []        # replies that are neither
         self.rounds = 0
+        self.reads = []      # (length acknowledged before the read was sent, length read, sha1 of it)
 
     def run(self):
         node = self.cid % self.cl.n
@@ -54,6 +59,23 @@ class Client(threading.Thread):
                     node = (node + 1) % self.cl.n
                     time.sleep(0.05)
                     continue
+            if self.rounds % 10 == 9:
+                # Pipelined linearizable reads, served together: each must be
+                # a prefix of the final value (the key only grows) holding
+                # every APPEND this client saw acknowledged before sending.
+                floor = max((n for _, n in self.acked), default=0)
+                try:
+                    got = conn.pipeline([("GET", KEY)] * 4)
+                except (OSError, ConnectionError):
+                    conn.close()
+                    conn = None
+                    node = (node + 1) % self.cl.n
+                    continue
+                for v in got:
+                    if isinstance(v, str):
+                        self.reads.append((floor, len(v), hashlib.sha1(v.encode()).hexdigest()))
+                    elif not (isinstance(v, RespError) and str(v).startswith(("TRYAGAIN", "CLUSTERDOWN"))):
+                        self.bad.append(("GET", v))
             toks = ["c%dr%di%d;" % (self.cid, self.rounds, i) for i in range(PIPELINE)]
             self.rounds += 1
             try:
@@ -164,6 +186,14 @@ def main():
                     disordered.append("c%dr%d" % (c.cid, r))
         check(not disordered, "each pipeline's writes applied in the order sent (%d pipelines were not: %s)" %
               (len(disordered), disordered[:5]))
+        reads = [x for c in clients for x in c.reads]
+        stale = [(f, n) for f, n, _ in reads if n < f]
+        check(not stale, "every pipelined read saw the APPENDs acknowledged before it (%d of %d did not: %s)" %
+              (len(stale), len(reads), stale[:5]))
+        foreign = [n for _, n, h in reads if hashlib.sha1(value[:n].encode()).hexdigest() != h]
+        check(not foreign, "every pipelined read is a prefix of the final value (%d of %d are not)" %
+              (len(foreign), len(reads)))
+        check(len(reads) > 0, "some pipelined reads were served (%d)" % len(reads))
         not_applied = [t for c in clients for t in c.not_applied]
         applied_anyway = [t for t in not_applied if t in counts]
         check(not applied_anyway, "no write answered TRYAGAIN/CLUSTERDOWN applied (%d did: %s)" %

@@ -168,6 +168,16 @@ def main():
         if totals("raft_elections_total") == elections0:
             fwd = totals("kv_forwarded_total") - fwd0
             check(1 <= fwd <= 4, "pipelined writes forwarded as batches (%d forwards for 64 writes)" % fwd)
+        # Pipelined reads (served together per shard where this node can):
+        # every reply in order, other commands in place, on every node.
+        for port in cl.client:
+            r = Resp(port, timeout=10)
+            cmds = [("GET", "pipe0"), ("STRLEN", "pipe1"), ("PING",), ("GET", "nope"), ("MGET", "pipe0", "pipe2"),
+                    ("GET", "ctr"), ("EXISTS", "pipe0", "nope"), ("GET", "pipe2"), ("STRLEN", "ctr")]
+            got = r.pipeline(cmds)
+            r.close()
+            check(got == ["abc", 3, "PONG", None, ["abc", "abc"], str(n), 1, "abc", len(str(n))],
+                  "pipelined reads answered in order on port %d: %r" % (port, got))
 
         # redis-benchmark against a follower-heavy node and the others.
         elections0, retries0 = totals("raft_elections_total"), totals("kv_retries_total")
