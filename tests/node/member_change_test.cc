@@ -449,8 +449,9 @@ void restart_after_missed_add(MemberCluster& c, const std::vector<NodeId>& boots
     // The configuration records the new member's address through its
     // promotion (a lower id than a voter's once lost it there: raft.cc,
     // propose_membership), or nobody restarted could ever dial it.
-    const std::string* addr = c.membership(id - 1).address_of(added);
-    ASSERT_NE(addr, nullptr) << to_string(c.membership(id - 1));
+    const Membership m = c.membership(id - 1);
+    const std::string* addr = m.address_of(added);
+    ASSERT_NE(addr, nullptr) << to_string(m);
     EXPECT_EQ(*addr, c.address(a));
   }
   // It leads (planned transfers, retried until it leads through the writes:
