@@ -89,6 +89,27 @@ void BM_StoreCloneForSnapshot(benchmark::State& state) {
 }
 BENCHMARK(BM_StoreCloneForSnapshot)->Arg(10000)->Arg(100000)->Unit(benchmark::kMicrosecond);
 
+// What is left of the capture cost: the sessions, still deep-copied. A store
+// of 10,000 keys written by N clients, each of which has one reply cached
+// (the steady state of a client with one write in flight).
+void BM_StoreCloneSessions(benchmark::State& state) {
+  const int64_t clients = state.range(0);
+  nori::kv::Store s;
+  for (int64_t i = 0; i < 10000; ++i) {
+    const uint64_t c = 1 + uint64_t(i % clients);
+    const uint64_t seq = 1 + uint64_t(i / clients);
+    nori::kv::WriteHeader h{c, seq, seq, 1000, seq == 1};
+    s.apply(uint64_t(i) + 1,
+            nori::kv::encode_write(h, {"SET", "key:" + std::to_string(i), std::string(100, 'v')}));
+  }
+  for (auto _ : state) {
+    auto c = s.clone();
+    benchmark::DoNotOptimize(c.get());
+  }
+  state.counters["sessions"] = double(s.sessions());
+}
+BENCHMARK(BM_StoreCloneSessions)->Arg(1)->Arg(256)->Arg(10000)->Unit(benchmark::kMicrosecond);
+
 // ---- the key map: PersistentMap vs std::unordered_map ----------------------
 //
 // The value is the Store's: a string (16 bytes, inside the small-string
