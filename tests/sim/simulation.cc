@@ -1937,6 +1937,10 @@ class Simulation {
       case ScriptStep::Op::kIsolate:
         partition(isolate_links(x, true, true), "script-isolate", st.length);
         break;
+      case ScriptStep::Op::kReimage:
+        // Only a node that is in no group: its id is retired for good.
+        if (!node(x).retired && !member_anywhere(x)) reimage(node(x));
+        break;
       case ScriptStep::Op::kAdd:
       case ScriptStep::Op::kRemove: {
         if (!l) break;

@@ -65,7 +65,10 @@ namespace nori::sim {
 // resolves at that moment to group 1's leader / one of its voters that does
 // not lead (the resolved ids are reported in SimReport::script_nodes).
 struct ScriptStep {
-  enum class Op : uint8_t { kCrash, kIsolate, kAdd, kRemove };
+  // kReimage: decommission a node that is in no group (down for good, its
+  // id retired) and bring up a new machine under a new id, outside every
+  // group, as random membership changes do.
+  enum class Op : uint8_t { kCrash, kIsolate, kAdd, kRemove, kReimage };
   // kPrevious: the node the previous step resolved to; kOtherFollower: a
   // follower other than that one.
   enum class Who : uint8_t { kNode, kLeader, kFollower, kPrevious, kOtherFollower };
