@@ -69,6 +69,31 @@ void BM_StoreApplySet(benchmark::State& state) {
 }
 BENCHMARK(BM_StoreApplySet)->Arg(16)->Arg(128);
 
+// SET of 16-byte values to random keys of a key space of range(0) keys, with
+// no session (client 0: nothing cached, every entry reaches the map), so
+// that the map's share shows; at 10^6 keys it no longer fits in cache.
+void BM_StoreApplySetKeys(benchmark::State& state) {
+  nori::kv::Store store;
+  const uint64_t key_space = static_cast<uint64_t>(state.range(0));
+  const std::string value(16, 'v');
+  const nori::kv::WriteHeader h{0, 0, 0, 1, false};
+  uint64_t index = 0;
+  for (uint64_t i = 0; i < key_space; ++i)
+    store.apply(++index, nori::kv::encode_write(h, {"SET", "key:" + std::to_string(i), value}));
+  std::vector<std::string> entries;  // encoded outside the timed loop
+  std::mt19937_64 rng(4);
+  for (int i = 0; i < 4096; ++i) {
+    entries.push_back(
+        nori::kv::encode_write(h, {"SET", "key:" + std::to_string(rng() % key_space), value}));
+  }
+  size_t i = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(store.apply(++index, entries[i++ & 4095]));
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_StoreApplySetKeys)->Arg(100000)->Arg(1000000);
+
 // What a snapshot capture costs the shard's reactor: Store::clone() of a
 // store with N keys of 100-byte values (kv/snapshot.h). Reported per key.
 void BM_StoreCloneForSnapshot(benchmark::State& state) {
