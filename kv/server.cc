@@ -385,27 +385,60 @@ struct ServerImpl {
     size_t bytes = 0;
   };
   Task<std::string> write_run(Conn& c, std::vector<std::vector<std::string>> cmds) {
+    std::string out;
+    for (size_t k = 0; k < cmds.size();)
+      k = co_await write_chunk(c, cmds, k, out);
+    co_return out;
+  }
+
+  // The commands of a run from `first` on whose shard parts number at most
+  // pipeline_max (at least one command): a connection never has more writes
+  // outstanding than a session keeps replies for (session_replies_max
+  // exceeds pipeline_max; store.h), even when multi-key writes split into
+  // many parts. Appends their replies to `out`; returns where it stopped.
+  Task<size_t> write_chunk(Conn& c, std::vector<std::vector<std::string>>& cmds, size_t first,
+                           std::string& out) {
     const uint64_t now = wall_ms();
-    std::vector<std::string> replies(cmds.size());  // per command
-    std::vector<std::string> part_replies;          // per shard part
+    std::vector<std::string> replies;       // per command of the chunk
+    std::vector<std::string> part_replies;  // per shard part
     // Per command: its parts' reply indices (empty: answered already) and
     // whether it is a DEL (combine_replies).
-    std::vector<std::vector<size_t>> parts_of(cmds.size());
-    std::vector<bool> is_del(cmds.size(), false);
+    std::vector<std::vector<size_t>> parts_of;
+    std::vector<bool> is_del;
     std::map<uint32_t, std::vector<BatchPart>> batches;  // shard -> its batches, in order
-    for (size_t k = 0; k < cmds.size(); ++k) {
-      here().commands.fetch_add(1, std::memory_order_relaxed);
+    size_t k = first;
+    for (; k < cmds.size(); ++k) {
+      const size_t i = k - first;
+      replies.emplace_back();
+      parts_of.emplace_back();
+      is_del.push_back(false);
       if (auto e = arity_error(cmds[k])) {
-        replies[k] = std::move(*e);
+        here().commands.fetch_add(1, std::memory_order_relaxed);
+        replies[i] = std::move(*e);
         continue;
       }
+      // At most this many shard parts (split_by_shard): decided before the
+      // command is taken, so a command left for the next chunk is untouched.
+      const std::string name = upper(cmds[k][0]);
+      const size_t keys = name == "DEL"    ? cmds[k].size() - 1
+                          : name == "MSET" ? (cmds[k].size() - 1) / 2
+                                           : 1;
+      const size_t parts_max = std::min<size_t>(std::max<size_t>(keys, 1), cfg().shards);
+      if (i > 0 && part_replies.size() + parts_max > cfg().pipeline_max) {
+        replies.pop_back();
+        parts_of.pop_back();
+        is_del.pop_back();
+        break;
+      }
+      here().commands.fetch_add(1, std::memory_order_relaxed);
       auto norm = normalize_write(std::move(cmds[k]), now);
       if (!norm.ok()) {
-        replies[k] = err(norm.error().message());
+        replies[i] = err(norm.error().message());
         continue;
       }
-      is_del[k] = (*norm)[0] == "DEL";
-      for (auto& [shard_no, part] : split_by_shard(std::move(*norm), cfg().shards)) {
+      is_del[i] = (*norm)[0] == "DEL";
+      auto parts = split_by_shard(std::move(*norm), cfg().shards);
+      for (auto& [shard_no, part] : parts) {
         const WriteHeader h = next_header(c, shard_no, now);
         std::string entry = encode_write(h, part);
         auto& list = batches[shard_no];
@@ -416,7 +449,7 @@ struct ServerImpl {
         }
         BatchPart& b = list.back();
         b.at.push_back(part_replies.size());
-        parts_of[k].push_back(part_replies.size());
+        parts_of[i].push_back(part_replies.size());
         part_replies.emplace_back();
         b.seqs.push_back(h.seq);
         b.bytes += entry.size();
@@ -427,18 +460,17 @@ struct ServerImpl {
     for (auto& [shard_no, list] : batches)
       tasks.push_back(write_batches(c, std::move(list), part_replies));
     if (!tasks.empty()) (void)co_await runtime::when_all(std::move(tasks));
-    std::string out;
-    for (size_t k = 0; k < cmds.size(); ++k) {
-      if (parts_of[k].empty()) {
-        out += replies[k];
+    for (size_t i = 0; i < replies.size(); ++i) {
+      if (parts_of[i].empty()) {
+        out += replies[i];
         continue;
       }
       std::vector<std::string> rs;
-      for (size_t i : parts_of[k])
-        rs.push_back(std::move(part_replies[i]));
-      out += combine_replies(is_del[k], std::move(rs));
+      for (size_t j : parts_of[i])
+        rs.push_back(std::move(part_replies[j]));
+      out += combine_replies(is_del[i], std::move(rs));
     }
-    co_return out;
+    co_return k;
   }
 
   // One shard's batches of a run, one after another (pipeline order).

@@ -168,6 +168,16 @@ def main():
         if totals("raft_elections_total") == elections0:
             fwd = totals("kv_forwarded_total") - fwd0
             check(1 <= fwd <= 4, "pipelined writes forwarded as batches (%d forwards for 64 writes)" % fwd)
+        # More shard parts in one pipeline run than a session keeps replies
+        # for (pipeline_max 1024; a 16 KiB read holds ~300 of these DELs of
+        # up to 4 shard parts each): run in chunks, in order.
+        r = Resp(p2, timeout=30)
+        keys = ["m%d" % j for j in range(6)]
+        got = r.pipeline([("MSET",) + tuple(x for k in keys for x in (k, "v"))] +
+                         [("DEL",) + tuple(keys) for _ in range(1000)] + [("EXISTS",) + tuple(keys)])
+        r.close()
+        check(got == ["OK", 6] + [0] * 999 + [0], "1000 pipelined multi-shard DELs answered in order: %r" %
+              [x for x in got if x not in ("OK", 0)][:8])
         # Pipelined reads (served together per shard where this node can):
         # every reply in order, other commands in place, on every node.
         for port in cl.client:
