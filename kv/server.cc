@@ -730,24 +730,13 @@ struct ServerImpl {
                         std::vector<std::vector<std::string>> reads,
                         std::vector<std::string>& replies) {
     const GroupId g = group_of_shard(shard_no);
-    if (reads.size() >= 2 && (c.readonly || node().leader(g) == node().id())) {
-      const raft::ReadMode mode = c.readonly ? raft::ReadMode::kStaleNoGuarantee : cfg().read_mode;
-      auto r = co_await runtime::submit_to(
-          node().core_of(g),
-          [this, g, &reads, mode]() -> Task<base::Result<std::vector<std::string>>> {
-            if (mode != raft::ReadMode::kStaleNoGuarantee) {
-              auto st = co_await node().read(g, mode);
-              if (!st.ok()) co_return std::move(st).error();
-            }
-            // Every read of the batch sees the state the check vouched for:
-            // nothing runs on this core between the check and the last read.
-            std::vector<std::string> out;
-            const uint64_t now = wall_ms();
-            auto& store = shard(g).store;
-            for (const auto& argv : reads)
-              out.push_back(store.read(argv, now));
-            co_return out;
-          });
+    const raft::NodeId leader = node().leader(g);
+    if (reads.size() >= 2 && (c.readonly || leader != raft::kNoNode)) {
+      base::Result<std::vector<std::string>> r =
+          c.readonly || leader == node().id()
+              ? co_await read_batch_local(
+                    g, reads, c.readonly ? raft::ReadMode::kStaleNoGuarantee : cfg().read_mode)
+              : co_await forward_read_batch(leader, g, reads);
       if (r.ok()) {
         for (size_t k = 0; k < at.size(); ++k)
           replies[at[k]] = std::move((*r)[k]);
@@ -760,6 +749,67 @@ struct ServerImpl {
     std::vector<std::string> rs = co_await runtime::when_all(std::move(tasks));
     for (size_t k = 0; k < at.size(); ++k)
       replies[at[k]] = std::move(rs[k]);
+  }
+
+  // The single-key reads of one shard after one check, on the shard's core.
+  Task<base::Result<std::vector<std::string>>> read_batch_local(
+      GroupId g, const std::vector<std::vector<std::string>>& reads, raft::ReadMode mode) {
+    co_return co_await runtime::submit_to(
+        node().core_of(g),
+        [this, g, &reads, mode]() -> Task<base::Result<std::vector<std::string>>> {
+          if (mode != raft::ReadMode::kStaleNoGuarantee) {
+            auto st = co_await node().read(g, mode);
+            if (!st.ok()) co_return std::move(st).error();
+          }
+          // Every read of the batch sees the state the check vouched for:
+          // nothing runs on this core between the check and the last read.
+          std::vector<std::string> out;
+          const uint64_t now = wall_ms();
+          auto& store = shard(g).store;
+          for (const auto& argv : reads)
+            out.push_back(store.read(argv, now));
+          co_return out;
+        });
+  }
+
+  // Sends a shard's pipelined reads to its leader as one NORI.READB
+  // <group> <tag> <cmd> <key> [<cmd> <key> ...]; one reply per read.
+  Task<base::Result<std::vector<std::string>>> forward_read_batch(
+      raft::NodeId to, GroupId g, const std::vector<std::vector<std::string>>& reads) {
+    std::vector<std::string> fwd = {"NORI.READB", std::to_string(g), ""};
+    for (const auto& argv : reads) {
+      fwd.push_back(argv[0]);
+      fwd.push_back(argv[1]);
+    }
+    fwd[2] = s.auth_.tag(fwd[0], signed_args(fwd));
+    auto r = co_await forward(to, encode_command(fwd));
+    if (!r.ok()) co_return std::move(r).error();
+    co_return split_array_reply(*r, reads.size());
+  }
+
+  // "*<n>\r\n" and n replies, nothing else: the n replies. A "-..." reply
+  // this node does not map (from_forwarded maps the rest), such as an older
+  // node's "-ERR unknown command", is kUnavailable (not applied); any other
+  // shape kOutcomeUnknown.
+  base::Result<std::vector<std::string>> split_array_reply(std::string_view v, size_t n) {
+    if (v.starts_with("-")) {
+      return base::Error(ErrorKind::kUnavailable, std::string(v.substr(1, v.find('\r') - 1)));
+    }
+    std::vector<std::string> out;
+    const std::string header = fmt::format("*{}\r\n", n);
+    if (v.starts_with(header)) {
+      v.remove_prefix(header.size());
+      while (!v.empty() && out.size() < n) {
+        auto len = scan_reply(v, cfg().forward.limits);
+        if (!len.ok() || *len == 0) break;
+        out.emplace_back(v.substr(0, *len));
+        v.remove_prefix(*len);
+      }
+    }
+    if (out.size() != n || !v.empty()) {
+      return base::Error(ErrorKind::kOutcomeUnknown, "malformed reply to a forwarded batch");
+    }
+    return out;
   }
 
   Task<std::string> read(Conn& c, std::vector<std::string> argv) {
@@ -896,28 +946,37 @@ struct ServerImpl {
     fwd[2] = s.auth_.tag(fwd[0], signed_args(fwd));
     auto r = co_await forward(to, encode_command(fwd));
     if (!r.ok()) co_return std::move(r).error();
-    std::string_view v = *r;
-    if (v.starts_with("-")) {
-      // An error this node does not map (from_forwarded maps the rest), e.g.
-      // a node without batches: "-ERR unknown command". Not applied.
-      co_return base::Error(ErrorKind::kUnavailable, std::string(v.substr(1, v.find('\r') - 1)));
+    co_return split_array_reply(*r, writes);
+  }
+
+  // NORI.READB <group> <tag> <cmd> <key> [<cmd> <key> ...]: a follower's
+  // pipelined GET/STRLEN reads of one shard (read_batch). One check for all
+  // of them, then an array of their replies, or one error for the batch.
+  Task<std::string> nori_read_batch(std::vector<std::string>& argv) {
+    if (argv.size() < 7 || argv.size() % 2 != 1) {
+      co_return err("ERR wrong number of arguments for 'nori.readb'");
     }
-    // "*<writes>\r\n" and one reply per write, nothing else.
-    std::vector<std::string> out;
-    const std::string header = fmt::format("*{}\r\n", writes);
-    if (v.starts_with(header)) {
-      v.remove_prefix(header.size());
-      while (!v.empty() && out.size() < writes) {
-        auto n = scan_reply(v, cfg().forward.limits);
-        if (!n.ok() || *n == 0) break;
-        out.emplace_back(v.substr(0, *n));
-        v.remove_prefix(*n);
-      }
+    if (!authentic(argv)) co_return err("NOAUTH internal command with a bad cluster tag");
+    const GroupId g = std::strtoull(argv[1].c_str(), nullptr, 10);
+    if (g == 0 || g > cfg().shards) co_return err("ERR no such shard");
+    std::vector<std::vector<std::string>> reads;
+    for (size_t i = 3; i + 1 < argv.size(); i += 2) {
+      std::string name = upper(argv[i]);
+      if (name != "GET" && name != "STRLEN") co_return err("ERR not a single-key read");
+      reads.push_back({std::move(name), std::move(argv[i + 1])});
     }
-    if (out.size() != writes || !v.empty()) {
-      co_return base::Error(ErrorKind::kOutcomeUnknown, "malformed reply to a forwarded batch");
+    auto res = co_await read_batch_local(g, reads, cfg().read_mode);
+    if (res.ok()) {
+      std::string out;
+      reply::array_header(out, res->size());
+      for (auto& r : *res)
+        out += r;
+      co_return out;
     }
-    co_return out;
+    if (res.error().kind() == ErrorKind::kNotLeader) {
+      co_return fmt::format("{}{}\r\n", kMovedPrefix, res.error().hint());
+    }
+    co_return error_reply(res.error(), static_cast<uint32_t>(g - 1));
   }
 
   Task<std::string> nori_read(std::vector<std::string>& argv) {
@@ -1532,6 +1591,7 @@ struct ServerImpl {
     if (name == "NORI.WRITE") co_return co_await nori_write(argv);
     if (name == "NORI.WRITEB") co_return co_await nori_write_batch(argv);
     if (name == "NORI.READ") co_return co_await nori_read(argv);
+    if (name == "NORI.READB") co_return co_await nori_read_batch(argv);
     if (name == "NORI.PEER") co_return co_await nori_peer(argv);
     if (name == "NORI.WHOIS") co_return co_await nori_whois(argv);
     const CommandSpec* spec = find_command(argv[0]);

@@ -107,7 +107,8 @@ def main():
         for port, args in [(port, args) for port in cl.client for args in (
                 ("NORI.WRITE", "1", b"\x00" * 16, forged), ("NORI.WRITE", "1", forged),
                 ("NORI.WRITEB", "1", b"\x00" * 16, b"\x02\x02" + forged), ("NORI.WRITEB", "1", forged),
-                ("NORI.READ", "1", b"\x00" * 16, "GET", "greeting"))]:
+                ("NORI.READ", "1", b"\x00" * 16, "GET", "greeting"),
+                ("NORI.READB", "1", b"\x00" * 16, "GET", "greeting", "GET", "x"))]:
             r = Resp(port, timeout=10)
             try:
                 r.call(*args)
@@ -188,6 +189,17 @@ def main():
             r.close()
             check(got == ["abc", 3, "PONG", None, ["abc", "abc"], str(n), 1, "abc", len(str(n))],
                   "pipelined reads answered in order on port %d: %r" % (port, got))
+        # 20 pipelined GETs of one key on each node: the two that do not lead
+        # its shard forward them as one NORI.READB each.
+        elections0, fwd0 = totals("raft_elections_total"), totals("kv_forwarded_total")
+        for port in cl.client:
+            r = Resp(port, timeout=10)
+            got = r.pipeline([("GET", "ctr")] * 20)
+            r.close()
+            check(got == [str(n)] * 20, "20 pipelined GETs answered on port %d" % port)
+        if totals("raft_elections_total") == elections0:
+            fwd = totals("kv_forwarded_total") - fwd0
+            check(1 <= fwd <= 4, "pipelined reads forwarded as batches (%d forwards for 60 reads)" % fwd)
 
         # redis-benchmark against a follower-heavy node and the others.
         elections0, retries0 = totals("raft_elections_total"), totals("kv_retries_total")
