@@ -193,6 +193,9 @@ std::string SimReport::summary() const {
         snapshots_taken, installs, snapshot_chunks, snapshot_resends, install_crash_total(),
         install_crashes[1], install_crashes[2], install_crashes[3], install_crashes[4],
         recovered_old, recovered_new);
+    if (recovered_own_newer > 0) {
+      s += fmt::format(" / {} its own newer snapshot (a stale install)", recovered_own_newer);
+    }
     s += fmt::format(
         "\n  membership: {} adds, {} removes ({} of the leader), {} replaces, {} abandoned, {} "
         "reimaged under a new id, {} changes completed",
@@ -294,6 +297,10 @@ struct Install {
   raft::SnapshotMeta meta;
   raft::SnapshotMeta old_meta;  // the durable snapshot before it
   SnapshotFile file;
+  // Snapshots this node took of its own state that became durable while
+  // the install ran (the snapshot lane runs on). One newer than `meta` means
+  // the install was stale: the core had committed past it meanwhile.
+  std::vector<raft::SnapshotMeta> taken;
 };
 
 // The partial snapshot file being received (volatile: forgotten on crash,
@@ -589,12 +596,20 @@ class Simulation {
     const raft::SnapshotMeta snap = r.storage.snapshot_meta();
     if (r.interrupted) {
       // A crash cut an install short: the durable state is the old snapshot
-      // or the new one, never anything else.
+      // or the new one, never anything else. "Old" includes a snapshot the
+      // node took of its own state meanwhile; one of those may even be newer
+      // than the install (the core went on committing during the transfer,
+      // so the install was stale and the storage ignores its older reset
+      // record). The state restored is checked against the committed log
+      // below (checker_.on_restore) in every case.
       const Install& in = *r.interrupted;
+      const bool taken_here = std::find(in.taken.begin(), in.taken.end(), snap) != in.taken.end();
       if (snap == in.meta) {
         ++recovered_new_;
-      } else if (snap.index < in.meta.index) {
+      } else if (snap == in.old_meta || (taken_here && snap.index < in.meta.index)) {
         ++recovered_old_;
+      } else if (taken_here) {
+        ++recovered_own_newer_;
       } else {
         checker_.violation(fmt::format(
             "install recovery: group {} node {} was installing snapshot {} (term {}) over {} "
@@ -880,6 +895,7 @@ class Simulation {
       const raft::SnapshotMeta m = f.meta;
       r.storage.put_file(std::move(f));
       r.storage.set_taken_snapshot(m);
+      if (r.installing) r.installing->taken.push_back(m);
       ++snapshots_taken_;
       r.raft->snapshot_taken(m, local(n));
       remove_superseded(r);
@@ -979,7 +995,7 @@ class Simulation {
   // raft/storage.h's install order, each step durable before the next.
   void start_install(Node& n, Replica& r, const raft::SnapshotMeta& meta, std::string data,
                      uint64_t digest) {
-    Install in{meta, r.storage.snapshot_meta(), SnapshotFile{meta, std::move(data), digest}};
+    Install in{meta, r.storage.snapshot_meta(), SnapshotFile{meta, std::move(data), digest}, {}};
     r.installing = std::move(in);
     trace("install_start", {{"node", n.id},
                             {"group", r.group},
@@ -2060,6 +2076,7 @@ class Simulation {
       rep.install_crashes[i] = install_crashes_[i];
     rep.recovered_old = recovered_old_;
     rep.recovered_new = recovered_new_;
+    rep.recovered_own_newer = recovered_own_newer_;
     rep.adds = adds_;
     rep.removes = removes_;
     rep.leader_removes = leader_removes_;
@@ -2120,7 +2137,7 @@ class Simulation {
   // Snapshots.
   size_t snapshots_taken_ = 0, snapshot_chunks_ = 0, snapshot_resends_ = 0, installs_ = 0;
   size_t install_crashes_[5] = {0, 0, 0, 0, 0};
-  size_t recovered_old_ = 0, recovered_new_ = 0;
+  size_t recovered_old_ = 0, recovered_new_ = 0, recovered_own_newer_ = 0;
   // Membership.
   std::map<GroupId, ChangeState> changes_;
   size_t adds_ = 0, removes_ = 0, leader_removes_ = 0, replaces_ = 0, abandons_ = 0, wipes_ = 0;

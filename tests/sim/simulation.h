@@ -226,6 +226,8 @@ struct SimReport {
   size_t snapshots_taken = 0, snapshot_chunks = 0, snapshot_resends = 0, installs = 0;
   size_t install_crashes[5] = {0, 0, 0, 0, 0};  // [step], 1..4
   size_t recovered_old = 0, recovered_new = 0;  // after a crash during an install
+  // ... of a snapshot older than one the node took itself meanwhile.
+  size_t recovered_own_newer = 0;
   // Membership (changes the leader accepted).
   size_t adds = 0, removes = 0, leader_removes = 0, replaces = 0, abandons = 0, wipes = 0;
   // Quiescence: replicas that went quiet, woke, and liveness losses reported.
