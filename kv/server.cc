@@ -924,18 +924,23 @@ struct ServerImpl {
       seqs.push_back(h.seq);
     }
     if (!ok) co_return err("ERR malformed forwarded batch");
-    auto res = co_await write_local(g, std::move(argv[3]), client, std::move(seqs));
+    co_return batch_reply(co_await write_local(g, std::move(argv[3]), client, std::move(seqs)), g);
+  }
+
+  // A batch's answer to the forwarder: an array of the replies, or one
+  // error for the batch (NORIMOVED for "not the leader").
+  static std::string batch_reply(base::Result<std::vector<std::string>> res, GroupId g) {
     if (res.ok()) {
       std::string out;
       reply::array_header(out, res->size());
       for (auto& r : *res)
         out += r;
-      co_return out;
+      return out;
     }
     if (res.error().kind() == ErrorKind::kNotLeader) {
-      co_return fmt::format("{}{}\r\n", kMovedPrefix, res.error().hint());
+      return fmt::format("{}{}\r\n", kMovedPrefix, res.error().hint());
     }
-    co_return error_reply(res.error(), static_cast<uint32_t>(g - 1));
+    return error_reply(res.error(), static_cast<uint32_t>(g - 1));
   }
 
   // Sends a batch entry to the leader (NORI.WRITEB); the replies, one per
@@ -965,18 +970,7 @@ struct ServerImpl {
       if (name != "GET" && name != "STRLEN") co_return err("ERR not a single-key read");
       reads.push_back({std::move(name), std::move(argv[i + 1])});
     }
-    auto res = co_await read_batch_local(g, reads, cfg().read_mode);
-    if (res.ok()) {
-      std::string out;
-      reply::array_header(out, res->size());
-      for (auto& r : *res)
-        out += r;
-      co_return out;
-    }
-    if (res.error().kind() == ErrorKind::kNotLeader) {
-      co_return fmt::format("{}{}\r\n", kMovedPrefix, res.error().hint());
-    }
-    co_return error_reply(res.error(), static_cast<uint32_t>(g - 1));
+    co_return batch_reply(co_await read_batch_local(g, reads, cfg().read_mode), g);
   }
 
   Task<std::string> nori_read(std::vector<std::string>& argv) {

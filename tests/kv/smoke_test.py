@@ -34,6 +34,24 @@ def encode_resp(args):
     return out
 
 
+def send_pipeline(port, cmds, done):
+    """Sends every command in one write on a new connection and reads raw
+    reply bytes until done(bytes) holds, the server closes, or 10 s pass."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(b"".join(encode_resp(c) for c in cmds))
+    out = b""
+    try:
+        while not done(out):
+            d = sock.recv(4096)
+            if not d:
+                break
+            out += d
+    except socket.timeout:
+        pass
+    sock.close()
+    return out
+
+
 def raw(port, data, read=True):
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
     s.sendall(data)
@@ -128,19 +146,7 @@ def main():
             cmds = [("SET", k, "a"), ("APPEND", k, "b"), ("INCR", k), ("SET", k + "n", "5"),
                     ("INCRBY", k + "n", "10"), ("SET", k), ("DEL", k + "n", "nope%d" % i),
                     ("MSET", k + "x", "1", k + "y", "2"), ("APPEND", k, "c"), ("GET", k)]
-            # One send; the connection stays open (read until the last reply).
-            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-            sock.sendall(b"".join(encode_resp(c) for c in cmds))
-            out = b""
-            try:
-                while not out.endswith(b"$3\r\nabc\r\n"):
-                    d = sock.recv(4096)
-                    if not d:
-                        break
-                    out += d
-            except socket.timeout:
-                pass
-            sock.close()
+            out = send_pipeline(port, cmds, lambda o: o.endswith(b"$3\r\nabc\r\n"))
             want = re.compile(rb"\+OK\r\n:2\r\n-ERR value is not an integer[^\r]*\r\n\+OK\r\n:15\r\n"
                               rb"-ERR wrong number of arguments[^\r]*\r\n:1\r\n\+OK\r\n:3\r\n"
                               rb"\$3\r\nabc\r\n\Z")
@@ -151,20 +157,9 @@ def main():
         elections0, fwd0 = totals("raft_elections_total"), totals("kv_forwarded_total")
         n = 0
         for port in cl.client:
-            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-            sock.sendall(b"".join(encode_resp(("INCR", "ctr")) for _ in range(32)))
             want = b"".join(b":%d\r\n" % (n + i + 1) for i in range(32))
             n += 32
-            out = b""
-            try:
-                while len(out) < len(want):
-                    d = sock.recv(4096)
-                    if not d:
-                        break
-                    out += d
-            except socket.timeout:
-                pass
-            sock.close()
+            out = send_pipeline(port, [("INCR", "ctr")] * 32, lambda o: len(o) >= len(want))
             check(out == want, "32 pipelined INCRs answered in order on port %d" % port)
         if totals("raft_elections_total") == elections0:
             fwd = totals("kv_forwarded_total") - fwd0
