@@ -531,6 +531,37 @@ TEST(RaftMembership, NewMemberAddressIsCarriedThroughJointAndLeaveOnEveryReplica
   EXPECT_EQ(c.raft(3).membership(), target);
 }
 
+// A member added with a lower id than some voter (4 into {1, 2, 3, 5}): the
+// change's lists are searched sorted, so the new id appended at the end of an
+// unsorted list lost its address (restarted nodes could never dial it).
+TEST(RaftMembership, MemberWithALowerIdThanAVoterKeepsItsAddress) {
+  TestCluster c(3);
+  stable_leader(c, 1);
+  c.add_node(5);
+  const std::vector<MemberAddress> first{{5, "h5:7500"}};
+  ASSERT_TRUE(c.raft(1).add_member(5, c.now(), first).ok());
+  ASSERT_TRUE(run_until(c, [&] {
+    return c.raft(1).membership() == [] {
+      Membership m = simple({1, 2, 3, 5});
+      m.addresses = {{5, "h5:7500"}};
+      return m;
+    }() && c.raft(1).commit_index() >= c.raft(1).membership_index();
+  }));
+  c.add_node(4);
+  const std::vector<MemberAddress> second{{4, "h4:7400"}, {5, "h5:7500"}};
+  auto idx = c.raft(1).add_member(4, c.now(), second);
+  ASSERT_TRUE(idx.ok()) << idx.error().to_string();
+  EXPECT_NE(c.raft(1).membership().address_of(4), nullptr) << to_string(c.raft(1).membership());
+  Membership target = simple({1, 2, 3, 4, 5});
+  target.addresses = {{4, "h4:7400"}, {5, "h5:7500"}};
+  ASSERT_TRUE(run_until(c, [&] {
+    return all_have(c, {1, 2, 3, 4, 5}, target) &&
+           c.raft(1).commit_index() >= c.raft(1).membership_index();
+  }));
+  for (const Membership& m : applied_configs(c, 2))
+    if (m.contains(4)) EXPECT_EQ(*m.address_of(4), "h4:7400") << to_string(m);
+}
+
 TEST(RaftMembership, RemovedMemberAddressIsDroppedOnceItLeaves) {
   TestCluster c(3);
   stable_leader(c, 1);
