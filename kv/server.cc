@@ -385,6 +385,13 @@ struct ServerImpl {
     size_t bytes = 0;
   };
   Task<std::string> write_run(Conn& c, std::vector<std::vector<std::string>> cmds) {
+    here().commands.fetch_add(cmds.size(), std::memory_order_relaxed);
+    co_return co_await write_parts(c, std::move(cmds));
+  }
+
+  // write_run without counting the commands (a multi-key write() counted
+  // itself): chunk after chunk.
+  Task<std::string> write_parts(Conn& c, std::vector<std::vector<std::string>> cmds) {
     std::string out;
     for (size_t k = 0; k < cmds.size();)
       k = co_await write_chunk(c, cmds, k, out);
@@ -413,7 +420,6 @@ struct ServerImpl {
       parts_of.emplace_back();
       is_del.push_back(false);
       if (auto e = arity_error(cmds[k])) {
-        here().commands.fetch_add(1, std::memory_order_relaxed);
         replies[i] = std::move(*e);
         continue;
       }
@@ -430,7 +436,6 @@ struct ServerImpl {
         is_del.pop_back();
         break;
       }
-      here().commands.fetch_add(1, std::memory_order_relaxed);
       auto norm = normalize_write(std::move(cmds[k]), now);
       if (!norm.ok()) {
         replies[i] = err(norm.error().message());
@@ -591,38 +596,25 @@ struct ServerImpl {
     return reply::ok();
   }
 
-  // A client write: split by shard, one session entry per shard.
+  // A client write: one session entry per shard it touches.
   Task<std::string> write(Conn& c, std::vector<std::string> argv) {
+    const std::string name = upper(argv[0]);
+    if (name == "DEL" || name == "MSET") {
+      // Multi-key: its shards' parts, concurrently, as a pipeline's are.
+      std::vector<std::vector<std::string>> one;
+      one.push_back(std::move(argv));
+      co_return co_await write_parts(c, std::move(one));
+    }
+    // One key, one shard: the common case goes without the split (no
+    // per-shard map, task vector or when_all per command).
     const uint64_t now = wall_ms();
     auto norm = normalize_write(std::move(argv), now);
     if (!norm.ok()) co_return err(norm.error().message());
-    std::vector<std::string>& cmd = *norm;
-    const uint32_t n = cfg().shards;
-    if (cmd[0] != "DEL" && cmd[0] != "MSET") {
-      // One key, one shard: the common case goes without the split below
-      // (no per-shard map, task vector or when_all per command).
-      const uint32_t shard_no = shard_of(cmd[1], n);
-      const WriteHeader h = next_header(c, shard_no, now);
-      std::string r = co_await write_shard(shard_no, encode_write(h, cmd), h.client, h.seq);
-      finish_write(c, shard_no, h.seq, r);
-      co_return r;
-    }
-    const bool del = cmd[0] == "DEL";
-    auto parts = split_by_shard(std::move(cmd), n);
-    std::vector<Task<std::string>> tasks;
-    std::vector<uint64_t> seqs;
-    for (auto& [shard_no, part] : parts) {
-      const WriteHeader h = next_header(c, shard_no, now);
-      seqs.push_back(h.seq);
-      tasks.push_back(write_shard(shard_no, encode_write(h, part), h.client, h.seq));
-    }
-    std::vector<std::string> replies = co_await runtime::when_all(std::move(tasks));
-    size_t i = 0;
-    for (auto& [shard_no, part] : parts) {
-      finish_write(c, shard_no, seqs[i], replies[i]);
-      ++i;
-    }
-    co_return combine_replies(del, std::move(replies));
+    const uint32_t shard_no = shard_of((*norm)[1], cfg().shards);
+    const WriteHeader h = next_header(c, shard_no, now);
+    std::string r = co_await write_shard(shard_no, encode_write(h, *norm), h.client, h.seq);
+    finish_write(c, shard_no, h.seq, r);
+    co_return r;
   }
 
   // ---- reads ------------------------------------------------------------------

@@ -401,6 +401,11 @@ void Store::apply(uint64_t index, std::string_view entry, std::vector<std::strin
 }
 
 std::string Store::apply(uint64_t index, std::string_view entry) {
+  if (!is_batch(entry)) {  // one write: no reply vector
+    NORI_ASSERT(index > applied_, "apply of index {} after {}", index, applied_);
+    applied_ = index;
+    return apply_write(entry);
+  }
   std::vector<std::string> replies;
   apply(index, entry, replies);
   if (replies.size() == 1) return std::move(replies[0]);
