@@ -155,6 +155,24 @@ std::vector<std::string> bench_keys(int64_t n) {
   return keys;
 }
 
+// A map of the given keys, each with a 16-byte value.
+template <class Map>
+Map filled_map(const std::vector<std::string>& keys) {
+  Map m;
+  for (const auto& k : keys)
+    m.insert_or_assign(k, BenchValue{"0123456789abcdef", 0});
+  return m;
+}
+
+// 65,536 random indices below n (a fixed sequence per seed).
+std::vector<uint32_t> random_order(size_t n, uint32_t seed) {
+  std::vector<uint32_t> order(1 << 16);
+  std::mt19937 rng(seed);
+  for (auto& o : order)
+    o = static_cast<uint32_t>(rng() % n);
+  return order;
+}
+
 const BenchValue* map_find(const Pmap& m, const std::string& k) {
   return m.find(k);
 }
@@ -167,13 +185,8 @@ const BenchValue* map_find(const StdMap& m, const std::string& k) {
 template <class Map>
 void BM_MapFind(benchmark::State& state) {
   const auto keys = bench_keys(state.range(0));
-  Map m;
-  for (const auto& k : keys)
-    m.insert_or_assign(k, BenchValue{"0123456789abcdef", 0});
-  std::vector<uint32_t> order(1 << 16);
-  std::mt19937 rng(1);
-  for (auto& o : order)
-    o = static_cast<uint32_t>(rng() % keys.size());
+  Map m = filled_map<Map>(keys);
+  const auto order = random_order(keys.size(), 1);
   size_t i = 0;
   for (auto _ : state) {
     benchmark::DoNotOptimize(map_find(m, keys[order[i++ & 0xFFFF]]));
@@ -207,13 +220,8 @@ BENCHMARK_TEMPLATE(BM_MapInsertFresh, StdMap)->Arg(100000)->Unit(benchmark::kMil
 template <class Map>
 void BM_MapAssignExisting(benchmark::State& state) {
   const auto keys = bench_keys(state.range(0));
-  Map m;
-  for (const auto& k : keys)
-    m.insert_or_assign(k, BenchValue{"0123456789abcdef", 0});
-  std::vector<uint32_t> order(1 << 16);
-  std::mt19937 rng(2);
-  for (auto& o : order)
-    o = static_cast<uint32_t>(rng() % keys.size());
+  Map m = filled_map<Map>(keys);
+  const auto order = random_order(keys.size(), 2);
   size_t i = 0;
   for (auto _ : state) {
     m.insert_or_assign(keys[order[i++ & 0xFFFF]], BenchValue{"fedcba9876543210", 0});
@@ -230,13 +238,8 @@ BENCHMARK_TEMPLATE(BM_MapAssignExisting, StdMap)->Arg(100000)->Arg(1000000);
 void BM_PmapAssignWithSnapshotAlive(benchmark::State& state) {
   const auto keys = bench_keys(state.range(0));
   const int64_t every = state.range(1);
-  Pmap m;
-  for (const auto& k : keys)
-    m.insert_or_assign(k, BenchValue{"0123456789abcdef", 0});
-  std::vector<uint32_t> order(1 << 16);
-  std::mt19937 rng(3);
-  for (auto& o : order)
-    o = static_cast<uint32_t>(rng() % keys.size());
+  Pmap m = filled_map<Pmap>(keys);
+  const auto order = random_order(keys.size(), 3);
   Pmap snap = m.snapshot();
   size_t i = 0;
   int64_t since = 0;
@@ -254,9 +257,7 @@ void BM_PmapAssignWithSnapshotAlive(benchmark::State& state) {
 // snapshot's copy of them). This is the reactor's whole capture cost for keys.
 void BM_PmapFirstWriteAfterSnapshot(benchmark::State& state) {
   const auto keys = bench_keys(state.range(0));
-  Pmap m;
-  for (const auto& k : keys)
-    m.insert_or_assign(k, BenchValue{"0123456789abcdef", 0});
+  Pmap m = filled_map<Pmap>(keys);
   Pmap snap;
   size_t i = 0;
   for (auto _ : state) {
